@@ -1,0 +1,1 @@
+"""Launch graphs: YAML files, installed as the package `warmloop_launch` (data, not code)."""

@@ -1,0 +1,1 @@
+"""warmloop runtime: the real-time loop, the CLI, benchmarks harness and small shared interfaces."""

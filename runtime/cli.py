@@ -1,0 +1,177 @@
+"""The `warmloop` command line: one entry point, one subcommand per job.
+
+Each subcommand's handler lives beside the code it drives and is imported only when the
+subcommand runs, so `warmloop --help` stays fast and never imports torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one clear error line instead of the usage block, exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+        sys.exit(EXIT_USAGE)
+
+
+@dataclass(frozen=True)
+class Subcommand:
+    name: str
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    # None while the subcommand is not built yet; then it names the issue that builds it.
+    run: Callable[[argparse.Namespace], int] | None
+    pending: str = ""
+
+
+def _no_arguments(parser: argparse.ArgumentParser) -> None:
+    del parser
+
+
+def _add_collect(p: argparse.ArgumentParser) -> None:
+    p.add_argument("task", help="pickplace, pusht or explore")
+    p.add_argument("--episodes", type=int, default=100)
+    p.add_argument("--out", required=True, help="dataset directory")
+
+
+def _add_train(p: argparse.ArgumentParser) -> None:
+    p.add_argument("task", help="pickplace or pusht")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def _add_checkpoint(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint", help="checkpoint directory")
+
+
+def _add_export(p: argparse.ArgumentParser) -> None:
+    _add_checkpoint(p)
+    p.add_argument("--out", required=True, help="directory for the ONNX graphs and manifest")
+
+
+def _add_deploy(p: argparse.ArgumentParser) -> None:
+    p.add_argument("directory", help="directory written by `warmloop export`")
+
+
+def _add_launch(p: argparse.ArgumentParser) -> None:
+    p.add_argument("graph", help="a launch graph name (see launch/) or a YAML path")
+
+
+def _add_view(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", help="an endpoint such as tcp://127.0.0.1:5555, or an MCAP file")
+
+
+def _add_demo(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", nargs="?", default="manipulation", choices=["manipulation", "explore"])
+
+
+def _add_eval(p: argparse.ArgumentParser) -> None:
+    _add_checkpoint(p)
+    p.add_argument("--sampler", choices=["ddpm", "ddim", "rti"], default="rti")
+    p.add_argument("--steps", type=int)
+    p.add_argument("--k-prime", type=int)
+    p.add_argument("--episodes", type=int, default=50)
+
+
+def _add_replay(p: argparse.ArgumentParser) -> None:
+    from streams.replay import add_arguments
+
+    add_arguments(p)
+
+
+def _run_replay(args: argparse.Namespace) -> int:
+    from streams.replay import main_from_args
+
+    return main_from_args(args)
+
+
+def _add_bench(p: argparse.ArgumentParser) -> None:
+    from runtime.bench import add_arguments
+
+    add_arguments(p)
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    from runtime.bench import main_from_args
+
+    return main_from_args(args)
+
+
+SUBCOMMANDS = (
+    Subcommand(
+        "collect",
+        "collect expert demonstrations into a dataset",
+        _add_collect,
+        None,
+        "the sim issue (#4)",
+    ),
+    Subcommand("train", "train a diffusion policy", _add_train, None, "the policies issue (#5)"),
+    Subcommand(
+        "eval", "evaluate a checkpoint in simulation", _add_eval, None, "the policies issue (#5)"
+    ),
+    Subcommand(
+        "calibrate-rti",
+        "choose the RTI warm-start step K' for a checkpoint",
+        _add_checkpoint,
+        None,
+        "the policies issue (#5)",
+    ),
+    Subcommand("export", "export a checkpoint to ONNX", _add_export, None, "the ONNX issue (#6)"),
+    Subcommand(
+        "deploy", "run an exported policy without torch", _add_deploy, None, "the ONNX issue (#6)"
+    ),
+    Subcommand("launch", "run a launch graph", _add_launch, None, "the runtime issue (#7)"),
+    Subcommand("replay", "republish an MCAP recording", _add_replay, _run_replay),
+    Subcommand(
+        "view",
+        "view frames and 4D reconstructions",
+        _add_view,
+        None,
+        "the reconstruction issue (#8)",
+    ),
+    Subcommand("bench", "run a benchmark and record its figures", _add_bench, _run_bench),
+    Subcommand("demo", "run a demo end to end", _add_demo, None, "the runtime issue (#7)"),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="warmloop",
+        description="Real-time runtime for warm-started diffusion policies and 4D world models.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for command in SUBCOMMANDS:
+        p = sub.add_parser(command.name, help=command.help, description=command.help)
+        command.add_arguments(p)
+        p.set_defaults(subcommand=command)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    command: Subcommand | None = getattr(args, "subcommand", None)
+    if command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    if command.run is None:
+        sys.stderr.write(f"warmloop {command.name}: not built yet; {command.pending} builds it\n")
+        return EXIT_USAGE
+    return command.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Viewers (Open3D), plots and videos."""

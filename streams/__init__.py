@@ -1,0 +1,73 @@
+"""warmloop streams: typed messages over ZeroMQ. Depends on numpy, msgpack and pyzmq only.
+
+    from streams import Publisher, Subscriber, Latest, Frame
+    pub = Publisher("tcp://127.0.0.1:5555", source="camera")
+    sub = Subscriber("tcp://127.0.0.1:5555", {"frames": Latest()})
+    pub.publish("frames", Frame(rgb=..., intrinsics=..., pose=...))
+    received = sub.recv("frames", timeout=1.0)   # Received(topic, message, ...)
+
+See docs/protocol.md for the wire format.
+"""
+
+from streams.clock import ClockEstimate, ClockSample, estimate
+from streams.codec import Received, decode, encode
+from streams.errors import (
+    DecodeError,
+    InsecureEndpointError,
+    InvalidMessage,
+    RemoteError,
+    RequestTimeout,
+    StreamsError,
+)
+from streams.messages import (
+    ActionChunk,
+    Error,
+    Frame,
+    Heartbeat,
+    Message,
+    Observation,
+    Stamp,
+    TimeSync,
+    TriPlanes,
+    register,
+)
+from streams.pubsub import Latest, Publisher, Queue, Subscriber, parse_qos
+from streams.security import CurveClient, CurveServer, generate_keys
+from streams.service import Client, Service
+from streams.sockets import Endpoint
+
+__all__ = [
+    "ActionChunk",
+    "Client",
+    "ClockEstimate",
+    "ClockSample",
+    "CurveClient",
+    "CurveServer",
+    "DecodeError",
+    "Endpoint",
+    "Error",
+    "Frame",
+    "Heartbeat",
+    "InsecureEndpointError",
+    "InvalidMessage",
+    "Latest",
+    "Message",
+    "Observation",
+    "Publisher",
+    "Queue",
+    "Received",
+    "RemoteError",
+    "RequestTimeout",
+    "Service",
+    "Stamp",
+    "StreamsError",
+    "Subscriber",
+    "TimeSync",
+    "TriPlanes",
+    "decode",
+    "encode",
+    "estimate",
+    "generate_keys",
+    "parse_qos",
+    "register",
+]

@@ -1,0 +1,237 @@
+"""The wire codec: a message <-> ZeroMQ multipart frames. No pickle, ever.
+
+    frame 0   topic (UTF-8)
+    frame 1   msgpack header: schema, version, seq, source, t_capture, t_sent,
+              fields (scalars) and arrays (name, dtype, shape, order per buffer)
+    frame 2+  one raw C-order buffer per declared array, in declaration order
+
+`docs/protocol.md` is the normative description. Decoding never trusts the bytes: every
+check below turns a bad input into a `DecodeError` that names what was wrong.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+import numpy as np
+
+from streams.errors import DecodeError, InvalidMessage
+from streams.messages import REGISTRY, WIRE_DTYPES, Message, Stamp, dtype_code
+
+DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+MAX_HEADER_BYTES = 64 * 1024
+MAX_NDIM = 8
+_NATIVE_ORDER = "<" if sys.byteorder == "little" else ">"
+_NUMBER = (int, float)
+_DTYPES = {
+    (code, order): np.dtype(code).newbyteorder("=" if order == "|" else order)
+    for code in WIRE_DTYPES
+    for order in ("<", ">", "|")
+}
+_HEADER_KEYS = frozenset(
+    {"schema", "version", "seq", "source", "t_capture", "t_sent", "fields", "arrays"}
+)
+
+
+@dataclass
+class Received:
+    """A decoded message with its topic, the raw frames it came from and arrival time."""
+
+    topic: str
+    message: Message
+    frames: list[Any] = field(repr=False, default_factory=list)
+    t_received: float = 0.0
+
+
+def _array_items(message: Message) -> list[tuple[str, np.ndarray]]:
+    items = [(name, getattr(message, name)) for name in message.ARRAYS]
+    for name in message.ARRAY_MAPS:
+        items += [(f"{name}/{key}", value) for key, value in getattr(message, name).items()]
+    return [(name, value) for name, value in items if value is not None]
+
+
+def encode(topic: str, message: Message, *, seq: int, source: str, t_sent: float) -> list[Any]:
+    """Frames for `send_multipart(frames, copy=False)`; array buffers are not copied."""
+    arrays, buffers = [], []
+    for name, value in _array_items(message):
+        value = np.ascontiguousarray(value)
+        if value.dtype.byteorder not in ("=", "|", _NATIVE_ORDER):
+            value = value.astype(value.dtype.newbyteorder("="))
+        order = "|" if value.dtype.itemsize == 1 else _NATIVE_ORDER
+        arrays.append(
+            {
+                "name": name,
+                "dtype": dtype_code(value.dtype),
+                "shape": list(value.shape),
+                "order": order,
+            }
+        )
+        buffers.append(value.data)
+    header = {
+        "schema": message.SCHEMA,
+        "version": message.VERSION,
+        "seq": seq,
+        "source": source,
+        "t_capture": float(message.t_capture),
+        "t_sent": float(t_sent),
+        "fields": {name: getattr(message, name) for name in message.SCALARS},
+        "arrays": arrays,
+    }
+    return [topic.encode(), msgpack.packb(header, use_bin_type=True), *buffers]
+
+
+def _view(frame: Any) -> memoryview:
+    # zmq.Frame exposes its bytes as .buffer; bytes and memoryview are used as they are.
+    view = memoryview(getattr(frame, "buffer", frame))
+    return view if view.format == "B" and view.ndim == 1 else view.cast("B")
+
+
+def decode(
+    frames: Sequence[Any], *, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, t_received: float = 0.0
+) -> Received:
+    """Validate and decode frames. Arrays are read-only views on the received buffers."""
+    try:
+        views = [_view(f) for f in frames]
+    except (TypeError, ValueError) as exc:
+        raise DecodeError(f"frames are not byte buffers: {exc}") from None
+    if len(views) < 2:
+        raise DecodeError(f"expected at least 2 frames (topic, header), got {len(views)}")
+    total = sum(v.nbytes for v in views)
+    if total > max_bytes:
+        raise DecodeError(f"message of {total} bytes exceeds the cap of {max_bytes} bytes")
+    topic = _decode_topic(views[0])
+    header = _decode_header(views[1])
+    cls = REGISTRY.get((header["schema"], header["version"]))
+    if cls is None:
+        raise DecodeError(f"unknown schema {header['schema']!r} version {header['version']!r}")
+    specs = header["arrays"]
+    if len(specs) != len(views) - 2:
+        raise DecodeError(
+            f"header declares {len(specs)} arrays but {len(views) - 2} buffer frames follow"
+        )
+    arrays = [_decode_array(spec, view) for spec, view in zip(specs, views[2:], strict=True)]
+    message = _build(cls, header, arrays)
+    message.stamp = Stamp(seq=header["seq"], source=header["source"], t_sent=header["t_sent"])
+    return Received(topic=topic, message=message, frames=list(frames), t_received=t_received)
+
+
+def _decode_topic(view: memoryview) -> str:
+    try:
+        topic = str(view, "utf-8")
+    except UnicodeDecodeError:
+        raise DecodeError("topic is not valid UTF-8") from None
+    if not 0 < len(topic) <= 255 or "\0" in topic:
+        raise DecodeError(f"bad topic {topic[:40]!r}")
+    return topic
+
+
+def _decode_header(view: memoryview) -> dict[str, Any]:
+    if view.nbytes > MAX_HEADER_BYTES:
+        raise DecodeError(f"header of {view.nbytes} bytes exceeds {MAX_HEADER_BYTES}")
+    try:
+        header = msgpack.unpackb(view, raw=False, strict_map_key=True, use_list=True)
+    except Exception as exc:  # msgpack raises several unrelated types on garbage
+        raise DecodeError(f"header is not valid msgpack: {type(exc).__name__}") from None
+    if type(header) is not dict or header.keys() != _HEADER_KEYS:
+        keys = sorted(map(str, header)) if isinstance(header, dict) else type(header).__name__
+        raise DecodeError(f"header must be a map with keys {sorted(_HEADER_KEYS)}, got {keys}")
+    # One cheap pass for the common, valid case; name the bad field only when one is.
+    t_capture, t_sent, seq, source = (
+        header["t_capture"],
+        header["t_sent"],
+        header["seq"],
+        header["source"],
+    )
+    if not (
+        type(header["schema"]) is str
+        and type(header["version"]) is int
+        and type(seq) is int
+        and seq >= 0
+        and type(source) is str
+        and len(source) <= 256
+        and type(t_capture) in _NUMBER
+        and math.isfinite(t_capture)
+        and type(t_sent) in _NUMBER
+        and math.isfinite(t_sent)
+        and type(header["fields"]) is dict
+        and type(header["arrays"]) is list
+    ):
+        raise DecodeError(
+            f"header has a bad value in one of: schema (str), version (int), "
+            f"seq (int >= 0), source (str), t_capture, t_sent (finite), fields "
+            f"(map), arrays (list): {_describe(header)}"
+        )
+    return header
+
+
+def _describe(header: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v!r:.40}" for k, v in header.items() if k not in ("fields", "arrays"))
+
+
+def _decode_array(spec: Any, view: memoryview) -> tuple[str, np.ndarray]:
+    if not isinstance(spec, dict) or set(spec) != {"name", "dtype", "shape", "order"}:
+        raise DecodeError(f"array spec must have name, dtype, shape, order: {spec!r:.80}")
+    name, code, shape, order = spec["name"], spec["dtype"], spec["shape"], spec["order"]
+    if not isinstance(name, str):
+        raise DecodeError("array name must be a string")
+    dtype = _DTYPES.get((code, order)) if type(code) is str and type(order) is str else None
+    if dtype is None:
+        if code not in WIRE_DTYPES:
+            raise DecodeError(
+                f"array {name!r}: dtype {code!r} is not allowed; allowed: {WIRE_DTYPES}"
+            )
+        raise DecodeError(f"array {name!r}: byte order {order!r} must be '<', '>' or '|'")
+    if (
+        not isinstance(shape, list)
+        or len(shape) > MAX_NDIM
+        or not all(type(d) is int and d >= 0 for d in shape)
+    ):
+        raise DecodeError(f"array {name!r}: bad shape {shape!r:.80}")
+    expected = math.prod(shape) * dtype.itemsize
+    if expected != view.nbytes:
+        raise DecodeError(
+            f"array {name!r}: shape {shape} of {code} needs {expected} bytes, "
+            f"buffer has {view.nbytes}"
+        )
+    array = np.frombuffer(view, dtype=dtype).reshape(shape)
+    if array.flags.writeable:  # views on bytes and zmq frames are read-only already
+        array.flags.writeable = False
+    return name, array
+
+
+def _build(
+    cls: type[Message], header: dict[str, Any], arrays: list[tuple[str, np.ndarray]]
+) -> Message:
+    scalars = header["fields"]
+    if set(scalars) != set(cls.SCALARS):
+        raise DecodeError(
+            f"{cls.SCHEMA}: fields {sorted(map(str, scalars))} != expected {sorted(cls.SCALARS)}"
+        )
+    kwargs: dict[str, Any] = dict(scalars)
+    kwargs.update({name: {} for name in cls.ARRAY_MAPS})
+    for name, array in arrays:
+        head, _, key = name.partition("/")
+        if key and head in cls.ARRAY_MAPS:
+            if key in kwargs[head]:
+                raise DecodeError(f"{cls.SCHEMA}: array {name!r} appears twice")
+            kwargs[head][key] = array
+        elif not key and head in cls.ARRAYS:
+            if head in kwargs:
+                raise DecodeError(f"{cls.SCHEMA}: array {name!r} appears twice")
+            kwargs[head] = array
+        else:
+            raise DecodeError(f"{cls.SCHEMA}: unexpected array {name!r}")
+    for name, spec in cls.ARRAYS.items():
+        if name not in kwargs and not spec.optional:
+            raise DecodeError(f"{cls.SCHEMA}: required array {name!r} is missing")
+    try:
+        return cls(t_capture=header["t_capture"], **kwargs)
+    except InvalidMessage as exc:
+        raise DecodeError(str(exc)) from None
+    except TypeError as exc:  # a scalar field that the dataclass does not accept
+        raise DecodeError(f"{cls.SCHEMA}: {exc}") from None

@@ -1,0 +1,313 @@
+"""Typed messages exchanged between warmloop processes.
+
+Each message is a dataclass with a schema name and version, scalar fields (sent in the
+msgpack header) and array fields (sent as raw buffers). The transport stamps every
+message with seq, source and t_sent; `t_capture` is the producer's monotonic time.
+
+A message validates itself on construction and after decoding, so a bad one never
+reaches a handler: see `ArraySpec` and each class's `check()`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from dataclasses import dataclass, field, fields
+from functools import partial
+from typing import Any, ClassVar
+
+import numpy as np
+
+from streams.errors import InvalidMessage
+
+# Array dtypes allowed on the wire, as numpy kind + item size.
+WIRE_DTYPES = ("b1", "u1", "i4", "i8", "f2", "f4", "f8")
+_KEY = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+@dataclass(frozen=True)
+class ArraySpec:
+    """What an array field may hold: dtypes, rank, fixed trailing sizes, finiteness."""
+
+    dtypes: tuple[str, ...]
+    ndim: int | None = None
+    trailing: tuple[int, ...] = ()  # required sizes of the last dimensions
+    finite: bool = False  # reject NaN and infinity
+    optional: bool = False  # the field may be None
+
+    def check(self, name: str, value: Any) -> None:
+        if value is None:
+            if not self.optional:
+                raise InvalidMessage(f"{name}: required array is missing")
+            return
+        if not isinstance(value, np.ndarray):
+            raise InvalidMessage(f"{name}: expected a numpy array, got {type(value).__name__}")
+        dtype = value.dtype
+        if dtype.str[1:] not in self.dtypes:
+            raise InvalidMessage(f"{name}: dtype {dtype} not allowed, expected {self.dtypes}")
+        if self.ndim is not None and value.ndim != self.ndim:
+            raise InvalidMessage(
+                f"{name}: expected {self.ndim} dimensions, got shape {value.shape}"
+            )
+        if self.trailing and value.shape[-len(self.trailing) :] != self.trailing:
+            raise InvalidMessage(f"{name}: shape {value.shape} must end with {self.trailing}")
+        if self.finite and dtype.kind == "f" and value.size and not np.isfinite(value).all():
+            raise InvalidMessage(f"{name}: contains NaN or infinity")
+
+
+def dtype_code(dtype: np.dtype) -> str:
+    """numpy dtype -> wire code such as 'f4' (byte order is sent separately)."""
+    return f"{dtype.kind}{dtype.itemsize}"
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """Set by the transport: who sent a message, its place in that sender's topic, when."""
+
+    seq: int
+    source: str
+    t_sent: float
+
+
+_message = partial(dataclass, kw_only=True, eq=False)
+
+
+@_message
+class Message:
+    """Base of every message. Subclasses declare SCHEMA, VERSION, SCALARS and arrays."""
+
+    SCHEMA: ClassVar[str] = ""
+    VERSION: ClassVar[int] = 1
+    SCALARS: ClassVar[dict[str, type | tuple[type, ...]]] = {}
+    ARRAYS: ClassVar[dict[str, ArraySpec]] = {}
+    # Fields holding dict[str, np.ndarray], each entry checked against the spec.
+    ARRAY_MAPS: ClassVar[dict[str, ArraySpec]] = {}
+
+    t_capture: float = field(default_factory=time.monotonic)
+    stamp: Stamp | None = None
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        if not (type(self.t_capture) in (float, int) and math.isfinite(self.t_capture)):
+            raise InvalidMessage(f"{self.SCHEMA}.t_capture: must be a finite number")
+        for name, kind in self.SCALARS.items():
+            _check_scalar(f"{self.SCHEMA}.{name}", getattr(self, name), kind)
+        for name, spec in self.ARRAYS.items():
+            spec.check(f"{self.SCHEMA}.{name}", getattr(self, name))
+        for name, spec in self.ARRAY_MAPS.items():
+            mapping = getattr(self, name)
+            if not isinstance(mapping, dict):
+                raise InvalidMessage(f"{self.SCHEMA}.{name}: expected a dict of arrays")
+            for key, value in mapping.items():
+                if not (isinstance(key, str) and _KEY.match(key)):
+                    raise InvalidMessage(f"{self.SCHEMA}.{name}: bad key {key!r}")
+                spec.check(f"{self.SCHEMA}.{name}[{key}]", value)
+        self.check()
+
+    def check(self) -> None:
+        """Cross-field rules of a schema; raise InvalidMessage."""
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        for f in fields(self):
+            if f.name == "stamp":
+                continue
+            if not _values_equal(getattr(self, f.name), getattr(other, f.name)):
+                return False
+        return True
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _values_equal(a: Any, b: Any) -> bool:
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return (
+            isinstance(a, np.ndarray)
+            and isinstance(b, np.ndarray)
+            and a.dtype == b.dtype
+            and a.shape == b.shape
+            and np.array_equal(a, b, equal_nan=a.dtype.kind == "f")
+        )
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_values_equal(a[k], b[k]) for k in a)
+    return bool(a == b)
+
+
+def _check_scalar(name: str, value: Any, kind: type | tuple[type, ...]) -> None:
+    if type(value) is kind and kind is not float and kind is not dict:
+        return  # the common case: an int or str of the declared type
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if isinstance(value, bool) and bool not in kinds:
+        raise InvalidMessage(f"{name}: expected {kinds}, got bool")
+    if not isinstance(value, kinds):
+        raise InvalidMessage(
+            f"{name}: expected {[k.__name__ for k in kinds]}, got {type(value).__name__}"
+        )
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidMessage(f"{name}: must be finite")
+    if isinstance(value, str) and len(value) > 4096:
+        raise InvalidMessage(f"{name}: string longer than 4096 characters")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not (isinstance(key, str) and _KEY.match(key)):
+                raise InvalidMessage(f"{name}: bad key {key!r}")
+            _check_scalar(f"{name}[{key}]", item, (int, float))
+
+
+_STATE = ArraySpec(("f4", "f8"), ndim=1, finite=True)
+_PLANE = ArraySpec(("f2", "f4"), finite=True)
+
+
+@_message
+class Observation(Message):
+    """Low-dimensional state and optional named camera images at one control step."""
+
+    SCHEMA: ClassVar[str] = "warmloop.Observation"
+    SCALARS: ClassVar = {"step": int, "episode": int}
+    ARRAYS: ClassVar = {"state": _STATE}
+    ARRAY_MAPS: ClassVar = {"images": ArraySpec(("u1", "f2", "f4"))}
+
+    state: np.ndarray
+    images: dict[str, np.ndarray] = field(default_factory=dict)
+    step: int = 0
+    episode: int = 0
+
+
+@_message
+class Frame(Message):
+    """A camera frame: RGB, optional metric depth, intrinsics, camera-to-world pose."""
+
+    SCHEMA: ClassVar[str] = "warmloop.Frame"
+    SCALARS: ClassVar = {"scene_time": float, "camera": str}
+    ARRAYS: ClassVar = {
+        "rgb": ArraySpec(("u1",), ndim=3, trailing=(3,)),
+        # Depth may hold infinity where a ray hits nothing, as real sensors report.
+        "depth": ArraySpec(("f4",), ndim=2, optional=True),
+        "intrinsics": ArraySpec(("f4", "f8"), ndim=2, trailing=(3, 3), finite=True),
+        "pose": ArraySpec(("f4", "f8"), ndim=2, trailing=(4, 4), finite=True),
+    }
+
+    rgb: np.ndarray
+    intrinsics: np.ndarray
+    pose: np.ndarray
+    depth: np.ndarray | None = None
+    scene_time: float = 0.0
+    camera: str = ""
+
+    def check(self) -> None:
+        if self.depth is not None and self.depth.shape != self.rgb.shape[:2]:
+            raise InvalidMessage(
+                f"{self.SCHEMA}.depth: shape {self.depth.shape} != rgb {self.rgb.shape[:2]}"
+            )
+        if self.depth is not None and np.isnan(self.depth).any():
+            raise InvalidMessage(f"{self.SCHEMA}.depth: contains NaN (use inf for no return)")
+
+
+@_message
+class ActionChunk(Message):
+    """Actions [T, A] to execute at t_first, t_first + dt, ...; first_index is in-episode."""
+
+    SCHEMA: ClassVar[str] = "warmloop.ActionChunk"
+    SCALARS: ClassVar = {"t_first": float, "dt": float, "first_index": int, "episode": int}
+    ARRAYS: ClassVar = {"actions": ArraySpec(("f4",), ndim=2, finite=True)}
+
+    actions: np.ndarray
+    t_first: float
+    dt: float
+    first_index: int = 0
+    episode: int = 0
+
+    def check(self) -> None:
+        if self.actions.shape[0] < 1:
+            raise InvalidMessage(f"{self.SCHEMA}.actions: at least one action is required")
+        if self.dt <= 0:
+            raise InvalidMessage(f"{self.SCHEMA}.dt: must be positive, got {self.dt}")
+        if self.first_index < 0:
+            raise InvalidMessage(f"{self.SCHEMA}.first_index: must be >= 0")
+
+
+@_message
+class TriPlanes(Message):
+    """A 4D field: canonical planes [C,R,R], deformation planes [T,C,R,R], decoder weights."""
+
+    SCHEMA: ClassVar[str] = "warmloop.TriPlanes"
+    PLANES: ClassVar[frozenset[str]] = frozenset({"xy", "xz", "yz"})
+    SCALARS: ClassVar = {"t_start": float, "t_end": float}
+    ARRAYS: ClassVar = {"bounds": ArraySpec(("f4", "f8"), ndim=2, trailing=(2, 3), finite=True)}
+    ARRAY_MAPS: ClassVar = {"canonical": _PLANE, "deformation": _PLANE, "decoder": _PLANE}
+
+    canonical: dict[str, np.ndarray]
+    deformation: dict[str, np.ndarray]
+    decoder: dict[str, np.ndarray]
+    bounds: np.ndarray
+    t_start: float = 0.0
+    t_end: float = 1.0
+
+    def check(self) -> None:
+        for name in ("canonical", "deformation"):
+            planes = getattr(self, name)
+            if set(planes) != self.PLANES:
+                raise InvalidMessage(f"{self.SCHEMA}.{name}: needs planes {sorted(self.PLANES)}")
+        if any(p.ndim != 3 for p in self.canonical.values()):
+            raise InvalidMessage(f"{self.SCHEMA}.canonical: planes must be [C, R, R]")
+        if any(p.ndim != 4 for p in self.deformation.values()):
+            raise InvalidMessage(f"{self.SCHEMA}.deformation: planes must be [T, C, R, R]")
+        if not self.t_end >= self.t_start:
+            raise InvalidMessage(f"{self.SCHEMA}: t_end < t_start")
+
+
+@_message
+class Heartbeat(Message):
+    """A node's liveness and counters, published periodically."""
+
+    SCHEMA: ClassVar[str] = "warmloop.Heartbeat"
+    SCALARS: ClassVar = {"node": str, "state": str, "counters": dict}
+
+    node: str
+    state: str = "running"
+    counters: dict[str, float] = field(default_factory=dict)
+
+
+@_message
+class Error(Message):
+    """A reply or broadcast saying something went wrong, with a machine-readable code."""
+
+    SCHEMA: ClassVar[str] = "warmloop.Error"
+    SCALARS: ClassVar = {"code": str, "message": str}
+
+    code: str
+    message: str = ""
+
+
+@_message
+class TimeSync(Message):
+    """Clock-offset probe: the client's send time, the server's receive and send times."""
+
+    SCHEMA: ClassVar[str] = "warmloop.TimeSync"
+    SCALARS: ClassVar = {"t_client_send": float, "t_server_recv": float, "t_server_send": float}
+
+    t_client_send: float
+    t_server_recv: float = 0.0
+    t_server_send: float = 0.0
+
+
+REGISTRY: dict[tuple[str, int], type[Message]] = {}
+
+
+def register(cls: type[Message]) -> type[Message]:
+    """Make a message class decodable. Other packages register their own messages."""
+    key = (cls.SCHEMA, cls.VERSION)
+    if key in REGISTRY and REGISTRY[key] is not cls:
+        raise ValueError(f"schema {key} registered twice")
+    REGISTRY[key] = cls
+    return cls
+
+
+for _cls in (Observation, Frame, ActionChunk, TriPlanes, Heartbeat, Error, TimeSync):
+    register(_cls)

@@ -1,0 +1,214 @@
+"""Record topics to MCAP files and read them back.
+
+Each MCAP message holds one warmloop message exactly as it crossed the wire: a msgpack
+array of the frames after the topic (header, then buffers). The topic is the MCAP
+channel. log_time is the receive time (ns, monotonic clock) and publish_time the
+sender's t_sent, so a replay can reproduce the original timing. Foxglove opens the
+files; a reader in any language decodes them with docs/protocol.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import msgpack
+from mcap.exceptions import McapError
+from mcap.reader import make_reader
+from mcap.writer import Writer
+
+from streams.codec import DEFAULT_MAX_MESSAGE_BYTES, Received, decode
+from streams.errors import DecodeError
+from streams.pubsub import Queue, Subscriber
+from streams.sockets import Endpoint
+
+log = logging.getLogger(__name__)
+
+MESSAGE_ENCODING = "warmloop-multipart"
+PROFILE = "warmloop"
+
+
+def _ns(seconds: float) -> int:
+    return max(0, int(seconds * 1e9))
+
+
+class McapWriter:
+    """Appends received messages to an MCAP file; `close()` leaves it readable."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._stream: BinaryIO = open(self.path, "wb")  # noqa: SIM115 - closed in close()
+        self._writer = Writer(self._stream)
+        self._writer.start(profile=PROFILE, library="warmloop")
+        self._channels: dict[str, int] = {}
+        self._schemas: dict[str, int] = {}
+        self.written = 0
+        self._closed = False
+
+    def _channel(self, topic: str, schema: str) -> int:
+        if topic not in self._channels:
+            if schema not in self._schemas:
+                self._schemas[schema] = self._writer.register_schema(
+                    name=schema, encoding="", data=b""
+                )
+            self._channels[topic] = self._writer.register_channel(
+                topic=topic, message_encoding=MESSAGE_ENCODING, schema_id=self._schemas[schema]
+            )
+        return self._channels[topic]
+
+    def write(self, received: Received) -> None:
+        message = received.message
+        payload = msgpack.packb(
+            [bytes(memoryview(getattr(f, "buffer", f))) for f in received.frames[1:]],
+            use_bin_type=True,
+        )
+        self._writer.add_message(
+            channel_id=self._channel(received.topic, message.SCHEMA),
+            log_time=_ns(received.t_received),
+            publish_time=_ns(message.stamp.t_sent if message.stamp else 0.0),
+            data=payload,
+            sequence=(message.stamp.seq if message.stamp else 0) & 0xFFFFFFFF,
+        )
+        self.written += 1
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._writer.finish()
+        self._stream.close()
+
+
+@dataclass
+class RecordedMessage:
+    topic: str
+    log_time_ns: int
+    frames: list[bytes] = field(repr=False)
+
+    def decode(self, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> Received:
+        return decode(self.frames, max_bytes=max_bytes, t_received=self.log_time_ns / 1e9)
+
+
+def read_recording(path: Path, topics: Iterable[str] | None = None) -> Iterator[RecordedMessage]:
+    """Messages of an MCAP recording in log-time order, as raw frames (topic first)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"recording {path} not found")
+    with open(path, "rb") as stream:
+        try:
+            yield from _read_stream(path, stream, topics)
+        except McapError as exc:
+            raise DecodeError(f"{path}: not a readable MCAP file: {exc}") from None
+
+
+def _read_stream(
+    path: Path, stream: BinaryIO, topics: Iterable[str] | None
+) -> Iterator[RecordedMessage]:
+    reader = make_reader(stream)
+    wanted = None if topics is None else list(topics)
+    for _schema, channel, message in reader.iter_messages(topics=wanted, log_time_order=True):
+        if channel.message_encoding != MESSAGE_ENCODING:
+            raise DecodeError(
+                f"{path}: channel {channel.topic!r} has encoding "
+                f"{channel.message_encoding!r}, not {MESSAGE_ENCODING!r}"
+            )
+        try:
+            parts = msgpack.unpackb(message.data, raw=False)
+        except Exception as exc:  # msgpack raises several types on garbage
+            raise DecodeError(f"{path}: unreadable message payload: {exc}") from None
+        if not isinstance(parts, list) or not all(isinstance(p, bytes) for p in parts):
+            raise DecodeError(f"{path}: message payload is not a list of frames")
+        yield RecordedMessage(channel.topic, message.log_time, [channel.topic.encode(), *parts])
+
+
+@dataclass
+class TopicSummary:
+    messages: int = 0
+    gaps: int = 0  # holes in seq: messages the recorder never saw
+    first_ns: int = 0
+    last_ns: int = 0
+
+
+def summarize(path: Path) -> dict[str, TopicSummary]:
+    """Per topic: message count and seq gaps (0 gaps proves nothing was lost)."""
+    summary: dict[str, TopicSummary] = {}
+    last_seq: dict[tuple[str, str], int] = {}
+    for recorded in read_recording(path):
+        stamp = recorded.decode().message.stamp
+        topic = summary.setdefault(recorded.topic, TopicSummary(first_ns=recorded.log_time_ns))
+        topic.messages += 1
+        topic.last_ns = recorded.log_time_ns
+        key = (recorded.topic, stamp.source)
+        if key in last_seq and stamp.seq > last_seq[key] + 1:
+            topic.gaps += stamp.seq - last_seq[key] - 1
+        last_seq[key] = stamp.seq
+    return summary
+
+
+class Recorder:
+    """Subscribes to topics and writes every message to MCAP until stopped."""
+
+    def __init__(
+        self, path: Path, endpoints: list[Endpoint | str], topics: list[str], *, depth: int = 10_000
+    ):
+        self.writer = McapWriter(path)
+        self.subscriber = Subscriber(endpoints, {t: Queue(depth) for t in topics})
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> int:
+        """Record until stop(); drain what already arrived; close. Returns messages written."""
+        try:
+            while not self._stop.is_set():
+                received = self.subscriber.recv(timeout=0.05)
+                if received is not None:
+                    self.writer.write(received)
+            while (received := self.subscriber.recv(timeout=0.0)) is not None:
+                self.writer.write(received)
+        finally:
+            self.subscriber.close()
+            self.writer.close()
+        return self.writer.written
+
+
+def record_until_signal(path: Path, endpoints: list[str], topics: list[str]) -> int:
+    """Record until SIGINT or SIGTERM, then close the file readable."""
+    recorder = Recorder(path, endpoints, topics)
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        log.info("signal %d: closing %s", signum, path)
+        recorder.stop()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    log.info("recording %s from %s into %s (pid %d)", topics, endpoints, path, os.getpid())
+    written = recorder.run()
+    log.info("wrote %d messages to %s", written, path)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m streams.recording OUT.mcap --connect EP --topic T ...` (the recorder node)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m streams.recording")
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--connect", action="append", required=True, help="publisher endpoint")
+    parser.add_argument("--topic", action="append", required=True, help="topic to record")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    record_until_signal(args.out, args.connect, args.topic)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

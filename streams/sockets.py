@@ -1,0 +1,77 @@
+"""One place where sockets are made: endpoint policy, CURVE and ownership of contexts."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import zmq
+from zmq.auth.thread import ThreadAuthenticator
+
+from streams.security import Curve, CurveServer, apply_curve, check_bind, start_authenticator
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a socket binds or connects; `allow_insecure` lifts the loopback-only rule."""
+
+    address: str
+    bind: bool
+    curve: Curve | None = None
+    allow_insecure: bool = False
+
+
+class OwnedSocket:
+    """A socket with its context and authenticator; `close()` releases all three.
+
+    A CURVE server gets a private context, because a context has one ZAP handler and the
+    allowed-keys directory belongs to this socket.
+    """
+
+    def __init__(
+        self,
+        kind: int,
+        endpoints: Sequence[Endpoint],
+        context: zmq.Context | None = None,
+        options: dict[int, int] | None = None,
+    ):
+        if not endpoints:
+            raise ValueError("at least one endpoint is required")
+        curves = {e.curve for e in endpoints}
+        if len(curves) > 1:
+            raise ValueError("all endpoints of one socket must share one CURVE configuration")
+        curve = curves.pop()
+        for e in endpoints:
+            if e.bind:
+                check_bind(e.address, e.curve, e.allow_insecure)
+        self._own_context = context is None or isinstance(curve, CurveServer)
+        self.context = zmq.Context() if self._own_context else context
+        self._auth: ThreadAuthenticator | None = None
+        if isinstance(curve, CurveServer):
+            self._auth = start_authenticator(self.context, curve)
+        self.socket = self.context.socket(kind)
+        self.socket.linger = 0
+        for option, value in (options or {}).items():
+            self.socket.setsockopt(option, value)
+        if curve is not None:
+            apply_curve(self.socket, curve)
+        try:
+            for e in endpoints:
+                (self.socket.bind if e.bind else self.socket.connect)(e.address)
+        except zmq.ZMQError:
+            self.close()
+            raise
+        self.endpoints = list(endpoints)
+
+    def last_endpoint(self) -> str:
+        """The address actually bound (resolves tcp port 0 and ipc wildcards)."""
+        return self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
+
+    def close(self) -> None:
+        if not self.socket.closed:
+            self.socket.close(linger=0)
+        if self._auth is not None:
+            self._auth.stop()
+            self._auth = None
+        if self._own_context and not self.context.closed:
+            self.context.term()

@@ -1,0 +1,145 @@
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import zmq
+
+from streams import Heartbeat, Latest, Observation, Publisher, Queue, Subscriber, parse_qos
+from streams.codec import encode
+from tests.streams.helpers import sample_messages
+
+
+def _connected(pub: Publisher, sub: Subscriber, topic: str) -> None:
+    """Publish probes until the subscriber hears one: ZeroMQ's slow-joiner problem."""
+    for _ in range(200):
+        pub.publish(topic, Heartbeat(node="probe"))
+        if sub.recv(topic, timeout=0.02) is not None:
+            while sub.recv(topic, timeout=0.05) is not None:
+                pass
+            return
+    raise AssertionError("subscriber never connected")
+
+
+@pytest.fixture(params=["inproc", "ipc", "tcp"])
+def endpoint(request, tmp_path) -> str:
+    return {
+        "inproc": f"inproc://pubsub-{id(request)}",
+        "ipc": f"ipc://{tmp_path}/pubsub.ipc",
+        "tcp": "tcp://127.0.0.1:*",
+    }[request.param]
+
+
+def test_every_message_type_over_a_real_socket(endpoint) -> None:
+    context = zmq.Context.instance() if endpoint.startswith("inproc") else None
+    with (
+        Publisher(endpoint, source="pub", context=context) as pub,
+        Subscriber(pub.address, {"probe": Queue(10), "data": Queue(100)}, context=context) as sub,
+    ):
+        _connected(pub, sub, "probe")
+        sent = sample_messages()
+        for message in sent:
+            pub.publish("data", message)
+        got = [sub.recv("data", timeout=2.0) for _ in sent]
+        assert [r.message for r in got] == sent
+        assert [r.message.stamp.seq for r in got] == list(range(len(sent)))
+        assert all(r.message.stamp.source == "pub" for r in got)
+
+
+def test_latest_gives_a_slow_subscriber_the_newest_message() -> None:
+    with (
+        Publisher("tcp://127.0.0.1:*", source="fast") as pub,
+        Subscriber(pub.address, {"obs": Latest()}) as sub,
+    ):
+        _connected(pub, sub, "obs")
+        for round_ in range(3):
+            # More messages than ZeroMQ's default high-water mark (1000) while we are busy.
+            for step in range(3000):
+                pub.publish("obs", Observation(state=np.zeros(3, np.float32), step=step))
+            time.sleep(0.3)  # the slow consumer is busy elsewhere
+            newest = sub.recv("obs", timeout=1.0)
+            assert newest is not None and newest.message.step == 2999, round_
+            assert sub.recv("obs", timeout=0.05) is None  # nothing stale left behind
+        stats = sub.stats.topics["obs"]
+        assert stats.superseded + stats.gaps >= 3 * 2999 - 10
+        assert stats.dropped == stats.superseded + stats.gaps
+
+
+def test_queue_keeps_a_bounded_queue_and_counts_overflow() -> None:
+    with (
+        Publisher("tcp://127.0.0.1:*", source="p") as pub,
+        Subscriber(pub.address, {"obs": Queue(5)}) as sub,
+    ):
+        _connected(pub, sub, "obs")
+        for step in range(20):
+            pub.publish("obs", Observation(state=np.zeros(1, np.float32), step=step))
+        time.sleep(0.3)
+        steps = []
+        while (r := sub.recv("obs", timeout=0.05)) is not None:
+            steps.append(r.message.step)
+        assert steps == list(range(15, 20))
+        assert sub.stats.topics["obs"].overflowed == 15
+
+
+def test_seq_gaps_are_counted_as_drops() -> None:
+    context = zmq.Context()
+    raw = context.socket(zmq.PUB)
+    port = raw.bind_to_random_port("tcp://127.0.0.1")
+    with Subscriber(f"tcp://127.0.0.1:{port}", {"hb": Queue(100)}) as sub:
+        for _ in range(200):  # wait for the subscription to reach the raw publisher
+            raw.send_multipart(encode("hb", Heartbeat(node="x"), seq=0, source="s", t_sent=0.0))
+            if sub.recv("hb", timeout=0.02):
+                break
+        while sub.recv("hb", timeout=0.05):
+            pass
+        for seq in (1, 2, 5, 6, 10):
+            raw.send_multipart(encode("hb", Heartbeat(node="x"), seq=seq, source="s", t_sent=0.0))
+        time.sleep(0.2)
+        assert sub.stats.topics["hb"].gaps == 2 + 3
+        raw.send_multipart(encode("hb", Heartbeat(node="x"), seq=0, source="s", t_sent=0.0))
+        time.sleep(0.1)
+        assert sub.stats.topics["hb"].restarts >= 1
+    raw.close(linger=0)
+    context.term()
+
+
+def test_malformed_messages_are_counted_and_the_stream_goes_on() -> None:
+    context = zmq.Context()
+    raw = context.socket(zmq.PUB)
+    port = raw.bind_to_random_port("tcp://127.0.0.1")
+    good = encode("obs", Observation(state=np.ones(2, np.float32)), seq=0, source="s", t_sent=0.0)
+    with Subscriber(f"tcp://127.0.0.1:{port}", {"obs": Queue(10)}) as sub:
+        for _ in range(200):
+            raw.send_multipart(good)
+            if sub.recv("obs", timeout=0.02):
+                break
+        errors_before = sub.stats.decode_errors
+        raw.send_multipart([b"obs", b"\xc1 not msgpack"])
+        raw.send_multipart([b"obs", good[1]])  # declared array frame missing
+        raw.send_multipart(good)
+        assert sub.recv("obs", timeout=1.0) is not None
+        assert sub.stats.decode_errors - errors_before == 2
+    raw.close(linger=0)
+    context.term()
+
+
+def test_topics_match_exactly_not_by_prefix() -> None:
+    with (
+        Publisher("tcp://127.0.0.1:*", source="p") as pub,
+        Subscriber(pub.address, {"obs": Queue(10)}) as sub,
+    ):
+        _connected(pub, sub, "obs")
+        pub.publish("obs_extra", Heartbeat(node="x"))
+        pub.publish("obs", Heartbeat(node="y"))
+        received = sub.recv(timeout=1.0)
+        assert received.topic == "obs" and received.message.node == "y"
+        assert sub.recv(timeout=0.1) is None
+
+
+def test_parse_qos() -> None:
+    assert parse_qos("latest") == Latest()
+    assert parse_qos(" queue(8) ") == Queue(8)
+    for bad in ("queue(0)", "queue(x)", "newest", ""):
+        with pytest.raises(ValueError):
+            parse_qos(bad)

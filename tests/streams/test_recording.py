@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from streams import DecodeError, Heartbeat, Observation, Publisher, Queue, Subscriber
+from streams.recording import Recorder, read_recording, summarize
+from streams.replay import replay
+from tests.streams.helpers import sample_messages
+
+
+def _publish_until_heard(pub: Publisher, count_received, topic: str = "probe") -> None:
+    for _ in range(300):
+        pub.publish(topic, Heartbeat(node="probe"))
+        time.sleep(0.01)
+        if count_received() > 0:
+            return
+    raise AssertionError("recorder never connected")
+
+
+def test_record_then_replay_gives_identical_messages(tmp_path) -> None:
+    path = tmp_path / "run.mcap"
+    sent = sample_messages() * 5
+    with Publisher("tcp://127.0.0.1:*", source="sim") as pub:
+        recorder = Recorder(path, [pub.address], ["probe", "data"])
+        thread = threading.Thread(target=recorder.run)
+        thread.start()
+        _publish_until_heard(pub, lambda: recorder.writer.written)
+        for message in sent:
+            pub.publish("data", message)
+        time.sleep(0.3)
+        recorder.stop()
+        thread.join()
+
+    recorded = [r.decode() for r in read_recording(path, topics=["data"])]
+    assert [r.message for r in recorded] == sent
+    assert summarize(path)["data"].gaps == 0
+
+    with (
+        Publisher("tcp://127.0.0.1:*", source="replay") as out,
+        Subscriber(out.address, {"data": Queue(1000)}) as sub,
+    ):
+        time.sleep(0.3)  # let the subscription reach the publisher
+        start = time.monotonic()
+        assert replay(path, out, speed=1.0, topics=["data"]) == len(sent)
+        replayed = [sub.recv("data", timeout=1.0) for _ in sent]
+    assert [r.message for r in replayed] == sent
+    # The replayed copies keep the original stamps: same seq and source.
+    assert [r.message.stamp for r in replayed] == [r.message.stamp for r in recorded]
+    span = recorded[-1].t_received - recorded[0].t_received
+    assert time.monotonic() - start >= span * 0.9  # original timing, not as fast as possible
+
+
+def test_recorder_process_closes_a_readable_file_on_sigterm(tmp_path) -> None:
+    path = tmp_path / "sig.mcap"
+    with Publisher("tcp://127.0.0.1:*", source="sim") as pub:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "streams.recording",
+                str(path),
+                "--connect",
+                pub.address,
+                "--topic",
+                "probe",
+                "--topic",
+                "obs",
+            ],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            # The recorder cannot tell us it has joined; give it a generous start-up time.
+            for _ in range(150):
+                pub.publish("probe", Heartbeat(node="probe"))
+                time.sleep(0.02)
+            for step in range(200):
+                pub.publish("obs", Observation(state=np.full(3, step, np.float32), step=step))
+                time.sleep(0.002)
+            time.sleep(0.3)
+        finally:
+            os.kill(process.pid, signal.SIGTERM)
+            _, stderr = process.communicate(timeout=10)
+    assert process.returncode == 0, stderr
+    summary = summarize(path)
+    assert summary["obs"].messages == 200, stderr
+    assert summary["obs"].gaps == 0
+
+
+def test_reading_a_missing_or_foreign_file_is_a_clear_error(tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match="not found"):
+        list(read_recording(tmp_path / "nope.mcap"))
+    junk = tmp_path / "junk.mcap"
+    junk.write_bytes(b"not an mcap file at all")
+    with pytest.raises(DecodeError, match="not a readable MCAP file"):
+        list(read_recording(junk))

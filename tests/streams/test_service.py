@@ -1,0 +1,107 @@
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from streams import (
+    ActionChunk,
+    Client,
+    Heartbeat,
+    Observation,
+    RemoteError,
+    RequestTimeout,
+    Service,
+)
+from streams.clock import ClockSample, estimate
+
+
+def _policy(observation: Observation) -> ActionChunk:
+    return ActionChunk(
+        actions=np.tile(observation.state[:2], (4, 1)).astype(np.float32),
+        t_first=observation.t_capture,
+        dt=0.1,
+    )
+
+
+class _Running:
+    """A Service answering in a background thread until stopped."""
+
+    def __init__(self, address: str):
+        self.service = Service(address, {Observation: _policy}, source="policy")
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self.service.serve_until, args=(self._stop.is_set,), daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.service.close()
+
+
+def test_request_reply_and_typed_errors(tmp_path) -> None:
+    server = _Running(f"ipc://{tmp_path}/svc.ipc")
+    try:
+        with Client(f"ipc://{tmp_path}/svc.ipc", source="ctl", timeout=1.0) as client:
+            state = np.array([0.5, -0.25, 3.0], np.float32)
+            reply = client.request(Observation(state=state)).message
+            assert isinstance(reply, ActionChunk)
+            np.testing.assert_array_equal(reply.actions, np.tile(state[:2], (4, 1)))
+            with pytest.raises(RemoteError, match="no_handler"):
+                client.request(Heartbeat(node="x"))
+            # The service survived the bad request.
+            assert isinstance(client.request(Observation(state=state)).message, ActionChunk)
+    finally:
+        server.stop()
+
+
+def test_client_times_out_instead_of_hanging(tmp_path) -> None:
+    with Client(f"ipc://{tmp_path}/nobody.ipc", source="ctl", timeout=0.1, retries=1) as client:
+        start = time.monotonic()
+        with pytest.raises(RequestTimeout):
+            client.request(Observation(state=np.zeros(2, np.float32)))
+        assert time.monotonic() - start < 1.0
+        assert client.reconnects == 2
+
+
+def test_client_recovers_after_the_server_restarts(tmp_path) -> None:
+    address = f"ipc://{tmp_path}/restart.ipc"
+    server = _Running(address)
+    request = Observation(state=np.ones(2, np.float32))
+    with Client(address, source="ctl", timeout=0.2, retries=10) as client:
+        assert client.request(request).message.actions.shape == (4, 2)
+        server.stop()
+        restarted: list[_Running] = []
+        threading.Timer(0.3, lambda: restarted.append(_Running(address))).start()
+        # A plain REQ socket would hang here forever; Lazy Pirate reconnects and retries.
+        assert client.request(request).message.actions.shape == (4, 2)
+        assert client.reconnects >= 1
+    restarted[0].stop()
+
+
+def test_clock_offset_between_processes_on_one_host(tmp_path) -> None:
+    server = _Running(f"ipc://{tmp_path}/clock.ipc")
+    try:
+        with Client(f"ipc://{tmp_path}/clock.ipc", source="ctl") as client:
+            clock = client.estimate_clock(exchanges=10)
+        # Same monotonic clock on both ends: the offset is bounded by half the rtt.
+        assert 0 < clock.rtt < 0.05
+        assert abs(clock.offset) <= clock.rtt / 2 + 1e-4
+    finally:
+        server.stop()
+
+
+def test_clock_estimate_recovers_a_known_offset() -> None:
+    offset, samples = 12.5, []
+    for t0, delay_out, delay_back in [(0.0, 0.004, 0.001), (1.0, 0.001, 0.001), (2.0, 0.01, 0.0)]:
+        t1 = t0 + delay_out + offset
+        t2 = t1 + 0.002
+        samples.append(ClockSample(t0, t1, t2, t2 - offset + delay_back))
+    clock = estimate(samples)
+    assert clock.rtt == pytest.approx(0.002)
+    assert clock.offset == pytest.approx(offset)
+    assert clock.to_local(offset + 3.0) == pytest.approx(3.0)

@@ -46,9 +46,18 @@ def _streams(quick: bool) -> BenchResult:
     return run(quick)
 
 
+def _sim(quick: bool) -> BenchResult:
+    from sim.bench import run
+
+    return run(quick)
+
+
 BENCHMARKS = {
     b.name: b
-    for b in (Benchmark("streams", "ZeroMQ transport: warmloop streams vs bare pyzmq", _streams),)
+    for b in (
+        Benchmark("streams", "ZeroMQ transport: warmloop streams vs bare pyzmq", _streams),
+        Benchmark("sim", "MuJoCo physics and headless rendering speed, expert success", _sim),
+    )
 }
 
 
@@ -80,7 +89,7 @@ def write_results(name: str, result: BenchResult, root: Path, quick: bool) -> Pa
     figures.update(
         machine=describe(),
         quick=quick,
-        date=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        date=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     )
     path = root / "benchmarks" / "results" / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,7 @@ import logging
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 EXIT_USAGE = 2
 
@@ -38,9 +39,21 @@ def _no_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_collect(p: argparse.ArgumentParser) -> None:
+    # Declared here rather than in sim/, so that building the parser imports no MuJoCo.
     p.add_argument("task", help="pickplace, pusht or explore")
     p.add_argument("--episodes", type=int, default=100)
-    p.add_argument("--out", required=True, help="dataset directory")
+    p.add_argument("--out", type=Path, required=True, help="dataset directory (zarr)")
+    p.add_argument("--seed", type=int, default=0, help="episode i is reset with seed + i")
+    p.add_argument(
+        "--images", action="store_true", help="also record camera images (always on for explore)"
+    )
+    p.add_argument("--image-size", type=int, default=96)
+
+
+def _run_collect(args: argparse.Namespace) -> int:
+    from sim.collect import main_from_args
+
+    return main_from_args(args)
 
 
 def _add_train(p: argparse.ArgumentParser) -> None:
@@ -110,8 +123,7 @@ SUBCOMMANDS = (
         "collect",
         "collect expert demonstrations into a dataset",
         _add_collect,
-        None,
-        "the sim issue (#4)",
+        _run_collect,
     ),
     Subcommand("train", "train a diffusion policy", _add_train, None, "the policies issue (#5)"),
     Subcommand(

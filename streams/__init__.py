@@ -21,6 +21,7 @@ from streams.errors import (
 )
 from streams.messages import (
     ActionChunk,
+    EpisodeResult,
     Error,
     Frame,
     Heartbeat,
@@ -45,6 +46,7 @@ __all__ = [
     "CurveServer",
     "DecodeError",
     "Endpoint",
+    "EpisodeResult",
     "Error",
     "Frame",
     "Heartbeat",

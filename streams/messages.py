@@ -297,6 +297,28 @@ class TimeSync(Message):
     t_server_send: float = 0.0
 
 
+@_message
+class EpisodeResult(Message):
+    """The outcome of one episode, published by a simulator or robot node."""
+
+    SCHEMA: ClassVar[str] = "warmloop.EpisodeResult"
+    SCALARS: ClassVar = {
+        "episode": int,
+        "seed": int,
+        "success": bool,
+        "score": float,
+        "length": int,
+        "task": str,
+    }
+
+    episode: int
+    success: bool
+    score: float
+    length: int
+    seed: int = 0
+    task: str = ""
+
+
 REGISTRY: dict[tuple[str, int], type[Message]] = {}
 
 
@@ -309,5 +331,5 @@ def register(cls: type[Message]) -> type[Message]:
     return cls
 
 
-for _cls in (Observation, Frame, ActionChunk, TriPlanes, Heartbeat, Error, TimeSync):
+for _cls in (Observation, Frame, ActionChunk, TriPlanes, Heartbeat, Error, TimeSync, EpisodeResult):
     register(_cls)

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from streams import ActionChunk, Error, Frame, Heartbeat, Observation, TimeSync, TriPlanes
+from streams import (
+    ActionChunk,
+    EpisodeResult,
+    Error,
+    Frame,
+    Heartbeat,
+    Observation,
+    TimeSync,
+    TriPlanes,
+)
 
 
 def sample_messages(rng: np.random.Generator | None = None) -> list:
@@ -47,4 +56,5 @@ def sample_messages(rng: np.random.Generator | None = None) -> list:
         Heartbeat(node="sim", state="running", counters={"ticks": 10, "late": 0.5}),
         Error(code="bad", message="something"),
         TimeSync(t_client_send=1.0, t_server_recv=2.0, t_server_send=3.0),
+        EpisodeResult(episode=4, success=True, score=0.97, length=120, seed=7, task="pusht"),
     ]

@@ -1,0 +1,64 @@
+"""A fixed-rate loop on the monotonic clock, with deadline accounting.
+
+Waiting sleeps until about 1 ms before the deadline, then spins: `time.sleep` alone
+overshoots by up to a scheduler tick. A tick that starts after its deadline is late;
+a late tick beyond a whole period is a missed deadline. On overrun the loop either
+skips to the next future deadline ("skip") or keeps the grid and catches up ("catch_up").
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+SPIN_WINDOW = 0.001  # seconds before a deadline spent spinning instead of sleeping
+
+
+@dataclass
+class RateStats:
+    ticks: int = 0
+    late: int = 0  # started after the deadline
+    missed: int = 0  # started more than one period after the deadline
+    lateness: list[float] = field(default_factory=list)  # seconds, one per tick
+
+
+class Rate:
+    def __init__(self, hz: float, overrun: str = "skip", keep_lateness: int = 100_000):
+        if hz <= 0:
+            raise ValueError(f"rate must be positive, got {hz}")
+        if overrun not in ("skip", "catch_up"):
+            raise ValueError(f"overrun must be 'skip' or 'catch_up', got {overrun!r}")
+        self.period = 1.0 / hz
+        self.overrun = overrun
+        self.stats = RateStats()
+        self._keep = keep_lateness
+        self._deadline = time.monotonic() + self.period
+
+    def reset(self) -> None:
+        self._deadline = time.monotonic() + self.period
+
+    def sleep(self) -> float:
+        """Wait for the next deadline; return how late this tick starts (seconds)."""
+        remaining = self._deadline - time.monotonic()
+        if remaining > SPIN_WINDOW:
+            time.sleep(remaining - SPIN_WINDOW)
+        while time.monotonic() < self._deadline:
+            pass
+        now = time.monotonic()
+        lateness = now - self._deadline
+        self._account(lateness)
+        self._deadline += self.period
+        if self.overrun == "skip" and now >= self._deadline:
+            behind = int((now - self._deadline) // self.period) + 1
+            self._deadline += behind * self.period
+        return lateness
+
+    def _account(self, lateness: float) -> None:
+        stats = self.stats
+        stats.ticks += 1
+        if lateness > 0.0005:
+            stats.late += 1
+        if lateness > self.period:
+            stats.missed += 1
+        if len(stats.lateness) < self._keep:
+            stats.lateness.append(lateness)

@@ -1,0 +1,199 @@
+"""A MuJoCo scene as a gymnasium environment: physics + task, composed, not inherited.
+
+The environment owns the model, the data, stepping and rendering. A Task owns what
+makes a scene a problem, through hooks called in this order (as in dm_control):
+
+    reset:  initialize_episode(physics, rng)            then mj_forward
+    step:   before_step(physics, action)                set controls and targets
+            substep(physics, fraction) + mj_step        n_substeps times
+            after_step(physics)
+            observation / reward / success              read the new state
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+
+from sim.camera import CameraImage, CameraRenderer
+
+
+@dataclass
+class Physics:
+    model: mujoco.MjModel
+    data: mujoco.MjData
+
+    def body_pos(self, name: str) -> np.ndarray:
+        return self.data.body(name).xpos.copy()
+
+    def body_quat(self, name: str) -> np.ndarray:
+        return self.data.body(name).xquat.copy()
+
+
+class Task:
+    """Base of every task; subclasses set the class attributes and override hooks."""
+
+    xml: ClassVar[str]
+    control_dt: ClassVar[float] = 0.1
+    default_camera: ClassVar[str] = "top"
+    cameras: ClassVar[tuple[str, ...]] = ("top",)
+    action_space: gym.spaces.Box
+    observation_space: gym.spaces.Box
+
+    def initialize_episode(self, physics: Physics, rng: np.random.Generator) -> None:
+        """Randomise the initial state (qpos, mocap, sites) from `rng` only."""
+
+    def before_step(self, physics: Physics, action: np.ndarray) -> None:
+        """Turn an action into controls and targets for the coming substeps."""
+
+    def substep(self, physics: Physics, fraction: float) -> None:
+        """Called before each physics substep; fraction runs from 1/n to 1."""
+
+    def after_step(self, physics: Physics) -> None:
+        """Bookkeeping after the substeps (for example contact history)."""
+
+    def observation(self, physics: Physics) -> np.ndarray:
+        raise NotImplementedError
+
+    def hold_action(self, physics: Physics) -> np.ndarray:
+        """The safe action held when no fresh command arrives: stay still."""
+        raise NotImplementedError
+
+    def reward(self, physics: Physics) -> float:
+        return float(self.success(physics))
+
+    def success(self, physics: Physics) -> bool:
+        return False
+
+    def info(self, physics: Physics) -> dict[str, Any]:
+        return {}
+
+
+class MujocoScene(gym.Env):
+    """gymnasium env over a Task. render_mode: rgb_array, depth_array or human."""
+
+    metadata: ClassVar[dict[str, Any]] = {
+        "render_modes": ["rgb_array", "depth_array", "human"],
+        "render_fps": 10,
+    }
+
+    def __init__(
+        self, task: Task, render_mode: str | None = None, width: int = 96, height: int = 96
+    ):
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(
+                f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}"
+            )
+        if width < 8 or height < 8:
+            raise ValueError(f"image size must be at least 8×8, got {width}×{height}")
+        self.task = task
+        model = mujoco.MjModel.from_xml_string(task.xml)
+        self.physics = Physics(model, mujoco.MjData(model))
+        self.n_substeps = max(1, round(task.control_dt / model.opt.timestep))
+        self.metadata = {**self.metadata, "render_fps": round(1 / task.control_dt)}
+        self.action_space = task.action_space
+        self.observation_space = task.observation_space
+        self.render_mode = render_mode
+        self.width, self.height = width, height
+        self._renderer: CameraRenderer | None = None
+        self._viewer = None
+
+    @property
+    def time(self) -> float:
+        return float(self.physics.data.time)
+
+    def reset(
+        self, *, seed: int | None = None, options: dict | None = None
+    ) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        mujoco.mj_resetData(self.physics.model, self.physics.data)
+        self.task.initialize_episode(self.physics, self.np_random)
+        mujoco.mj_forward(self.physics.model, self.physics.data)
+        return self._observation(), self._info()
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
+        action = np.asarray(action, dtype=np.float32)
+        if action.shape != self.action_space.shape:
+            raise ValueError(
+                f"action must have shape {self.action_space.shape}, got {action.shape}"
+            )
+        if not np.isfinite(action).all():
+            raise ValueError("action contains NaN or infinity")
+        action = np.clip(action, self.action_space.low, self.action_space.high)
+        physics = self.physics
+        self.task.before_step(physics, action)
+        for i in range(self.n_substeps):
+            self.task.substep(physics, (i + 1) / self.n_substeps)
+            mujoco.mj_step(physics.model, physics.data)
+        self.task.after_step(physics)
+        success = self.task.success(physics)
+        if self.render_mode == "human":
+            self.render()
+        return self._observation(), self.task.reward(physics), success, False, self._info()
+
+    def _observation(self) -> np.ndarray:
+        return self.task.observation(self.physics).astype(np.float32)
+
+    def _info(self) -> dict[str, Any]:
+        return {
+            "success": self.task.success(self.physics),
+            "time": self.time,
+            **self.task.info(self.physics),
+        }
+
+    def render_camera(
+        self,
+        camera: str | None = None,
+        width: int | None = None,
+        height: int | None = None,
+        depth: bool = True,
+    ) -> CameraImage:
+        """RGB, depth (metres), intrinsics and camera-to-world pose of a named camera."""
+        if self._renderer is None:
+            self._renderer = CameraRenderer(self.physics.model)
+        return self._renderer.render(
+            self.physics.data,
+            camera or self.task.default_camera,
+            width or self.width,
+            height or self.height,
+            depth=depth,
+        )
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode == "rgb_array":
+            return self.render_camera(depth=False).rgb
+        if self.render_mode == "depth_array":
+            return self.render_camera().depth
+        if self.render_mode == "human":
+            return self._render_human()
+        return None
+
+    def _render_human(self) -> None:
+        if self._viewer is None:
+            if sys.platform.startswith("linux") and not (
+                os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+            ):
+                # MuJoCo's window code would end the process without a display.
+                raise RuntimeError(
+                    "render_mode='human' needs a display; use 'rgb_array' or "
+                    "'depth_array' headless (MUJOCO_GL=egl)"
+                )
+            import mujoco.viewer  # needs a display; imported only when asked for
+
+            self._viewer = mujoco.viewer.launch_passive(self.physics.model, self.physics.data)
+        self._viewer.sync()
+        return None
+
+    def close(self) -> None:
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
+        if self._viewer is not None:
+            self._viewer.close()
+            self._viewer = None

@@ -1,0 +1,1 @@
+"""One module per task: its MJCF scene, its Task and its scripted expert."""

@@ -1,0 +1,219 @@
+"""A scripted PushT expert that plans each push by trying it in a copy of the physics.
+
+Each decision: for candidate contact points on the block's edges, push directions and
+push lengths, roll the push out in a scratch MjData and keep the one that leaves the
+block closest to the target pose (position + a lever arm times the yaw error). Then
+execute it for real: travel to the stand-off point along the shortest path that keeps
+clear of the block (via points on a circle around it), and push. Ties between pushes
+are broken at random, so demonstrations of one start differ.
+"""
+
+from __future__ import annotations
+
+import math
+
+import mujoco
+import numpy as np
+
+from sim.scene import MujocoScene
+from sim.tasks.pusht import (
+    BAR_HALF,
+    PUSHER_RADIUS,
+    PUSHER_SPEED,
+    STEM_HALF,
+    STEM_Y,
+    TARGET_POSE,
+    _to_local,
+    block_pose,
+    coverage,
+)
+
+# Contact points (block frame) with their outward normals.
+_CONTACTS = np.array(
+    [
+        # x, y, nx, ny
+        [-0.045, BAR_HALF[1], 0, 1],
+        [0.0, BAR_HALF[1], 0, 1],
+        [0.045, BAR_HALF[1], 0, 1],
+        [-0.045, -BAR_HALF[1], 0, -1],
+        [0.045, -BAR_HALF[1], 0, -1],
+        [-BAR_HALF[0], 0, -1, 0],
+        [BAR_HALF[0], 0, 1, 0],
+        [-STEM_HALF[0], STEM_Y + 0.015, -1, 0],
+        [STEM_HALF[0], STEM_Y + 0.015, 1, 0],
+        [-STEM_HALF[0], STEM_Y - 0.025, -1, 0],
+        [STEM_HALF[0], STEM_Y - 0.025, 1, 0],
+        [0.0, STEM_Y - STEM_HALF[1], 0, -1],
+    ]
+)
+_ANGLES = (-0.5, 0.0, 0.5)  # push direction relative to the inward normal, rad
+_LENGTHS = (0.006, 0.015, 0.035, 0.07, 0.12)
+_LEVER = 0.06  # metres of position error worth one radian of yaw error
+SAFE_RADIUS = 0.135  # travel around the block this far from its centre
+STANDOFF = PUSHER_RADIUS + 0.014
+
+
+def pose_error(pose: np.ndarray, target: np.ndarray = TARGET_POSE) -> float:
+    yaw = (pose[2] - target[2] + math.pi) % (2 * math.pi) - math.pi
+    return float(np.linalg.norm(pose[:2] - target[:2]) + _LEVER * abs(yaw))
+
+
+class PushTExpert:
+    name = "pusht-rollout-planner-v1"
+
+    def __init__(self, env: MujocoScene, rng: np.random.Generator):
+        self.env = env
+        self.rng = rng
+        self._scratch = mujoco.MjData(env.physics.model)
+        self.reset()
+
+    def reset(self) -> None:
+        self.waypoints: list[np.ndarray] = []
+        self._last_direction: np.ndarray | None = None
+        self._pending_direction = np.zeros(2)
+        self._steps_on_waypoint = 0
+        self.orbit_sense = self.rng.choice([-1.0, 1.0])
+
+    def act(self, observation: np.ndarray) -> np.ndarray:
+        pusher = observation[:2]
+        self._steps_on_waypoint += 1
+        while self.waypoints and (
+            np.linalg.norm(self.waypoints[0] - pusher) < 0.001 or self._steps_on_waypoint > 12
+        ):
+            self.waypoints.pop(0)
+            self._steps_on_waypoint = 0
+        if not self.waypoints:
+            self.waypoints = self._plan(pusher)
+        return self.waypoints[0].astype(np.float32)
+
+    def _plan(self, pusher: np.ndarray) -> list[np.ndarray]:
+        physics = self.env.physics
+        pose = block_pose(physics)
+        if coverage(pose) >= 0.97:
+            return [pusher.copy()]  # done: stay clear and still
+        scored = sorted(
+            (
+                (self._rollout(*c) + self.rng.uniform(0, 1e-4), i, c)
+                for i, c in enumerate(self._candidates(pose))
+            ),
+            key=lambda t: t[:2],
+        )
+        improving = [c for cost, _, c in scored if cost < pose_error(pose)]
+        # The best push the pusher can reach; when none improves, a random reachable one.
+        order = improving or [scored[i][2] for i in self.rng.permutation(len(scored))]
+        for start, direction, length in order[:12]:
+            self._pending_direction = direction
+            path = self._travel(pusher, start, pose[:2])
+            if path is not None:
+                self._last_direction = direction
+                return [*path, start + direction * length]
+        # Boxed in (for example against the workspace edge): back off and try again.
+        self._last_direction = None
+        return [np.clip(pusher + self.rng.normal(0, 0.03, 2), -0.24, 0.24)]
+
+    def _candidates(self, pose: np.ndarray):
+        c, s = math.cos(pose[2]), math.sin(pose[2])
+        rotation = np.array([[c, -s], [s, c]])
+        for x, y, nx, ny in _CONTACTS:
+            point = rotation @ np.array([x, y]) + pose[:2]
+            normal = rotation @ np.array([nx, ny])
+            for angle in _ANGLES:
+                ca, sa = math.cos(angle), math.sin(angle)
+                direction = -np.array(
+                    [ca * normal[0] - sa * normal[1], sa * normal[0] + ca * normal[1]]
+                )
+                start = point - direction * STANDOFF
+                if np.abs(start).max() > 0.24:
+                    continue  # the pusher cannot get there
+                for length in _LENGTHS:
+                    yield start, direction, length + STANDOFF
+
+    def _rollout(self, start: np.ndarray, direction: np.ndarray, length: float) -> float:
+        """Pose error after pushing from `start` along `direction` in a scratch copy."""
+        model, scratch = self.env.physics.model, self._scratch
+        mujoco.mj_copyData(scratch, model, self.env.physics.data)
+        scratch.mocap_pos[0, :2] = start
+        dt = model.opt.timestep
+        steps = int(length / (PUSHER_SPEED * dt))
+        for i in range(steps + 25):  # the push, then a moment to come to rest
+            scratch.mocap_pos[0, :2] = start + direction * length * min(1.0, (i + 1) / steps)
+            mujoco.mj_step(model, scratch)
+        pose = np.array(
+            [
+                scratch.joint("block_x").qpos[0],
+                scratch.joint("block_y").qpos[0],
+                scratch.joint("block_yaw").qpos[0],
+            ]
+        )
+        return pose_error(pose)
+
+    def _travel(
+        self, pusher: np.ndarray, goal: np.ndarray, centre: np.ndarray
+    ) -> list[np.ndarray] | None:
+        """Shortest clear path from the pusher to `goal` via points around the block.
+
+        After a push the pusher touches the block, so it first backs off along the
+        last push direction.
+        """
+        prefix = []
+        if self._last_direction is not None:
+            pusher = np.clip(pusher - self._last_direction * 0.03, -0.25, 0.25)
+            prefix = [pusher]
+        angles = np.linspace(0, 2 * math.pi, 24, endpoint=False)
+        # Backing out of the goal along the push line leaves pockets such as the corner
+        # between bar and stem, where a line from the circle would cut through the block.
+        approach = np.clip(goal - self._pending_direction * 0.05, -0.25, 0.25)
+        nodes = [
+            pusher,
+            *(
+                np.clip(centre + SAFE_RADIUS * np.array([math.cos(a), math.sin(a)]), -0.25, 0.25)
+                for a in angles
+            ),
+            approach,
+            goal,
+        ]
+        # The pusher may start next to the block (it just pushed): leaving it is allowed.
+        path = _shortest_path(nodes, lambda i, j: self._clear(nodes[i], nodes[j], leaving=i == 0))
+        return None if path is None else prefix + [nodes[i] for i in path[1:]]
+
+    def _clear(self, a: np.ndarray, b: np.ndarray, leaving: bool = False) -> bool:
+        """True if the pusher can go straight from a to b without touching the block.
+
+        With `leaving`, the first 1.5 cm are not checked: the pusher starts in contact.
+        """
+        pose = block_pose(self.env.physics)
+        points = a + np.linspace(0, 1, 40)[:, None] * (b - a)
+        if leaving:
+            points = points[np.linalg.norm(points - a, axis=1) > 0.015]
+        local = _to_local(points, pose)
+        margin = PUSHER_RADIUS + 0.006
+        x, y = local[:, 0], local[:, 1]
+        near_bar = (np.abs(x) <= BAR_HALF[0] + margin) & (np.abs(y) <= BAR_HALF[1] + margin)
+        near_stem = (np.abs(x) <= STEM_HALF[0] + margin) & (
+            np.abs(y - STEM_Y) <= STEM_HALF[1] + margin
+        )
+        return not (near_bar | near_stem).any()
+
+
+def _shortest_path(nodes: list[np.ndarray], connected) -> list[int] | None:
+    """Dijkstra from node 0 to the last node over edges where connected(i, j)."""
+    n = len(nodes)
+    distance = [math.inf] * n
+    previous = [-1] * n
+    distance[0] = 0.0
+    unvisited = set(range(n))
+    while unvisited:
+        i = min(unvisited, key=distance.__getitem__)
+        if distance[i] == math.inf or i == n - 1:
+            break
+        unvisited.remove(i)
+        for j in unvisited:
+            step = float(np.linalg.norm(nodes[i] - nodes[j]))
+            if distance[i] + step < distance[j] and connected(i, j):
+                distance[j], previous[j] = distance[i] + step, i
+    if distance[-1] == math.inf:
+        return None
+    path = [n - 1]
+    while path[-1] != 0:
+        path.append(previous[path[-1]])
+    return path[::-1]

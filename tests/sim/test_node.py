@@ -1,0 +1,82 @@
+"""The sim node as a real process, over real sockets."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from streams import ActionChunk, Endpoint, Publisher, Queue, Subscriber
+
+
+def _hand_positions(sub: Subscriber, seconds: float) -> np.ndarray:
+    positions, deadline = [], time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        received = sub.recv("observation", timeout=0.2)
+        if received is not None:
+            positions.append(received.message.state[:3].copy())
+    return np.array(positions)
+
+
+def test_sim_node_follows_chunks_then_holds_still_when_they_stop(tmp_path) -> None:
+    observations, actions = f"ipc://{tmp_path}/obs", f"ipc://{tmp_path}/act"
+    node = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "sim.node",
+            "--task",
+            "pickplace",
+            "--publish",
+            observations,
+            "--actions",
+            actions,
+            "--episodes",
+            "1",
+            "--staleness",
+            "0.3",
+            "--seed",
+            "3",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    sub = Subscriber(observations, {"observation": Queue(1000), "heartbeat": Queue(100)})
+    pub = Publisher(Endpoint(actions, bind=False), source="test-policy")
+    try:
+        first = None
+        for _ in range(100):
+            first = sub.recv("observation", timeout=0.2)
+            if first is not None:
+                break
+        assert first is not None, "the sim node published nothing"
+        target = np.array([0.1, 0.1, 0.15], np.float32)
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:  # a policy sending 8-step chunks at 5 Hz
+            chunk = np.tile(np.append(target, -1.0), (8, 1)).astype(np.float32)
+            pub.publish("action", ActionChunk(actions=chunk, t_first=time.monotonic(), dt=0.1))
+            time.sleep(0.2)
+        reached = _hand_positions(sub, 0.3)[-1]
+        np.testing.assert_allclose(reached, target, atol=0.01)
+
+        time.sleep(0.5)  # past the staleness deadline: the node must hold still
+        held = _hand_positions(sub, 1.0)
+        assert len(held) >= 8
+        assert np.abs(held - held[0]).max() < 1e-3
+
+        counters: dict = {}
+        deadline = time.monotonic() + 5.0  # heartbeats come once a second
+        while time.monotonic() < deadline and counters.get("held", 0) < 5:
+            beat = sub.recv("heartbeat", timeout=0.5)
+            if beat is not None:
+                counters = beat.message.counters
+        assert counters.get("held", 0) >= 5 and counters.get("chunks", 0) >= 5
+    finally:
+        node.send_signal(signal.SIGTERM)
+        _, stderr = node.communicate(timeout=20)
+        sub.close()
+        pub.close()
+    assert node.returncode == 0, stderr

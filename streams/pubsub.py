@@ -32,7 +32,7 @@ import zmq
 from streams.codec import DEFAULT_MAX_MESSAGE_BYTES, Received, decode, encode
 from streams.errors import DecodeError
 from streams.messages import Message
-from streams.sockets import Endpoint, OwnedSocket
+from streams.sockets import Endpoint, OwnedSocket, SocketUser
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ def parse_qos(text: str) -> QoS:
     raise ValueError(f"QoS must be 'latest' or 'queue(N)', got {text!r}")
 
 
-class Publisher:
+class Publisher(SocketUser):
     """Sends typed messages; stamps seq (per topic), source and t_sent."""
 
     def __init__(
@@ -108,15 +108,6 @@ class Publisher:
         """Send already-encoded frames unchanged (replay of a recording)."""
         self._owned.socket.send_multipart(frames, copy=False)
 
-    def close(self) -> None:
-        self._owned.close()
-
-    def __enter__(self) -> Publisher:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
 
 @dataclass
 class TopicStats:
@@ -139,7 +130,7 @@ class SubscriberStats:
     topics: dict[str, TopicStats] = field(default_factory=dict)
 
 
-class Subscriber:
+class Subscriber(SocketUser):
     """Receives typed messages on chosen topics, each with its own QoS."""
 
     def __init__(
@@ -283,9 +274,3 @@ class Subscriber:
         self._keeper.join(timeout=2.0)
         with self._lock:
             self._owned.close()
-
-    def __enter__(self) -> Subscriber:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -18,7 +18,7 @@ from streams.clock import ClockEstimate, ClockSample, estimate
 from streams.codec import DEFAULT_MAX_MESSAGE_BYTES, Received, decode, encode
 from streams.errors import DecodeError, RemoteError, RequestTimeout
 from streams.messages import Error, Message, TimeSync
-from streams.sockets import Endpoint, OwnedSocket
+from streams.sockets import Endpoint, OwnedSocket, SocketUser
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ REPLY_TOPIC = "reply"
 Handler = Callable[[Message], Message]
 
 
-class Service:
+class Service(SocketUser):
     """Answers requests with typed handlers: {RequestType: handler(request) -> reply}.
 
     A malformed request, a request without a handler, or a handler that raises gets an
@@ -100,17 +100,8 @@ class Service:
         while not should_stop():
             self.serve_once(poll)
 
-    def close(self) -> None:
-        self._owned.close()
 
-    def __enter__(self) -> Service:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class Client:
+class Client(SocketUser):
     """Sends requests with a timeout, recreating its socket after a lost reply."""
 
     def __init__(
@@ -184,12 +175,3 @@ class Client:
                 raise RemoteError("bad_reply", f"expected TimeSync, got {reply.SCHEMA}")
             samples.append(ClockSample(t0, reply.t_server_recv, reply.t_server_send, t3))
         return estimate(samples)
-
-    def close(self) -> None:
-        self._owned.close()
-
-    def __enter__(self) -> Client:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Self
 
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
@@ -75,3 +76,18 @@ class OwnedSocket:
             self._auth = None
         if self._own_context and not self.context.closed:
             self.context.term()
+
+
+class SocketUser:
+    """`close()` and `with` support for a class that keeps its OwnedSocket as `_owned`."""
+
+    _owned: OwnedSocket
+
+    def close(self) -> None:
+        self._owned.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -48,16 +48,17 @@ XML = f"""
             rgba=".3 .8 .4 .5" contype="0" conaffinity="0"/>
     </body>
     <body name="block" pos="0 0 .012">
-      <joint name="block_x" type="slide" axis="1 0 0" damping="4"/>
-      <joint name="block_y" type="slide" axis="0 1 0" damping="4"/>
-      <joint name="block_yaw" type="hinge" axis="0 0 1" damping=".004"/>
+      <joint name="block_x" type="slide" axis="1 0 0" damping="6"/>
+      <joint name="block_y" type="slide" axis="0 1 0" damping="6"/>
+      <joint name="block_yaw" type="hinge" axis="0 0 1" damping=".012"/>
       <geom name="bar" type="box" size="{BAR_HALF[0]} {BAR_HALF[1]} .01" mass=".06"
             rgba=".35 .45 .75 1"/>
       <geom name="stem" type="box" size="{STEM_HALF[0]} {STEM_HALF[1]} .01"
             pos="0 {STEM_Y} 0" mass=".04" rgba=".35 .45 .75 1"/>
     </body>
     <body name="pusher" mocap="true" pos="0 -.2 .012">
-      <geom name="pusher" type="cylinder" size="{PUSHER_RADIUS} .012" rgba=".9 .4 .2 1"/>
+      <geom name="pusher" type="cylinder" size="{PUSHER_RADIUS} .012" rgba=".9 .4 .2 1"
+            friction=".2 .005 .0001"/>
     </body>
   </worldbody>
 </mujoco>

@@ -15,7 +15,7 @@ import math
 import mujoco
 import numpy as np
 
-from sim.scene import MujocoScene
+from sim.scene import MujocoScene, Physics
 from sim.tasks.pusht import (
     BAR_HALF,
     PUSHER_RADIUS,
@@ -23,6 +23,7 @@ from sim.tasks.pusht import (
     STEM_HALF,
     STEM_Y,
     TARGET_POSE,
+    PushTTask,
     _to_local,
     block_pose,
     coverage,
@@ -49,13 +50,20 @@ _CONTACTS = np.array(
 _ANGLES = (-0.5, 0.0, 0.5)  # push direction relative to the inward normal, rad
 _LENGTHS = (0.006, 0.015, 0.035, 0.07, 0.12)
 _LEVER = 0.06  # metres of position error worth one radian of yaw error
+_COVERAGE_WEIGHT = 0.05  # metres of pose error worth the whole target area
 SAFE_RADIUS = 0.135  # travel around the block this far from its centre
 STANDOFF = PUSHER_RADIUS + 0.014
 
 
 def pose_error(pose: np.ndarray, target: np.ndarray = TARGET_POSE) -> float:
+    """Distance to the target pose; near it, the uncovered area takes over.
+
+    Far away coverage is flat (zero) and cannot guide; close by, the pose error says
+    little about which small push finishes the job, and coverage says exactly that.
+    """
     yaw = (pose[2] - target[2] + math.pi) % (2 * math.pi) - math.pi
-    return float(np.linalg.norm(pose[:2] - target[:2]) + _LEVER * abs(yaw))
+    distance = float(np.linalg.norm(pose[:2] - target[:2]) + _LEVER * abs(yaw))
+    return distance + _COVERAGE_WEIGHT * (1.0 - coverage(pose, target))
 
 
 class PushTExpert:
@@ -64,7 +72,9 @@ class PushTExpert:
     def __init__(self, env: MujocoScene, rng: np.random.Generator):
         self.env = env
         self.rng = rng
-        self._scratch = mujoco.MjData(env.physics.model)
+        # A private task and data for rollouts, so that planning never touches the env.
+        self._task = PushTTask()
+        self._scratch = Physics(env.physics.model, mujoco.MjData(env.physics.model))
         self.reset()
 
     def reset(self) -> None:
@@ -101,7 +111,7 @@ class PushTExpert:
         improving = [c for cost, _, c in scored if cost < pose_error(pose)]
         # The best push the pusher can reach; when none improves, a random reachable one.
         order = improving or [scored[i][2] for i in self.rng.permutation(len(scored))]
-        for start, direction, length in order[:12]:
+        for start, direction, length in order[:30]:
             self._pending_direction = direction
             path = self._travel(pusher, start, pose[:2])
             if path is not None:
@@ -129,23 +139,22 @@ class PushTExpert:
                     yield start, direction, length + STANDOFF
 
     def _rollout(self, start: np.ndarray, direction: np.ndarray, length: float) -> float:
-        """Pose error after pushing from `start` along `direction` in a scratch copy."""
-        model, scratch = self.env.physics.model, self._scratch
-        mujoco.mj_copyData(scratch, model, self.env.physics.data)
-        scratch.mocap_pos[0, :2] = start
-        dt = model.opt.timestep
-        steps = int(length / (PUSHER_SPEED * dt))
-        for i in range(steps + 25):  # the push, then a moment to come to rest
-            scratch.mocap_pos[0, :2] = start + direction * length * min(1.0, (i + 1) / steps)
-            mujoco.mj_step(model, scratch)
-        pose = np.array(
-            [
-                scratch.joint("block_x").qpos[0],
-                scratch.joint("block_y").qpos[0],
-                scratch.joint("block_yaw").qpos[0],
-            ]
-        )
-        return pose_error(pose)
+        """Cost after pushing from `start` along `direction`, in a scratch copy.
+
+        The copy is stepped exactly as the environment steps (same task hooks, same
+        control period), so the prediction matches what the real push will do.
+        """
+        env, scratch = self.env, self._scratch
+        mujoco.mj_copyData(scratch.data, scratch.model, env.physics.data)
+        scratch.data.mocap_pos[0, :2] = start
+        end = (start + direction * length).astype(np.float32)
+        steps_to_end = math.ceil(length / (PUSHER_SPEED * self._task.control_dt) + 1e-9)
+        for _ in range(steps_to_end + 2):  # the push, then 0.2 s to come to rest
+            self._task.before_step(scratch, end)
+            for i in range(env.n_substeps):
+                self._task.substep(scratch, (i + 1) / env.n_substeps)
+                mujoco.mj_step(scratch.model, scratch.data)
+        return pose_error(block_pose(scratch))
 
     def _travel(
         self, pusher: np.ndarray, goal: np.ndarray, centre: np.ndarray
@@ -157,7 +166,7 @@ class PushTExpert:
         """
         prefix = []
         if self._last_direction is not None:
-            pusher = np.clip(pusher - self._last_direction * 0.03, -0.25, 0.25)
+            pusher = np.clip(self._away_from_block(pusher, 0.03), -0.25, 0.25)
             prefix = [pusher]
         angles = np.linspace(0, 2 * math.pi, 24, endpoint=False)
         # Backing out of the goal along the push line leaves pockets such as the corner
@@ -172,9 +181,35 @@ class PushTExpert:
             approach,
             goal,
         ]
-        # The pusher may start next to the block (it just pushed): leaving it is allowed.
-        path = _shortest_path(nodes, lambda i, j: self._clear(nodes[i], nodes[j], leaving=i == 0))
+        # Without a back-off point the pusher may start next to the block: leaving it
+        # is allowed.
+        leaving = not prefix
+        path = _shortest_path(
+            nodes, lambda i, j: self._clear(nodes[i], nodes[j], leaving=leaving and i == 0)
+        )
         return None if path is None else prefix + [nodes[i] for i in path[1:]]
+
+    def _away_from_block(self, pusher: np.ndarray, distance: float) -> np.ndarray:
+        """`pusher` moved `distance` further along the normal of the nearest block edge."""
+        pose = block_pose(self.env.physics)
+        local = _to_local(pusher[None], pose)[0]
+        nearest = [
+            np.clip(local, [-BAR_HALF[0], -BAR_HALF[1]], BAR_HALF),
+            np.clip(
+                local, [-STEM_HALF[0], STEM_Y - STEM_HALF[1]], [STEM_HALF[0], STEM_Y + STEM_HALF[1]]
+            ),
+        ]
+        closest = min(nearest, key=lambda p: float(np.linalg.norm(local - p)))
+        normal = local - closest
+        if np.linalg.norm(normal) < 1e-9:  # inside the block: leave the way it came
+            return (
+                pusher
+                - (self._last_direction if self._last_direction is not None else np.zeros(2))
+                * distance
+            )
+        c, s = math.cos(pose[2]), math.sin(pose[2])
+        world = np.array([[c, -s], [s, c]]) @ (normal / np.linalg.norm(normal))
+        return pusher + world * distance
 
     def _clear(self, a: np.ndarray, b: np.ndarray, leaving: bool = False) -> bool:
         """True if the pusher can go straight from a to b without touching the block.
@@ -182,7 +217,8 @@ class PushTExpert:
         With `leaving`, the first 1.5 cm are not checked: the pusher starts in contact.
         """
         pose = block_pose(self.env.physics)
-        points = a + np.linspace(0, 1, 40)[:, None] * (b - a)
+        samples = max(2, int(np.linalg.norm(b - a) / 0.002) + 1)  # every 2 mm
+        points = a + np.linspace(0, 1, samples)[:, None] * (b - a)
         if leaving:
             points = points[np.linalg.norm(points - a, axis=1) > 0.015]
         local = _to_local(points, pose)

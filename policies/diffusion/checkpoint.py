@@ -1,0 +1,129 @@
+"""Checkpoints: safetensors for tensors, JSON for everything else. Never pickle.
+
+    DIR/config.json          schema version, DiffusionConfig, normalisers, step, weight hash
+    DIR/model.safetensors    EMA weights of the noise network (what inference uses)
+    DIR/train.safetensors    raw weights and AdamW moments, to resume training
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from policies.diffusion.configuration import DiffusionConfig
+from policies.diffusion.data import Normalizer
+
+SCHEMA_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, corrupted, from another version or of other shapes."""
+
+
+@dataclass
+class Checkpoint:
+    config: DiffusionConfig
+    obs_normalizer: Normalizer
+    action_normalizer: Normalizer
+    model_state: dict[str, torch.Tensor]
+    step: int = 0
+    extra: dict[str, Any] | None = None  # free-form JSON (for example calibration results)
+
+
+def weights_hash(state: dict[str, torch.Tensor]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        digest.update(name.encode())
+        digest.update(state[name].detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def save(directory: Path, checkpoint: Checkpoint,
+         train_state: dict[str, torch.Tensor] | None = None) -> None:
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in checkpoint.model_state.items()}
+    # Write tensors first and the JSON last: a reader never sees a config without weights.
+    save_file(state, str(directory / "model.safetensors"))
+    if train_state is not None:
+        save_file({k: v.detach().cpu().contiguous() for k, v in train_state.items()},
+                  str(directory / "train.safetensors"))
+    meta = {
+        "schema_version": SCHEMA_VERSION, "step": checkpoint.step,
+        "config": checkpoint.config.to_dict(),
+        "obs_normalizer": checkpoint.obs_normalizer.to_dict(),
+        "action_normalizer": checkpoint.action_normalizer.to_dict(),
+        "weights_sha256": weights_hash(state), "extra": checkpoint.extra or {},
+    }
+    tmp = directory / "config.json.tmp"
+    tmp.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(directory / "config.json")
+
+
+def load(directory: Path) -> Checkpoint:
+    directory = Path(directory)
+    meta = read_meta(directory)
+    weights = directory / "model.safetensors"
+    try:
+        state = load_file(str(weights))
+    except FileNotFoundError:
+        raise CheckpointError(f"{weights}: missing") from None
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"{weights}: unreadable ({exc})") from None
+    if weights_hash(state) != meta.get("weights_sha256"):
+        raise CheckpointError(f"{weights}: weights do not match the hash in config.json")
+    try:
+        return Checkpoint(
+            config=DiffusionConfig.from_dict(meta["config"]),
+            obs_normalizer=Normalizer.from_dict(meta["obs_normalizer"]),
+            action_normalizer=Normalizer.from_dict(meta["action_normalizer"]),
+            model_state=state, step=int(meta["step"]), extra=meta.get("extra") or {})
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{directory / 'config.json'}: {exc}") from None
+
+
+def read_meta(directory: Path) -> dict[str, Any]:
+    path = Path(directory) / "config.json"
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: missing (is {directory} a checkpoint?)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path}: not valid JSON ({exc})") from None
+    version = meta.get("schema_version") if isinstance(meta, dict) else None
+    if version != SCHEMA_VERSION:
+        raise CheckpointError(f"{path}: schema_version {version!r}; this warmloop reads "
+                              f"version {SCHEMA_VERSION} (a newer warmloop wrote it?)")
+    return meta
+
+
+def load_train_state(directory: Path) -> dict[str, torch.Tensor] | None:
+    path = Path(directory) / "train.safetensors"
+    if not path.exists():
+        return None
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"{path}: unreadable ({exc})") from None
+
+
+def load_into(model: torch.nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:
+    """load_state_dict with an error that names the file and the first bad tensor."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(f"{source}: tensors missing {missing[:3]}, unexpected "
+                              f"{unexpected[:3]}")
+    for name, tensor in state.items():
+        if tensor.shape != expected[name].shape:
+            raise CheckpointError(f"{source}: {name} has shape {tuple(tensor.shape)}, the "
+                                  f"network expects {tuple(expected[name].shape)}")
+    model.load_state_dict(state)

@@ -1,0 +1,115 @@
+"""Configuration of a diffusion policy: typed, validated on construction, JSON round trip."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+SAMPLERS = ("ddpm", "ddim", "rti")
+WARM_START_MODES = ("state", "renoise")
+
+
+@dataclass
+class DiffusionConfig:
+    obs_dim: int
+    action_dim: int
+    task: str = ""
+    # Horizons (see policies/diffusion/data.py for their alignment).
+    obs_horizon: int = 2
+    pred_horizon: int = 16
+    action_horizon: int = 8
+    # Network.
+    down_dims: tuple[int, ...] = (64, 128, 256)
+    step_embed_dim: int = 128
+    kernel_size: int = 5
+    # Diffusion.
+    train_steps: int = 100
+    discrete_dims: tuple[int, ...] = ()
+    discrete_factor: float = 10.0  # RTI "scale": discrete dims of actions divided by it
+    rti_k_prime: int = 2  # warm-start step; `warmloop calibrate-rti` chooses it per task
+    rti_mode: str = "state"
+    rti_clip: bool = True  # RTI "clip": snap discrete dims of the stored guess
+    # Training.
+    batch_size: int = 256
+    num_steps: int = 20_000
+    lr: float = 1e-4
+    weight_decay: float = 1e-6
+    adam_betas: tuple[float, float] = (0.95, 0.999)
+    warmup_steps: int = 500
+    ema_power: float = 0.75
+    ema_max_decay: float = 0.9999
+    checkpoint_every: int = 1_000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.down_dims = tuple(self.down_dims)
+        self.discrete_dims = tuple(self.discrete_dims)
+        self.adam_betas = tuple(self.adam_betas)
+        positive = (
+            "obs_dim",
+            "action_dim",
+            "obs_horizon",
+            "pred_horizon",
+            "action_horizon",
+            "step_embed_dim",
+            "batch_size",
+            "num_steps",
+            "checkpoint_every",
+        )
+        for name in positive:
+            _require(self, getattr(self, name) >= 1, name, "must be at least 1")
+        _require(
+            self, self.obs_horizon <= self.pred_horizon, "obs_horizon", "must be <= pred_horizon"
+        )
+        _require(
+            self,
+            self.obs_horizon - 1 + self.action_horizon <= self.pred_horizon,
+            "action_horizon",
+            "must fit: obs_horizon - 1 + action_horizon <= pred_horizon",
+        )
+        _require(
+            self,
+            self.pred_horizon % 2 ** (len(self.down_dims) - 1) == 0,
+            "pred_horizon",
+            f"must be divisible by {2 ** (len(self.down_dims) - 1)} (U-Net levels)",
+        )
+        _require(self, self.train_steps >= 2, "train_steps", "must be at least 2")
+        _require(
+            self,
+            0 <= self.rti_k_prime < self.train_steps,
+            "rti_k_prime",
+            f"must be in 0..{self.train_steps - 1}",
+        )
+        _require(
+            self,
+            self.rti_mode in WARM_START_MODES,
+            "rti_mode",
+            f"must be one of {WARM_START_MODES}",
+        )
+        _require(
+            self,
+            all(0 <= d < self.action_dim for d in self.discrete_dims),
+            "discrete_dims",
+            f"must be action dimensions 0..{self.action_dim - 1}",
+        )
+        _require(self, self.discrete_factor >= 1, "discrete_factor", "must be >= 1")
+        _require(self, self.lr > 0 and self.weight_decay >= 0, "lr", "must be positive")
+        _require(self, 0 < self.ema_max_decay < 1, "ema_max_decay", "must be in (0, 1)")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DiffusionConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"DiffusionConfig: unknown fields {unknown}")
+        return cls(**data)
+
+
+def _require(config: DiffusionConfig, ok: bool, field_name: str, message: str) -> None:
+    if not ok:
+        value = getattr(config, field_name)
+        raise ValueError(f"DiffusionConfig.{field_name} = {value!r}: {message}")

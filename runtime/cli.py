@@ -57,8 +57,15 @@ def _run_collect(args: argparse.Namespace) -> int:
 
 
 def _add_train(p: argparse.ArgumentParser) -> None:
-    p.add_argument("task", help="pickplace or pusht")
-    p.add_argument("--seed", type=int, default=0)
+    from policies.diffusion.cli import add_arguments  # argparse only; torch comes later
+
+    add_arguments(p)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from policies.diffusion.cli import main_from_args
+
+    return main_from_args(args)
 
 
 def _add_checkpoint(p: argparse.ArgumentParser) -> None:
@@ -125,7 +132,7 @@ SUBCOMMANDS = (
         _add_collect,
         _run_collect,
     ),
-    Subcommand("train", "train a diffusion policy", _add_train, None, "the policies issue (#5)"),
+    Subcommand("train", "train a diffusion policy", _add_train, _run_train),
     Subcommand(
         "eval", "evaluate a checkpoint in simulation", _add_eval, None, "the policies issue (#5)"
     ),

@@ -1,8 +1,8 @@
 """Checkpoints: safetensors for tensors, JSON for everything else. Never pickle.
 
-    DIR/config.json          schema version, DiffusionConfig, normalisers, step, weight hash
-    DIR/model.safetensors    EMA weights of the noise network (what inference uses)
-    DIR/train.safetensors    raw weights and AdamW moments, to resume training
+DIR/config.json          schema version, DiffusionConfig, normalisers, step, weight hash
+DIR/model.safetensors    EMA weights of the noise network (what inference uses)
+DIR/train.safetensors    raw weights and AdamW moments, to resume training
 """
 
 from __future__ import annotations
@@ -45,22 +45,27 @@ def weights_hash(state: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
-def save(directory: Path, checkpoint: Checkpoint,
-         train_state: dict[str, torch.Tensor] | None = None) -> None:
+def save(
+    directory: Path, checkpoint: Checkpoint, train_state: dict[str, torch.Tensor] | None = None
+) -> None:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in checkpoint.model_state.items()}
     # Write tensors first and the JSON last: a reader never sees a config without weights.
     save_file(state, str(directory / "model.safetensors"))
     if train_state is not None:
-        save_file({k: v.detach().cpu().contiguous() for k, v in train_state.items()},
-                  str(directory / "train.safetensors"))
+        save_file(
+            {k: v.detach().cpu().contiguous() for k, v in train_state.items()},
+            str(directory / "train.safetensors"),
+        )
     meta = {
-        "schema_version": SCHEMA_VERSION, "step": checkpoint.step,
+        "schema_version": SCHEMA_VERSION,
+        "step": checkpoint.step,
         "config": checkpoint.config.to_dict(),
         "obs_normalizer": checkpoint.obs_normalizer.to_dict(),
         "action_normalizer": checkpoint.action_normalizer.to_dict(),
-        "weights_sha256": weights_hash(state), "extra": checkpoint.extra or {},
+        "weights_sha256": weights_hash(state),
+        "extra": checkpoint.extra or {},
     }
     tmp = directory / "config.json.tmp"
     tmp.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
@@ -84,7 +89,10 @@ def load(directory: Path) -> Checkpoint:
             config=DiffusionConfig.from_dict(meta["config"]),
             obs_normalizer=Normalizer.from_dict(meta["obs_normalizer"]),
             action_normalizer=Normalizer.from_dict(meta["action_normalizer"]),
-            model_state=state, step=int(meta["step"]), extra=meta.get("extra") or {})
+            model_state=state,
+            step=int(meta["step"]),
+            extra=meta.get("extra") or {},
+        )
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{directory / 'config.json'}: {exc}") from None
 
@@ -99,8 +107,10 @@ def read_meta(directory: Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: not valid JSON ({exc})") from None
     version = meta.get("schema_version") if isinstance(meta, dict) else None
     if version != SCHEMA_VERSION:
-        raise CheckpointError(f"{path}: schema_version {version!r}; this warmloop reads "
-                              f"version {SCHEMA_VERSION} (a newer warmloop wrote it?)")
+        raise CheckpointError(
+            f"{path}: schema_version {version!r}; this warmloop reads "
+            f"version {SCHEMA_VERSION} (a newer warmloop wrote it?)"
+        )
     return meta
 
 
@@ -120,10 +130,13 @@ def load_into(model: torch.nn.Module, state: dict[str, torch.Tensor], source: Pa
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
-        raise CheckpointError(f"{source}: tensors missing {missing[:3]}, unexpected "
-                              f"{unexpected[:3]}")
+        raise CheckpointError(
+            f"{source}: tensors missing {missing[:3]}, unexpected {unexpected[:3]}"
+        )
     for name, tensor in state.items():
         if tensor.shape != expected[name].shape:
-            raise CheckpointError(f"{source}: {name} has shape {tuple(tensor.shape)}, the "
-                                  f"network expects {tuple(expected[name].shape)}")
+            raise CheckpointError(
+                f"{source}: {name} has shape {tuple(tensor.shape)}, the "
+                f"network expects {tuple(expected[name].shape)}"
+            )
     model.load_state_dict(state)

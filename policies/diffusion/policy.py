@@ -22,9 +22,16 @@ class DiffusionPolicy:
     shifted by `executed` actions and denoise K'+1 steps.
     """
 
-    def __init__(self, checkpoint: ckpt.Checkpoint | Path | str, sampler: str = "rti",
-                 ddim_steps: int = 10, k_prime: int | None = None, executed: int = 1,
-                 seed: int = 0, device: str = "cpu"):
+    def __init__(
+        self,
+        checkpoint: ckpt.Checkpoint | Path | str,
+        sampler: str = "rti",
+        ddim_steps: int = 10,
+        k_prime: int | None = None,
+        executed: int = 1,
+        seed: int = 0,
+        device: str = "cpu",
+    ):
         if not isinstance(checkpoint, ckpt.Checkpoint):
             checkpoint = ckpt.load(Path(checkpoint))
         if sampler not in SAMPLERS:
@@ -45,8 +52,9 @@ class DiffusionPolicy:
         self.schedule = NoiseSchedule(config.train_steps)
         self.device = device
         self.generator = torch.Generator(device=device).manual_seed(seed)
-        self.rti = RTIState(config.discrete_dims,
-                            config.discrete_factor if config.rti_clip else None)
+        self.rti = RTIState(
+            config.discrete_dims, config.discrete_factor if config.rti_clip else None
+        )
         self.network_calls = 0
 
     def reset(self) -> None:
@@ -73,11 +81,19 @@ class DiffusionPolicy:
             return torch.randn(shape, generator=self.generator, device=self.device)
 
         if self.sampler == "ddim":
-            chunk = sample_ddim(eps_fn, self.schedule, noise(),
-                                self.schedule.ddim_timesteps(self.ddim_steps))
+            chunk = sample_ddim(
+                eps_fn, self.schedule, noise(), self.schedule.ddim_timesteps(self.ddim_steps)
+            )
         elif self.sampler == "rti" and self.rti.warm:
-            chunk = rti_update(eps_fn, self.schedule, self.rti.guess, self.executed,
-                               self.k_prime, noise, self.config.rti_mode)
+            chunk = rti_update(
+                eps_fn,
+                self.schedule,
+                self.rti.guess,
+                self.executed,
+                self.k_prime,
+                noise,
+                self.config.rti_mode,
+            )
         else:
             chunk = sample_ddpm(eps_fn, self.schedule, noise(), noise)
         if self.sampler == "rti":

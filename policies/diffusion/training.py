@@ -30,9 +30,12 @@ log = logging.getLogger(__name__)
 
 def build_network(config: DiffusionConfig) -> ConditionalUnet1D:
     return ConditionalUnet1D(
-        action_dim=config.action_dim, global_cond_dim=config.obs_horizon * config.obs_dim,
-        down_dims=config.down_dims, step_embed_dim=config.step_embed_dim,
-        kernel_size=config.kernel_size)
+        action_dim=config.action_dim,
+        global_cond_dim=config.obs_horizon * config.obs_dim,
+        down_dims=config.down_dims,
+        step_embed_dim=config.step_embed_dim,
+        kernel_size=config.kernel_size,
+    )
 
 
 def learning_rate(step: int, config: DiffusionConfig) -> float:
@@ -56,16 +59,21 @@ class TrainData:
     action_normalizer: Normalizer
 
 
-def prepare(config: DiffusionConfig, observations: Sequence[np.ndarray],
-            actions: Sequence[np.ndarray]) -> TrainData:
+def prepare(
+    config: DiffusionConfig, observations: Sequence[np.ndarray], actions: Sequence[np.ndarray]
+) -> TrainData:
     obs_norm = Normalizer.fit(np.concatenate(observations))
-    act_norm = Normalizer.fit(np.concatenate(actions), config.discrete_dims,
-                              config.discrete_factor)
-    obs_windows, act_windows = windows(observations, actions, config.obs_horizon,
-                                       config.pred_horizon)
+    act_norm = Normalizer.fit(np.concatenate(actions), config.discrete_dims, config.discrete_factor)
+    obs_windows, act_windows = windows(
+        observations, actions, config.obs_horizon, config.pred_horizon
+    )
     obs_flat = obs_norm.normalize(obs_windows).reshape(len(obs_windows), -1)
-    return TrainData(torch.from_numpy(obs_flat), torch.from_numpy(act_norm.normalize(act_windows)),
-                     obs_norm, act_norm)
+    return TrainData(
+        torch.from_numpy(obs_flat),
+        torch.from_numpy(act_norm.normalize(act_windows)),
+        obs_norm,
+        act_norm,
+    )
 
 
 def _world() -> tuple[int, int]:
@@ -74,8 +82,15 @@ def _world() -> tuple[int, int]:
     return 0, 1
 
 
-def train(config: DiffusionConfig, data: TrainData, out: Path, *, resume: bool = True,
-          progress: bool = True, device: str = "cpu") -> dict[str, float]:
+def train(
+    config: DiffusionConfig,
+    data: TrainData,
+    out: Path,
+    *,
+    resume: bool = True,
+    progress: bool = True,
+    device: str = "cpu",
+) -> dict[str, float]:
     """Train for config.num_steps optimiser steps; return the final losses."""
     rank, world = _world()
     torch.manual_seed(config.seed)  # identical initial weights on every rank
@@ -83,19 +98,26 @@ def train(config: DiffusionConfig, data: TrainData, out: Path, *, resume: bool =
     ema = build_network(config).to(device)
     ema.load_state_dict(model.state_dict())
     ema.requires_grad_(False)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, betas=config.adam_betas,
-                                  weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.lr, betas=config.adam_betas, weight_decay=config.weight_decay
+    )
     start = _resume(out, model, ema, optimizer) if resume else 0
     trained = nn.parallel.DistributedDataParallel(model) if world > 1 else model
     schedule = NoiseSchedule(config.train_steps)
     sqrt_ab = torch.tensor(np.sqrt(schedule.alphas_cumprod), dtype=torch.float32, device=device)
-    sqrt_one_minus = torch.tensor(np.sqrt(1 - schedule.alphas_cumprod), dtype=torch.float32,
-                                  device=device)
+    sqrt_one_minus = torch.tensor(
+        np.sqrt(1 - schedule.alphas_cumprod), dtype=torch.float32, device=device
+    )
     generator = torch.Generator().manual_seed(config.seed * 1000 + rank + start)
     obs, actions = data.obs.to(device), data.actions.to(device)
     losses: list[float] = []
-    bar = tqdm(range(start, config.num_steps), initial=start, total=config.num_steps,
-               desc=f"train {config.task or 'policy'}", disable=not progress or rank != 0)
+    bar = tqdm(
+        range(start, config.num_steps),
+        initial=start,
+        total=config.num_steps,
+        desc=f"train {config.task or 'policy'}",
+        disable=not progress or rank != 0,
+    )
     for step in bar:
         index = torch.randint(0, len(obs), (config.batch_size,), generator=generator)
         x0, cond = actions[index], obs[index]
@@ -117,9 +139,24 @@ def train(config: DiffusionConfig, data: TrainData, out: Path, *, resume: bool =
         if rank == 0 and (done % config.checkpoint_every == 0 or done == config.num_steps):
             _save(out, config, data, model, ema, optimizer, done)
     bar.close()
-    return {"final_loss": float(np.mean(losses[-100:])) if losses else float("nan"),
-            "first_loss": float(np.mean(losses[:100])) if losses else float("nan"),
-            "steps": config.num_steps - start}
+    result = {
+        "final_loss": float(np.mean(losses[-100:])) if losses else float("nan"),
+        "first_loss": float(np.mean(losses[:100])) if losses else float("nan"),
+        "steps": config.num_steps - start,
+    }
+    if world > 1:
+        result["replica_hash"] = _check_replicas_agree(model)
+    return result
+
+
+def _check_replicas_agree(model: nn.Module) -> str:
+    """Data parallelism must leave identical weights on every rank: compare hashes."""
+    digest = ckpt.weights_hash(model.state_dict())
+    hashes: list[str | None] = [None] * dist.get_world_size()
+    dist.all_gather_object(hashes, digest)  # small strings, between our own ranks
+    if len(set(hashes)) != 1:
+        raise RuntimeError(f"data-parallel replicas diverged: {hashes}")
+    return digest
 
 
 @torch.no_grad()
@@ -130,19 +167,30 @@ def _update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
         ema_buffer.copy_(buffer)
 
 
-def _save(out: Path, config: DiffusionConfig, data: TrainData, model: nn.Module,
-          ema: nn.Module, optimizer: torch.optim.Optimizer, step: int) -> None:
+def _save(
+    out: Path,
+    config: DiffusionConfig,
+    data: TrainData,
+    model: nn.Module,
+    ema: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    step: int,
+) -> None:
     train_state = {f"model/{k}": v for k, v in model.state_dict().items()}
     for index, state in optimizer.state_dict()["state"].items():
         for key in ("exp_avg", "exp_avg_sq"):
             train_state[f"adam/{index}/{key}"] = state[key]
         train_state[f"adam/{index}/step"] = torch.as_tensor(state["step"], dtype=torch.float64)
-    ckpt.save(out, ckpt.Checkpoint(config, data.obs_normalizer, data.action_normalizer,
-                                   ema.state_dict(), step), train_state)
+    ckpt.save(
+        out,
+        ckpt.Checkpoint(
+            config, data.obs_normalizer, data.action_normalizer, ema.state_dict(), step
+        ),
+        train_state,
+    )
 
 
-def _resume(out: Path, model: nn.Module, ema: nn.Module,
-            optimizer: torch.optim.Optimizer) -> int:
+def _resume(out: Path, model: nn.Module, ema: nn.Module, optimizer: torch.optim.Optimizer) -> int:
     if not (Path(out) / "config.json").exists():
         return 0
     saved = ckpt.load(out)
@@ -150,8 +198,11 @@ def _resume(out: Path, model: nn.Module, ema: nn.Module,
     if train_state is None:
         return 0
     ckpt.load_into(ema, saved.model_state, Path(out) / "model.safetensors")
-    ckpt.load_into(model, {k[6:]: v for k, v in train_state.items() if k.startswith("model/")},
-                   Path(out) / "train.safetensors")
+    ckpt.load_into(
+        model,
+        {k[6:]: v for k, v in train_state.items() if k.startswith("model/")},
+        Path(out) / "train.safetensors",
+    )
     state = optimizer.state_dict()
     for index, _ in enumerate(model.parameters()):
         if f"adam/{index}/exp_avg" in train_state:

@@ -22,9 +22,19 @@ def trained(tmp_path_factory):
     rng = np.random.default_rng(0)
     observations = [rng.normal(0, 0.01, (8, 1)).astype(np.float32) for _ in range(64)]
     actions = [np.full((8, 1), rng.choice([-0.8, 0.8]), np.float32) for _ in range(64)]
-    config = DiffusionConfig(obs_dim=1, action_dim=1, pred_horizon=8, action_horizon=4,
-                             down_dims=(16, 32), step_embed_dim=16, batch_size=64,
-                             num_steps=600, warmup_steps=20, checkpoint_every=300, lr=1e-3)
+    config = DiffusionConfig(
+        obs_dim=1,
+        action_dim=1,
+        pred_horizon=8,
+        action_horizon=4,
+        down_dims=(16, 32),
+        step_embed_dim=16,
+        batch_size=64,
+        num_steps=600,
+        warmup_steps=20,
+        checkpoint_every=300,
+        lr=1e-3,
+    )
     out = tmp_path_factory.mktemp("toy")
     losses = train(config, prepare(config, observations, actions), out, progress=False)
     return out, losses
@@ -75,9 +85,15 @@ def test_checkpoint_round_trip_and_resume(trained, tmp_path) -> None:
     assert all(torch.equal(again.model_state[k], v) for k, v in loaded.model_state.items())
     # Training to the same step count again resumes at the end and does nothing.
     config = DiffusionConfig.from_dict(loaded.config.to_dict())
-    assert train(config, prepare(config, [np.zeros((4, 1), np.float32)],
-                                 [np.zeros((4, 1), np.float32)]), out, progress=False)[
-        "steps"] == 0
+    assert (
+        train(
+            config,
+            prepare(config, [np.zeros((4, 1), np.float32)], [np.zeros((4, 1), np.float32)]),
+            out,
+            progress=False,
+        )["steps"]
+        == 0
+    )
 
 
 def _copy(src, dst):
@@ -93,7 +109,7 @@ def test_corrupted_wrong_shape_and_future_checkpoints_fail_clearly(trained, tmp_
     data = bytearray((corrupt / "model.safetensors").read_bytes())
     data[-20:] = b"\x00" * 20
     (corrupt / "model.safetensors").write_bytes(bytes(data))
-    with pytest.raises(ckpt.CheckpointError, match="model.safetensors"):
+    with pytest.raises(ckpt.CheckpointError, match=r"model\.safetensors"):
         ckpt.load(corrupt)
 
     future = _copy(out, tmp_path / "future")

@@ -1,0 +1,87 @@
+"""`warmloop train TASK`: train a low-dimensional diffusion policy from a dataset.
+
+Data-parallel on several GPUs or hosts:  torchrun --nproc_per_node N $(which warmloop) train TASK
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("task", help="pickplace or pusht (the dataset's task)")
+    parser.add_argument("--data", type=Path, help="dataset directory (default data/TASK)")
+    parser.add_argument("--out", type=Path, help="checkpoint directory (default checkpoints/TASK)")
+    parser.add_argument("--steps", type=int, default=20_000, help="optimiser steps")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--down-dims", type=int, nargs="+", default=[64, 128, 256])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto", help="cpu, cuda or auto")
+    parser.add_argument("--no-resume", action="store_true", help="start from scratch")
+
+
+def main_from_args(args: argparse.Namespace) -> int:
+    # torch is imported here, not at the top, so that `warmloop --help` stays light.
+    import torch
+
+    from policies.diffusion.checkpoint import CheckpointError
+    from policies.diffusion.configuration import DiffusionConfig
+    from policies.diffusion.training import init_distributed, prepare, train
+    from sim.dataset import DatasetError, load_episodes, read_meta
+
+    data_dir = args.data or Path("data") / args.task
+    out = args.out or Path("checkpoints") / args.task
+    try:
+        meta = read_meta(data_dir)
+        if meta["task"] != args.task:
+            raise ValueError(f"{data_dir} holds {meta['task']!r} data, not {args.task!r}")
+        episodes = load_episodes(data_dir, with_images=False)
+        if not episodes:
+            raise ValueError(f"{data_dir} has no complete episodes")
+        config = DiffusionConfig(
+            obs_dim=meta["obs_dim"],
+            action_dim=meta["action_dim"],
+            task=args.task,
+            discrete_dims=tuple(meta["discrete_action_dims"]),
+            num_steps=args.steps,
+            batch_size=args.batch_size,
+            down_dims=tuple(args.down_dims),
+            seed=args.seed,
+            warmup_steps=min(500, max(1, args.steps // 10)),
+        )
+    except (DatasetError, ValueError) as exc:
+        sys.stderr.write(f"warmloop train: {exc}\n")
+        return 2
+    device = (
+        ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    )
+    distributed = init_distributed()
+    if distributed and device == "cuda":
+        device = f"cuda:{torch.distributed.get_rank() % torch.cuda.device_count()}"
+    data = prepare(
+        config, [e.arrays["obs"] for e in episodes], [e.arrays["action"] for e in episodes]
+    )
+    try:
+        result = train(config, data, out, resume=not args.no_resume, device=device)
+    except CheckpointError as exc:
+        sys.stderr.write(f"warmloop train: cannot resume: {exc}\n")
+        return 2
+    if not distributed or torch.distributed.get_rank() == 0:
+        sys.stdout.write(
+            f"{out}: {result['steps']} steps, loss {result['first_loss']:.4f} -> "
+            f"{result['final_loss']:.4f}"
+            + (
+                f", replicas agree ({result['replica_hash'][:12]})"
+                if "replica_hash" in result
+                else ""
+            )
+            + "\n"
+        )
+    if distributed:
+        torch.distributed.destroy_process_group()
+    return 0

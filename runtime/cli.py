@@ -94,11 +94,15 @@ def _add_demo(p: argparse.ArgumentParser) -> None:
 
 
 def _add_eval(p: argparse.ArgumentParser) -> None:
-    _add_checkpoint(p)
-    p.add_argument("--sampler", choices=["ddpm", "ddim", "rti"], default="rti")
-    p.add_argument("--steps", type=int)
-    p.add_argument("--k-prime", type=int)
-    p.add_argument("--episodes", type=int, default=50)
+    from policies.diffusion.evaluate import add_arguments  # argparse only
+
+    add_arguments(p)
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    from policies.diffusion.evaluate import main_from_args
+
+    return main_from_args(args)
 
 
 def _add_replay(p: argparse.ArgumentParser) -> None:
@@ -133,9 +137,7 @@ SUBCOMMANDS = (
         _run_collect,
     ),
     Subcommand("train", "train a diffusion policy", _add_train, _run_train),
-    Subcommand(
-        "eval", "evaluate a checkpoint in simulation", _add_eval, None, "the policies issue (#5)"
-    ),
+    Subcommand("eval", "evaluate a checkpoint in simulation", _add_eval, _run_eval),
     Subcommand(
         "calibrate-rti",
         "choose the RTI warm-start step K' for a checkpoint",

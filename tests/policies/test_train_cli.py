@@ -68,3 +68,39 @@ def test_data_parallel_replicas_agree(dataset, tmp_path) -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     assert "replicas agree" in result.stdout
     assert ckpt.load(tmp_path / "ddp").step == 30
+
+
+@pytest.mark.slow
+def test_eval_reports_success_latency_and_calls(dataset, tmp_path, capsys) -> None:
+    out = tmp_path / "ckpt"
+    assert main(["train", "pickplace", "--data", str(dataset), "--out", str(out), *TINY]) == 0
+    capsys.readouterr()
+    video = tmp_path / "first.mp4"
+    assert (
+        main(
+            [
+                "eval",
+                str(out),
+                "--sampler",
+                "rti",
+                "--k-prime",
+                "2",
+                "--episodes",
+                "1",
+                "--video",
+                str(video),
+            ]
+        )
+        == 0
+    )
+    report = dict(line.split(": ") for line in capsys.readouterr().out.strip().splitlines())
+    assert float(report["network_calls_per_prediction"]) == 3.0  # K' + 1
+    assert report["actions_per_prediction"] == "1"
+    assert 0.0 <= float(report["success_rate"]) <= 1.0
+    assert float(report["latency_p50_ms"]) > 0
+    assert video.stat().st_size > 1000
+    assert main(["eval", str(out), "--sampler", "ddim", "--steps", "4", "--episodes", "1"]) == 0
+    report = dict(line.split(": ") for line in capsys.readouterr().out.strip().splitlines())
+    assert float(report["network_calls_per_prediction"]) == 4.0
+    assert report["actions_per_prediction"] == "8"
+    assert main(["eval", str(tmp_path / "missing"), "--episodes", "1"]) == 2

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import math
 import time
 
 import mujoco
 import numpy as np
 
 from runtime.bench import BenchResult
+from runtime.stats import wilson_half_width
 from sim.envs import make_env, scene
 
 
@@ -56,11 +56,6 @@ def expert_success(task: str, seeds: int) -> tuple[float, float, float]:
         lengths.append(length)
     env.close()
     return successes / seeds, wilson_half_width(successes, seeds), float(np.mean(lengths))
-
-
-def wilson_half_width(successes: int, n: int, z: float = 1.96) -> float:
-    p = successes / n
-    return z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
 
 
 def run(quick: bool) -> BenchResult:

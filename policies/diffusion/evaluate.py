@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import sys
 import time
 from collections import deque
@@ -16,6 +15,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+
+from runtime.stats import wilson_half_width
 
 log = logging.getLogger(__name__)
 EVAL_SEED = 100_000
@@ -31,11 +32,6 @@ class EvalResult:
     latency_p99_ms: float
     network_calls_per_prediction: float
     actions_per_prediction: int
-
-
-def wilson_half_width(successes: int, n: int, z: float = 1.96) -> float:
-    p = successes / n
-    return z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
 
 
 def evaluate(

@@ -53,6 +53,7 @@ _LEVER = 0.06  # metres of position error worth one radian of yaw error
 _COVERAGE_WEIGHT = 0.05  # metres of pose error worth the whole target area
 SAFE_RADIUS = 0.135  # travel around the block this far from its centre
 STANDOFF = PUSHER_RADIUS + 0.014
+_VERIFIED_PLANS = 6  # reachable plans simulated whole before one is chosen
 
 
 def pose_error(pose: np.ndarray, target: np.ndarray = TARGET_POSE) -> float:
@@ -111,12 +112,21 @@ class PushTExpert:
         improving = [c for cost, _, c in scored if cost < pose_error(pose)]
         # The best push the pusher can reach; when none improves, a random reachable one.
         order = improving or [scored[i][2] for i in self.rng.permutation(len(scored))]
+        # Verify the few best reachable plans whole, travel included, in simulation: a
+        # path that brushes the block spoils a push that looked good on its own.
+        plans = []
         for start, direction, length in order[:30]:
             self._pending_direction = direction
             path = self._travel(pusher, start, pose[:2])
             if path is not None:
-                self._last_direction = direction
-                return [*path, start + direction * length]
+                plan = [*path, start + direction * length]
+                plans.append((self._simulate(plan), len(plans), plan, direction))
+                if len(plans) == _VERIFIED_PLANS:
+                    break
+        if plans:
+            _, _, plan, direction = min(plans, key=lambda p: p[:2])
+            self._last_direction = direction
+            return plan
         # Boxed in (for example against the workspace edge): back off and try again.
         self._last_direction = None
         return [np.clip(pusher + self.rng.normal(0, 0.03, 2), -0.24, 0.24)]
@@ -150,11 +160,29 @@ class PushTExpert:
         end = (start + direction * length).astype(np.float32)
         steps_to_end = math.ceil(length / (PUSHER_SPEED * self._task.control_dt) + 1e-9)
         for _ in range(steps_to_end + 2):  # the push, then 0.2 s to come to rest
-            self._task.before_step(scratch, end)
-            for i in range(env.n_substeps):
-                self._task.substep(scratch, (i + 1) / env.n_substeps)
-                mujoco.mj_step(scratch.model, scratch.data)
+            self._step_scratch(end)
         return pose_error(block_pose(scratch))
+
+    def _simulate(self, waypoints: list[np.ndarray]) -> float:
+        """Cost after following `waypoints` exactly as the env and `act` would."""
+        env, scratch = self.env, self._scratch
+        mujoco.mj_copyData(scratch.data, scratch.model, env.physics.data)
+        for waypoint in waypoints:
+            target = waypoint.astype(np.float32)
+            for _ in range(13):  # act() gives up on a waypoint after 12 steps
+                self._step_scratch(target)
+                if np.linalg.norm(scratch.data.mocap_pos[0, :2] - target) < 0.001:
+                    break
+        for _ in range(2):  # come to rest
+            self._step_scratch(waypoints[-1].astype(np.float32))
+        return pose_error(block_pose(scratch))
+
+    def _step_scratch(self, target: np.ndarray) -> None:
+        scratch, n = self._scratch, self.env.n_substeps
+        self._task.before_step(scratch, target)
+        for i in range(n):
+            self._task.substep(scratch, (i + 1) / n)
+            mujoco.mj_step(scratch.model, scratch.data)
 
     def _travel(
         self, pusher: np.ndarray, goal: np.ndarray, centre: np.ndarray

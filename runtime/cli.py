@@ -72,6 +72,18 @@ def _add_checkpoint(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", help="checkpoint directory")
 
 
+def _add_calibrate(p: argparse.ArgumentParser) -> None:
+    from policies.diffusion.calibrate import add_arguments  # argparse only
+
+    add_arguments(p)
+
+
+def _run_calibrate(args: argparse.Namespace) -> int:
+    from policies.diffusion.calibrate import main_from_args
+
+    return main_from_args(args)
+
+
 def _add_export(p: argparse.ArgumentParser) -> None:
     _add_checkpoint(p)
     p.add_argument("--out", required=True, help="directory for the ONNX graphs and manifest")
@@ -141,9 +153,8 @@ SUBCOMMANDS = (
     Subcommand(
         "calibrate-rti",
         "choose the RTI warm-start step K' for a checkpoint",
-        _add_checkpoint,
-        None,
-        "the policies issue (#5)",
+        _add_calibrate,
+        _run_calibrate,
     ),
     Subcommand("export", "export a checkpoint to ONNX", _add_export, None, "the ONNX issue (#6)"),
     Subcommand(

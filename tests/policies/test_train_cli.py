@@ -104,3 +104,44 @@ def test_eval_reports_success_latency_and_calls(dataset, tmp_path, capsys) -> No
     assert float(report["network_calls_per_prediction"]) == 4.0
     assert report["actions_per_prediction"] == "8"
     assert main(["eval", str(tmp_path / "missing"), "--episodes", "1"]) == 2
+
+
+@pytest.mark.slow
+def test_calibrate_rti_stores_a_checked_k_prime(dataset, tmp_path, capsys) -> None:
+    import json
+
+    from policies.diffusion.calibrate import choose
+
+    out = tmp_path / "ckpt"
+    assert main(["train", "pickplace", "--data", str(dataset), "--out", str(out), *TINY]) == 0
+    capsys.readouterr()
+    assert (
+        main(
+            [
+                "calibrate-rti",
+                str(out),
+                "--data",
+                str(dataset),
+                "--episodes",
+                "1",
+                "--check-episodes",
+                "1",
+            ]
+        )
+        == 0
+    )
+    meta = json.loads((out / "config.json").read_text())
+    calibration = meta["extra"]["rti_calibration"]
+    ratios = {int(k): v for k, v in calibration["ratios"].items()}
+    assert calibration["k_prime_offline"] == choose(ratios)
+    assert meta["config"]["rti_k_prime"] == calibration["k_prime"]
+    assert str(calibration["k_prime"]) in calibration["closed_loop_success"]
+    assert ckpt.load(out).config.rti_k_prime == calibration["k_prime"]  # hash still holds
+    assert "chose K'" in capsys.readouterr().out
+
+
+def test_choose_picks_the_ratio_nearest_one() -> None:
+    from policies.diffusion.calibrate import choose
+
+    assert choose({0: 40.0, 1: 3.0, 2: 1.2, 3: 0.5}) == 2
+    assert choose({0: 0.9, 1: 0.2}) == 0

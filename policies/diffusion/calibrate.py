@@ -1,0 +1,165 @@
+"""`warmloop calibrate-rti CHECKPOINT`: choose the RTI warm-start step K' automatically.
+
+The RTI paper suggests, without implementing it, an offline estimate from full
+denoising on held-out observations. We make it concrete: a warm start treats the
+shifted guess g as a draw of x_{K'} ~ N(√ᾱ_{K'}·A₀, (1 − ᾱ_{K'}) I), where A₀ is what
+full denoising predicts at the new step. The match is good when the guess deviates from
+√ᾱ_{K'}·A₀ by about the noise the chain expects at K':
+
+    ratio(K') = mean ‖g − √ᾱ_{K'}·A₀‖² / (d · (1 − ᾱ_{K'}))      (d = Tp · A)
+
+Too small a K' (ratio ≫ 1) leaves more error than K'+1 steps can remove; too large a
+K' wastes network calls. The estimate is the K' with ratio closest to 1 (in log).
+Then a closed-loop check evaluates K'−1, K', K'+1 and keeps the smallest K' whose
+success is within one Wilson half-width of the best.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass
+class Calibration:
+    k_prime_offline: int
+    k_prime: int
+    ratios: dict[int, float]  # K' -> mean residual energy / expected noise energy
+    closed_loop_success: dict[int, float]
+
+
+def offline_ratios(
+    policy, observation_episodes: list[np.ndarray], executed: int = 1, max_k: int = 20
+) -> dict[int, float]:
+    """ratio(K') over consecutive steps of the given episodes (see the module doc)."""
+    import torch
+
+    from policies.diffusion.sampler import sample_ddpm, shift_chunk
+
+    schedule, horizon = policy.schedule, policy.obs_horizon
+    energies: list[torch.Tensor] = []
+    clean: list[torch.Tensor] = []  # A₀ at each step of the current episode
+    for observations in observation_episodes:
+        clean.clear()
+        for i in range(len(observations)):
+            window = observations[np.clip(np.arange(i - horizon + 1, i + 1), 0, None)]
+            clean.append(_full_sample(policy, window, sample_ddpm))
+            if i >= executed:
+                guess = shift_chunk(clean[i - executed], executed)
+                energies.append(
+                    torch.stack(
+                        [
+                            ((guess - schedule.alpha_bar(k) ** 0.5 * clean[i]) ** 2).mean()
+                            for k in range(max_k)
+                        ]
+                    )
+                )
+    if not energies:
+        raise ValueError("need episodes longer than the executed actions")
+    mean = torch.stack(energies).mean(0)
+    return {k: float(mean[k]) / (1.0 - schedule.alpha_bar(k)) for k in range(max_k)}
+
+
+def _full_sample(policy, window: np.ndarray, sample_ddpm):
+    import torch
+
+    cond = torch.from_numpy(policy.obs_normalizer.normalize(window).reshape(1, -1))
+    shape = (1, policy.pred_horizon, policy.config.action_dim)
+
+    def eps_fn(x, t):
+        return policy.network(x, torch.full((1,), t), cond)
+
+    def noise():
+        return torch.randn(shape, generator=policy.generator)
+
+    with torch.no_grad():
+        return sample_ddpm(eps_fn, policy.schedule, noise(), noise)
+
+
+def choose(ratios: dict[int, float]) -> int:
+    return min(ratios, key=lambda k: abs(np.log(max(ratios[k], 1e-12))))
+
+
+def calibrate(
+    checkpoint_dir: Path,
+    data_dir: Path,
+    episodes: int = 10,
+    check_episodes: int = 20,
+    progress: bool = True,
+) -> Calibration:
+    from policies.diffusion.checkpoint import load
+    from policies.diffusion.evaluate import evaluate
+    from policies.diffusion.policy import DiffusionPolicy
+    from runtime.stats import wilson_half_width
+    from sim.dataset import load_episodes
+
+    checkpoint = load(checkpoint_dir)
+    stored = load_episodes(data_dir, with_images=False)
+    held_out = [e.arrays["obs"] for e in stored[-episodes:]]  # the latest episodes
+    policy = DiffusionPolicy(checkpoint, sampler="ddpm", seed=0)
+    ratios = offline_ratios(policy, held_out)
+    offline = choose(ratios)
+    success: dict[int, float] = {}
+    for k in sorted({max(0, offline - 1), offline, offline + 1}):
+        candidate = DiffusionPolicy(checkpoint, sampler="rti", k_prime=k, executed=1, seed=k)
+        success[k] = evaluate(
+            candidate, checkpoint.config.task, check_episodes, executed=1, progress=progress
+        ).success_rate
+    best = max(success.values())
+    margin = wilson_half_width(round(best * check_episodes), check_episodes)
+    k_prime = min(k for k, s in success.items() if s >= best - margin)
+    return Calibration(offline, k_prime, ratios, success)
+
+
+def store(checkpoint_dir: Path, calibration: Calibration) -> None:
+    """Write K' into config.json (weights untouched, so their hash still holds)."""
+    path = Path(checkpoint_dir) / "config.json"
+    meta = json.loads(path.read_text(encoding="utf-8"))
+    meta["config"]["rti_k_prime"] = calibration.k_prime
+    meta.setdefault("extra", {})["rti_calibration"] = {
+        **asdict(calibration),
+        "ratios": {str(k): v for k, v in calibration.ratios.items()},
+        "closed_loop_success": {str(k): v for k, v in calibration.closed_loop_success.items()},
+    }
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", type=Path, help="checkpoint directory")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        help="the task's dataset; its last episodes are the held-out ones",
+    )
+    parser.add_argument("--episodes", type=int, default=10, help="held-out episodes")
+    parser.add_argument(
+        "--check-episodes", type=int, default=20, help="closed-loop episodes per K' candidate"
+    )
+
+
+def main_from_args(args: argparse.Namespace) -> int:
+    from policies.diffusion.checkpoint import CheckpointError
+    from sim.dataset import DatasetError
+
+    try:
+        result = calibrate(args.checkpoint, args.data, args.episodes, args.check_episodes)
+    except (CheckpointError, DatasetError, ValueError) as exc:
+        sys.stderr.write(f"warmloop calibrate-rti: {exc}\n")
+        return 2
+    store(args.checkpoint, result)
+    ratios = ", ".join(f"{k}: {v:.2f}" for k, v in list(result.ratios.items())[:8])
+    sys.stdout.write(
+        f"offline ratio (K': residual/noise energy) {ratios} ...\n"
+        f"offline K' = {result.k_prime_offline}; closed-loop success "
+        f"{result.closed_loop_success}; chose K' = {result.k_prime}, stored in "
+        f"{args.checkpoint / 'config.json'}\n"
+    )
+    return 0

@@ -21,8 +21,12 @@ import json
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    pass
 
 
 @dataclass
@@ -39,7 +43,7 @@ def offline_ratios(
     """ratio(K') over consecutive steps of the given episodes (see the module doc)."""
     import torch
 
-    from policies.diffusion.sampler import sample_ddpm, shift_chunk
+    from policies.diffusion.sampler import shift_chunk
 
     schedule, horizon = policy.schedule, policy.obs_horizon
     energies: list[torch.Tensor] = []
@@ -48,7 +52,7 @@ def offline_ratios(
         clean.clear()
         for i in range(len(observations)):
             window = observations[np.clip(np.arange(i - horizon + 1, i + 1), 0, None)]
-            clean.append(_full_sample(policy, window, sample_ddpm))
+            clean.append(policy.predict_normalized(window))  # a "ddpm" policy: full chain
             if i >= executed:
                 guess = shift_chunk(clean[i - executed], executed)
                 energies.append(
@@ -63,22 +67,6 @@ def offline_ratios(
         raise ValueError("need episodes longer than the executed actions")
     mean = torch.stack(energies).mean(0)
     return {k: float(mean[k]) / (1.0 - schedule.alpha_bar(k)) for k in range(max_k)}
-
-
-def _full_sample(policy, window: np.ndarray, sample_ddpm):
-    import torch
-
-    cond = torch.from_numpy(policy.obs_normalizer.normalize(window).reshape(1, -1))
-    shape = (1, policy.pred_horizon, policy.config.action_dim)
-
-    def eps_fn(x, t):
-        return policy.network(x, torch.full((1,), t), cond)
-
-    def noise():
-        return torch.randn(shape, generator=policy.generator)
-
-    with torch.no_grad():
-        return sample_ddpm(eps_fn, policy.schedule, noise(), noise)
 
 
 def choose(ratios: dict[int, float]) -> int:

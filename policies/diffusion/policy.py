@@ -60,8 +60,16 @@ class DiffusionPolicy:
     def reset(self) -> None:
         self.rti.reset()
 
-    @torch.no_grad()
     def infer(self, observations: np.ndarray) -> np.ndarray:
+        chunk = self.predict_normalized(observations)
+        actions = self.action_normalizer.unnormalize(chunk[0].cpu().numpy())
+        for d in self.config.discrete_dims:
+            actions[:, d] = np.where(actions[:, d] > 0, 1.0, -1.0)
+        return actions
+
+    @torch.no_grad()
+    def predict_normalized(self, observations: np.ndarray) -> torch.Tensor:
+        """(To, D) observations -> (1, Tp, A) chunk in the network's normalised units."""
         expected = (self.obs_horizon, self.config.obs_dim)
         observations = np.asarray(observations, np.float32)
         if observations.shape != expected:
@@ -98,7 +106,4 @@ class DiffusionPolicy:
             chunk = sample_ddpm(eps_fn, self.schedule, noise(), noise)
         if self.sampler == "rti":
             self.rti.store(chunk)
-        actions = self.action_normalizer.unnormalize(chunk[0].cpu().numpy())
-        for d in self.config.discrete_dims:
-            actions[:, d] = np.where(actions[:, d] > 0, 1.0, -1.0)
-        return actions
+        return chunk

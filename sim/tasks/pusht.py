@@ -133,6 +133,7 @@ class PushTTask(Task):
             data.joint(name).qpos[0] = value
         data.mocap_pos[0, :2] = pusher
         self._start = self._goal = pusher.copy()
+        self.after_step(physics)
 
     def before_step(self, physics: Physics, action: np.ndarray) -> None:
         current = physics.data.mocap_pos[0, :2].copy()
@@ -155,11 +156,15 @@ class PushTTask(Task):
             [*physics.data.mocap_pos[0, :2], pose[0], pose[1], math.sin(pose[2]), math.cos(pose[2])]
         )
 
+    def after_step(self, physics: Physics) -> None:
+        # Reward, success and info all need it: measure the overlap once per step.
+        self._coverage = coverage(block_pose(physics))
+
     def reward(self, physics: Physics) -> float:
-        return float(np.clip(coverage(block_pose(physics)) / SUCCESS_COVERAGE, 0.0, 1.0))
+        return float(np.clip(self._coverage / SUCCESS_COVERAGE, 0.0, 1.0))
 
     def success(self, physics: Physics) -> bool:
-        return coverage(block_pose(physics)) >= SUCCESS_COVERAGE
+        return self._coverage >= SUCCESS_COVERAGE
 
     def info(self, physics: Physics) -> dict:
-        return {"coverage": coverage(block_pose(physics)), "score": self.reward(physics)}
+        return {"coverage": self._coverage, "score": self.reward(physics)}

@@ -85,12 +85,29 @@ def _run_calibrate(args: argparse.Namespace) -> int:
 
 
 def _add_export(p: argparse.ArgumentParser) -> None:
-    _add_checkpoint(p)
-    p.add_argument("--out", required=True, help="directory for the ONNX graphs and manifest")
+    # Declared here, not in policies/deploy/export.py, which imports torch.
+    p.add_argument("checkpoint", type=Path, help="a checkpoint directory (warmloop train)")
+    p.add_argument("--out", type=Path, required=True, help="directory for the graphs")
+    p.add_argument("--k-prime", type=int, default=None, help="default: the checkpoint's")
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from policies.deploy.export import main_from_args
+
+    return main_from_args(args)
 
 
 def _add_deploy(p: argparse.ArgumentParser) -> None:
-    p.add_argument("directory", help="directory written by `warmloop export`")
+    from runtime.policy_node import add_arguments  # no torch: numpy, pyzmq only
+
+    add_arguments(p, backend=False)
+
+
+def _run_deploy(args: argparse.Namespace) -> int:
+    from runtime.policy_node import main_from_args
+
+    args.backend = "onnx"
+    return main_from_args(args)
 
 
 def _add_launch(p: argparse.ArgumentParser) -> None:
@@ -156,9 +173,12 @@ SUBCOMMANDS = (
         _add_calibrate,
         _run_calibrate,
     ),
-    Subcommand("export", "export a checkpoint to ONNX", _add_export, None, "the ONNX issue (#6)"),
+    Subcommand("export", "export a checkpoint to ONNX", _add_export, _run_export),
     Subcommand(
-        "deploy", "run an exported policy without torch", _add_deploy, None, "the ONNX issue (#6)"
+        "deploy",
+        "run an exported policy as the policy node, without torch",
+        _add_deploy,
+        _run_deploy,
     ),
     Subcommand("launch", "run a launch graph", _add_launch, None, "the runtime issue (#7)"),
     Subcommand("replay", "republish an MCAP recording", _add_replay, _run_replay),

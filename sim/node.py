@@ -8,9 +8,11 @@ Publishes (bound at --publish):
 Consumes (bound at --actions, QoS latest):
   action       ActionChunk   actions[i] is due at t_first + i*dt (sender's clock)
 
-Each tick executes the action of the newest chunk that is due now. When no chunk is
-fresh (none received within --staleness seconds, or its actions all lie in the past)
-the node holds the task's safe action: the arm still, the gripper unchanged.
+Each tick executes the action of the newest chunk that is due now; chunks of another
+episode are counted (foreign_chunks) and ignored. With --wait-for-policy S each episode
+starts only once its first chunk arrived (or S seconds passed). When no chunk is fresh
+(none received within --staleness seconds, or its actions all lie in the past) the node
+holds the task's safe action: the arm still, the gripper unchanged.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ class SimNodeConfig:
     images: bool = False
     image_size: int = 96
     rate_scale: float = 1.0  # 2.0 runs twice as fast as real time
+    wait_for_policy: float = 0.0  # seconds each episode waits for its first chunk (0: none)
 
     def __post_init__(self) -> None:
         if self.episodes < 1:
@@ -60,6 +63,8 @@ class SimNodeConfig:
             raise ValueError(f"staleness must be positive, got {self.staleness}")
         if self.rate_scale <= 0:
             raise ValueError(f"rate_scale must be positive, got {self.rate_scale}")
+        if self.wait_for_policy < 0:
+            raise ValueError(f"wait_for_policy must be >= 0, got {self.wait_for_policy}")
 
 
 @dataclass
@@ -71,7 +76,7 @@ class ChunkTracker:
     chunk: ActionChunk | None = None
     received_at: float = -np.inf
     counters: dict[str, int] = field(
-        default_factory=lambda: {"chunks": 0, "held": 0, "stale_chunks": 0}
+        default_factory=lambda: {"chunks": 0, "held": 0, "stale_chunks": 0, "foreign_chunks": 0}
     )
 
     def offer(self, chunk: ActionChunk, now: float) -> None:
@@ -98,6 +103,7 @@ class SimNode:
         self.actions = Subscriber(Endpoint(config.actions, bind=True), {"action": Latest()})
         self.tracker = ChunkTracker(config.staleness, config.clock_offset)
         self.steps = 0
+        self.episode = 0
         self._stop = False
         self._last_heartbeat = 0.0
 
@@ -122,6 +128,9 @@ class SimNode:
         seed = self.config.seed + episode
         observation, info = self.env.reset(seed=seed)
         self.tracker.chunk = None  # a new episode never executes the last one's plan
+        self.episode = episode
+        if self.config.wait_for_policy > 0:
+            self._await_first_chunk(observation, episode, rate.period)
         score, success, length, done = 0.0, False, 0, False
         rate.reset()
         while not done and not self._stop:
@@ -145,11 +154,38 @@ class SimNode:
         log.info("episode %d: success=%s score=%.2f length=%d", episode, success, score, length)
         return result
 
+    def _await_first_chunk(self, observation: np.ndarray, episode: int, period: float) -> None:
+        """Publish the first observation each period until a chunk for it arrives.
+
+        A policy's first prediction of an episode denoises fully (hundreds of ms on a
+        CPU), and a policy process may still be starting: the robot waits at rest.
+        """
+        deadline = time.monotonic() + self.config.wait_for_policy
+        while time.monotonic() < deadline and not self._stop:
+            self._publish_state(observation, episode, 0)
+            received = self.actions.recv("action", timeout=period)
+            if self._accept(received):
+                return
+        log.warning(
+            "episode %d: no chunk within %.1f s; starting anyway",
+            episode,
+            self.config.wait_for_policy,
+        )
+
+    def _accept(self, received) -> bool:
+        """Offer a received chunk of this episode to the tracker; count any other."""
+        if received is None:
+            return False
+        chunk = received.message
+        if not isinstance(chunk, ActionChunk) or chunk.episode != self.episode:
+            self.tracker.counters["foreign_chunks"] += 1
+            return False
+        self.tracker.offer(chunk, time.monotonic())
+        return True
+
     def _choose_action(self) -> np.ndarray:
-        received = self.actions.recv("action", timeout=0)
+        self._accept(self.actions.recv("action", timeout=0))
         now = time.monotonic()
-        if received is not None and isinstance(received.message, ActionChunk):
-            self.tracker.offer(received.message, now)
         action = self.tracker.due_action(now)
         if action is None or action.shape != self.env.action_space.shape:
             self.tracker.counters["held"] += 1

@@ -96,7 +96,9 @@ def evaluate(
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", type=Path, help="checkpoint directory")
+    parser.add_argument(
+        "checkpoint", type=Path, help="checkpoint directory, or an exported (ONNX) one"
+    )
     parser.add_argument("--sampler", choices=["ddpm", "ddim", "rti"], default="rti")
     parser.add_argument("--steps", type=int, default=10, help="DDIM steps")
     parser.add_argument("--k-prime", type=int, help="RTI warm-start step (default: checkpoint)")
@@ -109,31 +111,45 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main_from_args(args: argparse.Namespace) -> int:
-    import torch
-
-    from policies.diffusion.checkpoint import CheckpointError, load
-    from policies.diffusion.policy import DiffusionPolicy
-
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     try:
-        checkpoint = load(args.checkpoint)
-        config = checkpoint.config
-        executed = args.execute or (1 if args.sampler == "rti" else config.action_horizon)
-        policy = DiffusionPolicy(
-            checkpoint,
-            sampler=args.sampler,
-            ddim_steps=args.steps,
-            k_prime=args.k_prime,
-            executed=executed,
-        )
+        policy, task, executed = load_policy(args)
         if args.episodes < 1:
             raise ValueError(f"--episodes must be at least 1, got {args.episodes}")
-    except (CheckpointError, ValueError) as exc:
+    except ValueError as exc:  # CheckpointError and ExportError are ValueErrors
         sys.stderr.write(f"warmloop eval: {exc}\n")
         return 2
-    result = evaluate(policy, config.task, args.episodes, executed, args.seed, args.video)
+    result = evaluate(policy, task, args.episodes, executed, args.seed, args.video)
     for key, value in asdict(result).items():
         sys.stdout.write(
             f"{key}: {value:.4g}\n" if isinstance(value, float) else f"{key}: {value}\n"
         )
     return 0
+
+
+def load_policy(args: argparse.Namespace):
+    """(policy, task, actions executed per prediction) for a checkpoint or an export."""
+    if (Path(args.checkpoint) / "manifest.json").exists():
+        from policies.deploy.manifest import read_manifest
+        from policies.deploy.runtime import OnnxPolicy
+
+        if args.k_prime is not None:
+            raise ValueError("--k-prime is fixed in an exported policy; export again to change it")
+        manifest = read_manifest(args.checkpoint)
+        executed = args.execute or (1 if args.sampler == "rti" else manifest.action_horizon)
+        policy = OnnxPolicy(args.checkpoint, args.sampler, executed, ddim_steps=args.steps)
+        return policy, manifest.task, executed
+
+    from policies.diffusion.checkpoint import load
+    from policies.diffusion.policy import DiffusionPolicy
+
+    checkpoint = load(args.checkpoint)
+    config = checkpoint.config
+    executed = args.execute or (1 if args.sampler == "rti" else config.action_horizon)
+    policy = DiffusionPolicy(
+        checkpoint,
+        sampler=args.sampler,
+        ddim_steps=args.steps,
+        k_prime=args.k_prime,
+        executed=executed,
+    )
+    return policy, config.task, executed

@@ -1,0 +1,1 @@
+"""Deploying a trained policy: ONNX export, and a runtime that needs no torch."""

@@ -1,0 +1,171 @@
+"""`warmloop export`: a checkpoint becomes ONNX graphs and a manifest (see manifest.py).
+
+The RTI graph unrolls the K'+1 reverse steps of one update with the schedule's
+constants folded in, so a warm tick is one onnxruntime call. Shifting the previous
+chunk and snapping its discrete dimensions stay outside, in numpy: they are index
+work, and keeping them out lets the graph take exactly "the shifted guess".
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import warnings
+from pathlib import Path
+
+import onnx
+import torch
+from torch import nn
+
+from policies.deploy.manifest import (
+    MANIFEST_FILE,
+    NETWORK_GRAPH,
+    OPSET,
+    RTI_GRAPH,
+    GraphEntry,
+    Manifest,
+    file_sha256,
+    rti_noise_draws,
+)
+from policies.diffusion import checkpoint as ckpt
+from policies.diffusion.sampler import warm_start
+from policies.diffusion.scheduler import NoiseSchedule
+from policies.diffusion.training import build_network
+
+log = logging.getLogger(__name__)
+
+
+class UnrolledRTI(nn.Module):
+    """(shifted guess, cond, noise draws) -> the denoised chunk, K'+1 network calls."""
+
+    def __init__(self, network: nn.Module, schedule: NoiseSchedule, k_prime: int, mode: str):
+        super().__init__()
+        self.network, self.schedule = network, schedule
+        self.k_prime, self.mode = k_prime, mode
+
+    def forward(
+        self, shifted: torch.Tensor, cond: torch.Tensor, noise: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        count = 0 if noise is None else int(noise.shape[0])  # fixed when exported
+        draws = iter(range(count))
+
+        def draw() -> torch.Tensor:
+            return noise[next(draws)]
+
+        x = warm_start(self.schedule, shifted, self.k_prime, self.mode, draw)
+        batch_ones = torch.ones_like(cond[:, 0], dtype=torch.long)  # keeps batch dynamic
+        for t in range(self.k_prime, -1, -1):
+            eps = self.network(x, batch_ones * t, cond)
+            x = self.schedule.ddpm_step(x, eps, t, draw() if t > 0 else None)
+        return x
+
+
+def export(checkpoint_dir: Path, out: Path, k_prime: int | None = None) -> Manifest:
+    checkpoint = ckpt.load(Path(checkpoint_dir))
+    config = checkpoint.config
+    k_prime = config.rti_k_prime if k_prime is None else k_prime
+    if not 0 <= k_prime < config.train_steps:
+        raise ValueError(f"k_prime must be in 0..{config.train_steps - 1}, got {k_prime}")
+    network = build_network(config).eval()
+    ckpt.load_into(network, checkpoint.model_state, Path(checkpoint_dir) / "model.safetensors")
+    schedule = NoiseSchedule(config.train_steps)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MANIFEST_FILE).unlink(missing_ok=True)  # a half-written export never looks whole
+
+    horizon, action_dim = config.pred_horizon, config.action_dim
+    cond_dim = config.obs_horizon * config.obs_dim
+    draws = rti_noise_draws(k_prime, config.rti_mode)
+    sample = torch.zeros(1, horizon, action_dim)
+    cond = torch.zeros(1, cond_dim)
+    chunk_shape: list[int | str] = ["batch", horizon, action_dim]
+    graphs = {
+        "network": _export_graph(
+            network,
+            (sample, torch.zeros(1, dtype=torch.long), cond),
+            out / NETWORK_GRAPH,
+            inputs={"sample": chunk_shape, "step": ["batch"], "cond": ["batch", cond_dim]},
+            outputs={"eps": chunk_shape},
+        )
+    }
+    rti_inputs = {"shifted": chunk_shape, "cond": ["batch", cond_dim]}
+    rti_args: tuple[torch.Tensor, ...] = (sample, cond)
+    if draws:
+        rti_inputs["noise"] = [draws, "batch", horizon, action_dim]
+        rti_args = (sample, cond, torch.zeros(draws, 1, horizon, action_dim))
+    graphs["rti_update"] = _export_graph(
+        UnrolledRTI(network, schedule, k_prime, config.rti_mode).eval(),
+        rti_args,
+        out / RTI_GRAPH,
+        inputs=rti_inputs,
+        outputs={"chunk": chunk_shape},
+    )
+    manifest = Manifest(
+        task=config.task,
+        obs_dim=config.obs_dim,
+        action_dim=action_dim,
+        obs_horizon=config.obs_horizon,
+        pred_horizon=horizon,
+        action_horizon=config.action_horizon,
+        obs_normalizer=checkpoint.obs_normalizer.to_dict(),
+        action_normalizer=checkpoint.action_normalizer.to_dict(),
+        train_steps=config.train_steps,
+        clip_sample=schedule.clip_sample,
+        k_prime=k_prime,
+        rti_mode=config.rti_mode,
+        noise_draws=draws,
+        discrete_dims=tuple(config.discrete_dims),
+        discrete_factor=config.discrete_factor,
+        rti_clip=config.rti_clip,
+        checkpoint_weights_sha256=ckpt.weights_hash(checkpoint.model_state),
+        graphs=graphs,
+    )
+    (out / MANIFEST_FILE).write_text(manifest.to_json(), encoding="utf-8")
+    return manifest
+
+
+def _export_graph(
+    module: nn.Module,
+    args: tuple[torch.Tensor, ...],
+    path: Path,
+    inputs: dict[str, list[int | str]],
+    outputs: dict[str, list[int | str]],
+) -> GraphEntry:
+    dynamic = {
+        name: {axis: size for axis, size in enumerate(shape) if isinstance(size, str)}
+        for name, shape in {**inputs, **outputs}.items()
+    }
+    with warnings.catch_warnings(), torch.no_grad():
+        # The TorchScript exporter: deterministic, and needs no onnxscript. The graphs are
+        # plain convolutions and arithmetic, well inside what it covers.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        # Tracing freezes Python-side checks (GroupNorm's size check, the number of noise
+        # draws); every one of them is fixed for an exported graph by design.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        torch.onnx.export(
+            module,
+            args,
+            str(path),
+            dynamo=False,
+            input_names=list(inputs),
+            output_names=list(outputs),
+            dynamic_axes=dynamic,
+            opset_version=OPSET,
+        )
+    onnx.checker.check_model(str(path), full_check=True)
+    log.info("wrote %s (%.1f MB)", path, path.stat().st_size / 1e6)
+    return GraphEntry(path.name, file_sha256(path), inputs, outputs)
+
+
+def main_from_args(args: argparse.Namespace) -> int:
+    try:
+        manifest = export(args.checkpoint, args.out, args.k_prime)
+    except ValueError as exc:  # CheckpointError is one
+        sys.stderr.write(f"warmloop export: {exc}\n")
+        return 2
+    print(
+        f"exported {args.checkpoint} to {args.out}: {', '.join(manifest.graphs)} "
+        f"(K'={manifest.k_prime}, opset {OPSET}, all graphs pass onnx.checker)"
+    )
+    return 0

@@ -1,0 +1,202 @@
+"""ONNX export, parity with torch, and the torch-free runtime, on the shipped checkpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from policies.deploy.export import export
+from policies.deploy.manifest import ExportError, read_manifest
+from policies.deploy.runtime import OnnxPolicy, choose_providers
+from policies.diffusion.policy import DiffusionPolicy
+from policies.diffusion.sampler import rti_update, shift_chunk
+from policies.interface import Policy
+from sim.envs import make_env
+from tests.no_torch import run_without_torch
+
+ROOT = Path(__file__).resolve().parents[2]
+CHECKPOINT = ROOT / "checkpoints" / "pickplace"
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("export")
+    export(CHECKPOINT, out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def torch_policy() -> DiffusionPolicy:
+    return DiffusionPolicy(CHECKPOINT)
+
+
+def real_conditions(policy: DiffusionPolicy, count: int) -> np.ndarray:
+    """Normalised conditions from PickPlace observations along an expert's episode."""
+    from sim.tasks.pickplace import PickPlaceExpert
+
+    env = make_env("pickplace")
+    observation, _ = env.reset(seed=3)
+    expert = PickPlaceExpert(np.random.default_rng(0))
+    observations = [observation]
+    for _ in range(count):
+        observation, *_ = env.step(expert.act(observation))
+        observations.append(observation)
+    env.close()
+    pairs = np.stack([observations[i : i + 2] for i in range(count)]).astype(np.float32)
+    return policy.obs_normalizer.normalize(pairs).reshape(count, -1)
+
+
+def test_export_writes_checked_graphs_and_a_manifest(exported: Path) -> None:
+    manifest = read_manifest(exported)
+    assert set(manifest.graphs) == {"network", "rti_update"}
+    for entry in manifest.graphs.values():
+        onnx.checker.check_model(str(exported / entry.file), full_check=True)
+    assert manifest.k_prime == 2 and manifest.noise_draws == 2
+    assert manifest.task == "pickplace" and manifest.discrete_dims == [3]
+
+
+def test_network_matches_torch_on_random_and_real_inputs(exported, torch_policy) -> None:
+    policy = OnnxPolicy(exported)
+    rng = np.random.default_rng(0)
+    real = real_conditions(torch_policy, 24)
+    for cond in (rng.standard_normal((16, 22), dtype=np.float32), real):
+        batch = len(cond)  # also checks the dynamic batch axis
+        sample = rng.standard_normal((batch, 16, 4), dtype=np.float32)
+        steps = rng.integers(0, 100, batch)
+        with torch.no_grad():
+            expected = torch_policy.network(
+                torch.from_numpy(sample), torch.from_numpy(steps), torch.from_numpy(cond)
+            ).numpy()
+        got = policy.network.run({"sample": sample, "step": steps, "cond": cond})
+        assert np.abs(got - expected).max() <= 1e-4
+
+
+def test_unrolled_rti_graph_reproduces_the_torch_update_from_the_same_noise(
+    exported, torch_policy
+) -> None:
+    policy = OnnxPolicy(exported)
+    rng = np.random.default_rng(1)
+    cond = real_conditions(torch_policy, 1)
+    previous = rng.uniform(-1, 1, (1, 16, 4)).astype(np.float32)
+    noise = rng.standard_normal((2, 1, 16, 4), dtype=np.float32)
+    draws = iter(torch.from_numpy(noise))
+    with torch.no_grad():
+        expected = rti_update(
+            lambda x, t: torch_policy.network(x, torch.full((1,), t), torch.from_numpy(cond)),
+            torch_policy.schedule,
+            torch.from_numpy(previous),
+            1,
+            2,
+            lambda: next(draws),
+        ).numpy()
+    got = policy.rti_update(shift_chunk(previous, 1), cond, noise)
+    assert np.abs(got - expected).max() <= 1e-4
+
+
+def test_onnx_policy_follows_the_policy_interface(exported) -> None:
+    policy = OnnxPolicy(exported, seed=0)
+    assert isinstance(policy, Policy)
+    assert policy.providers == ["CPUExecutionProvider"] or os.path.exists("/dev/nvidia0")
+    observations = np.zeros((2, 11), np.float32)
+    first = policy.infer(observations)
+    assert first.shape == (16, 4) and policy.network_calls == 100  # full DDPM first
+    policy.infer(observations)
+    assert policy.network_calls == 103  # then one RTI update: K'+1 calls
+    assert set(np.unique(first[:, 3])) <= {-1.0, 1.0}
+    policy.reset()
+    policy.infer(observations)
+    assert policy.network_calls == 203
+    again = OnnxPolicy(exported, seed=0)
+    np.testing.assert_array_equal(again.infer(observations), first)  # seeded: reproducible
+
+
+def test_providers_never_include_a_gpu_without_one() -> None:
+    chosen = choose_providers()
+    assert chosen[-1] == "CPUExecutionProvider"
+    if not os.path.exists("/dev/nvidia0") and shutil.which("nvidia-smi") is None:
+        assert chosen == ["CPUExecutionProvider"]
+
+
+@pytest.mark.parametrize(
+    "observations, message",
+    [
+        (np.full((2, 11), np.nan, np.float32), "NaN"),
+        (np.zeros((2, 10), np.float32), "shape"),
+        (np.zeros((1, 11), np.float32), "shape"),
+    ],
+)
+def test_bad_observations_raise_value_errors(exported, observations, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        OnnxPolicy(exported).infer(observations)
+
+
+def _copy(exported: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "policy"
+    shutil.copytree(exported, target)
+    return target
+
+
+def _edit_manifest(directory: Path, edit) -> None:
+    path = directory / "manifest.json"
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+
+
+def test_other_schema_version_is_refused(exported, tmp_path) -> None:
+    directory = _copy(exported, tmp_path)
+    _edit_manifest(directory, lambda d: d.update(schema_version=99))
+    with pytest.raises(ExportError, match=r"manifest.json: schema_version 99"):
+        OnnxPolicy(directory)
+
+
+def test_missing_files_are_named(exported, tmp_path) -> None:
+    directory = _copy(exported, tmp_path)
+    (directory / "rti_update.onnx").unlink()
+    with pytest.raises(ExportError, match=r"rti_update.onnx: missing"):
+        OnnxPolicy(directory)
+    with pytest.raises(ExportError, match=r"manifest.json: missing"):
+        OnnxPolicy(tmp_path / "nowhere")
+
+
+def test_weight_hash_mismatch_is_refused(exported, tmp_path) -> None:
+    directory = _copy(exported, tmp_path)
+    with open(directory / "network.onnx", "r+b") as handle:
+        handle.seek(-8, os.SEEK_END)
+        handle.write(b"\x00" * 8)  # flip weights, keep the size
+    with pytest.raises(ExportError, match=r"network.onnx: weight hash does not match"):
+        OnnxPolicy(directory)
+
+
+def test_graph_shapes_that_disagree_with_the_manifest_are_refused(exported, tmp_path) -> None:
+    directory = _copy(exported, tmp_path)
+
+    def widen_condition(data: dict) -> None:
+        data["graphs"]["network"]["inputs"]["cond"] = ["batch", 23]
+        data["obs_dim"] = 23 // 2
+
+    _edit_manifest(directory, widen_condition)
+    with pytest.raises(ExportError, match=r"network.onnx: input cond has shape"):
+        OnnxPolicy(directory)
+
+
+def test_runtime_works_where_importing_torch_fails(exported) -> None:
+    result = run_without_torch(f"""
+import numpy as np
+from policies.deploy.runtime import OnnxPolicy
+policy = OnnxPolicy({str(exported)!r})
+policy.infer(np.zeros((2, 11), np.float32))
+actions = policy.infer(np.zeros((2, 11), np.float32))
+assert actions.shape == (16, 4), actions.shape
+assert "torch" not in sys.modules
+print("ok", policy.providers)
+""")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("ok")

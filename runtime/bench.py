@@ -52,11 +52,18 @@ def _sim(quick: bool) -> BenchResult:
     return run(quick)
 
 
+def _onnx(quick: bool) -> BenchResult:
+    from policies.deploy.bench import run
+
+    return run(quick)
+
+
 BENCHMARKS = {
     b.name: b
     for b in (
         Benchmark("streams", "ZeroMQ transport: warmloop streams vs bare pyzmq", _streams),
         Benchmark("sim", "MuJoCo physics and headless rendering speed, expert success", _sim),
+        Benchmark("onnx", "RTI update latency: torch eager vs onnxruntime, and parity", _onnx),
     )
 }
 

@@ -200,3 +200,17 @@ print("ok", policy.providers)
 """)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("ok")
+
+
+@pytest.mark.gpu
+def test_cuda_session_uses_the_gpu_and_io_binding_matches_the_cpu(exported) -> None:
+    gpu = OnnxPolicy(exported, providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+    cpu = OnnxPolicy(exported, providers=["CPUExecutionProvider"])
+    assert gpu.providers[0] == "CUDAExecutionProvider" and gpu.network.on_gpu
+    rng = np.random.default_rng(2)
+    shifted = rng.uniform(-1, 1, (1, 16, 4)).astype(np.float32)
+    cond = rng.standard_normal((1, 22), dtype=np.float32)
+    noise = rng.standard_normal((2, 1, 16, 4), dtype=np.float32)
+    np.testing.assert_allclose(
+        gpu.rti_update(shifted, cond, noise), cpu.rti_update(shifted, cond, noise), atol=1e-3
+    )

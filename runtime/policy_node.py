@@ -1,15 +1,21 @@
 """The policy node: observations in, timestamped action chunks out, over ZeroMQ.
 
-Consumes (connects to the sim's --publish):   observation  Observation, queued
-Publishes (connects to the sim's --actions):  action       ActionChunk
-                                              heartbeat    Heartbeat, once a second
+Consumes (connects to the sim's publisher at --observations):
+  observation  Observation, queued: every one enters the history
+Publishes (binds --publish):
+  action       ActionChunk
+  heartbeat    Heartbeat, once a second: predictions, latency, actions per prediction
 
 Each prediction answers the newest observation, step s, with the To observations up to
 it. The chunk sent starts at the action for step s, due at t_capture(s) in the clock of
 the observation, and action i is due i·dt later, so an answer that arrives late has its
-past actions skipped by the sim (latency compensation). Between two predictions the
-sim has executed (s − s_previous) actions; RTI shifts its warm-start guess by as many,
-which is how a slow policy falls back to executing several actions per prediction.
+past actions skipped by the sim (latency compensation).
+
+RTI mode: when inference is faster than a control period, every observation gets a
+prediction and the sim executes one action of each. When it is slower, observations
+pile up between predictions; the sim has executed (s − s_previous) actions of the last
+chunk, RTI shifts its warm-start guess by as many, and the node reports the mean as
+`actions_per_prediction`: the graceful fall-back to executing several per prediction.
 
 A bad observation (NaN, wrong length) is logged, counted and skipped; the node goes on.
 The node itself never imports torch: `--backend onnx` runs on numpy and onnxruntime.
@@ -19,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -27,7 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from streams import ActionChunk, Endpoint, Heartbeat, Observation, Publisher, Queue, Subscriber
+from runtime.node import Node, run_node
+from streams import ActionChunk, Observation, Publisher, Subscriber, parse_endpoint, parse_qos
 
 log = logging.getLogger(__name__)
 BACKENDS = ("onnx", "torch")
@@ -37,11 +43,13 @@ BACKENDS = ("onnx", "torch")
 class PolicyNodeConfig:
     policy: Path = Path("checkpoints/pickplace")  # a checkpoint (torch) or an export (onnx)
     backend: str = "onnx"
-    observations: str = "tcp://127.0.0.1:5560"  # the sim's publish endpoint
-    actions: str = "tcp://127.0.0.1:5561"  # the sim's action endpoint
-    dt: float = 0.1  # the sim's control period
+    observations: str = "tcp://127.0.0.1:5560"  # the sim's publisher, connected to
+    publish: str = "tcp://127.0.0.1:5561"  # bound: chunks and heartbeats
+    observation_qos: str = "queue(256)"
+    dt: float = 0.1  # the sim's control period (scaled, when the sim runs faster)
     sampler: str = "rti"
     seed: int = 0
+    summary: str = ""  # write a JSON summary here at the end
 
     def __post_init__(self) -> None:
         self.policy = Path(self.policy)
@@ -49,6 +57,7 @@ class PolicyNodeConfig:
             raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
         if self.dt <= 0:
             raise ValueError(f"dt must be positive, got {self.dt}")
+        parse_qos(self.observation_qos)
 
 
 def load_policy(config: PolicyNodeConfig):
@@ -82,51 +91,67 @@ class EpisodeHistory:
         return new
 
 
-class PolicyNode:
+class PolicyNode(Node):
+    name = "policy"
+
     def __init__(self, config: PolicyNodeConfig, policy=None):
+        super().__init__()
         self.config = config
-        self.policy = policy if policy is not None else load_policy(config)
-        self.subscriber = Subscriber(
-            Endpoint(config.observations, bind=False), {"observation": Queue(256)}
-        )
-        self.publisher = Publisher(Endpoint(config.actions, bind=False), source="policy")
-        self.history = EpisodeHistory(self.policy.obs_horizon)
-        self.counters = {"predictions": 0, "bad_observations": 0, "cold_starts": 0}
-        self.latencies_ms: deque[float] = deque(maxlen=1000)
+        self.policy = policy
+        self.latencies_ms: deque[float] = deque(maxlen=10_000)  # warm predictions only
+        self.shifts: deque[int] = deque(maxlen=10_000)
+        self._newest: Observation | None = None
         self._predicted_step = -1
-        self._stop = False
-        self._last_heartbeat = 0.0
+        self.handlers = {Observation: self._on_observation}
 
-    def stop(self) -> None:
-        self._stop = True
+    def configure(self) -> None:
+        if self.policy is None:
+            self.policy = load_policy(self.config)
+        self.history = EpisodeHistory(self.policy.obs_horizon)
+        self.subscriber = Subscriber(
+            parse_endpoint(self.config.observations, bind=False),
+            {"observation": parse_qos(self.config.observation_qos)},
+        )
+        self.publisher = Publisher(parse_endpoint(self.config.publish, bind=True), source="policy")
+        log.info("policy: %s", getattr(self.policy, "providers", self.config.backend))
 
-    def run(self) -> None:
-        try:
-            while not self._stop:
-                newest = self._take_observations()
-                if newest is not None:
-                    self._predict(newest)
-                self._heartbeat()
-        finally:
-            self.subscriber.close()
-            self.publisher.close()
+    def shutdown(self) -> None:
+        for closable in ("subscriber", "publisher"):
+            if getattr(self, closable, None) is not None:
+                getattr(self, closable).close()
 
-    def _take_observations(self) -> Observation | None:
-        """Every queued observation into the history; the newest, or None after 0.1 s."""
-        newest = None
-        received = self.subscriber.recv("observation", timeout=0.1)
-        while received is not None:
-            if isinstance(received.message, Observation):
-                newest = received.message
-                if self.history.add(newest):
-                    self.policy.reset()
-                    self._predicted_step = -1
-            received = self.subscriber.recv("observation", timeout=0)
-        return newest
+    def loop(self) -> None:
+        while not self.stopping:
+            self._newest = None
+            # Every queued observation enters the history; the newest gets a prediction.
+            received = self.subscriber.recv("observation", timeout=0.1)
+            while self.dispatch(received):
+                received = self.subscriber.recv("observation", timeout=0)
+            if self._newest is not None:
+                self._predict(self._newest)
+            self.counters["decode_errors"] = self.subscriber.stats.decode_errors
+            self.heartbeat()
+
+    def status(self) -> dict[str, float]:
+        if not self.latencies_ms:
+            return {}
+        latencies = np.asarray(self.latencies_ms)
+        return {
+            "latency_p50_ms": float(np.percentile(latencies, 50)),
+            "latency_p99_ms": float(np.percentile(latencies, 99)),
+            "actions_per_prediction": float(np.mean(self.shifts)),
+        }
+
+    def _on_observation(self, observation: Observation) -> None:
+        self._newest = observation
+        if self.history.add(observation):
+            self.policy.reset()
+            self._predicted_step = -1
 
     def _predict(self, observation: Observation) -> None:
         shift = observation.step - self._predicted_step
-        if self._predicted_step < 0 or shift > self.policy.pred_horizon:
+        cold = self._predicted_step < 0 or shift > self.policy.pred_horizon
+        if cold:
             self.policy.reset()  # nothing to warm-start from
             self.counters["cold_starts"] += 1
         elif hasattr(self.policy, "executed"):
@@ -138,7 +163,9 @@ class PolicyNode:
             self.counters["bad_observations"] += 1
             log.warning("observation %d skipped: %s", observation.step, exc)
             return
-        self.latencies_ms.append((time.perf_counter() - began) * 1e3)
+        if not cold:
+            self.latencies_ms.append((time.perf_counter() - began) * 1e3)
+            self.shifts.append(max(1, shift))
         # Actions before To−1 belong to steps already executed: they are not sent.
         self.publisher.publish(
             "action",
@@ -153,19 +180,6 @@ class PolicyNode:
         self._predicted_step = observation.step
         self.counters["predictions"] += 1
 
-    def _heartbeat(self) -> None:
-        now = time.monotonic()
-        if now - self._last_heartbeat < 1.0:
-            return
-        self._last_heartbeat = now
-        latency = np.percentile(self.latencies_ms, 50) if self.latencies_ms else float("nan")
-        counters = {
-            **self.counters,
-            "latency_p50_ms": float(latency),
-            "decode_errors": self.subscriber.stats.decode_errors,
-        }
-        self.publisher.publish("heartbeat", Heartbeat(node="policy", counters=counters))
-
 
 def add_arguments(parser: argparse.ArgumentParser, backend: bool = True) -> None:
     """The node's flags; `warmloop deploy` leaves out --backend (always onnx)."""
@@ -176,26 +190,22 @@ def add_arguments(parser: argparse.ArgumentParser, backend: bool = True) -> None
     else:
         parser.add_argument("policy", type=Path, help="directory written by `warmloop export`")
     parser.add_argument("--observations", default=defaults.observations)
-    parser.add_argument("--actions", default=defaults.actions)
+    parser.add_argument("--publish", default=defaults.publish)
+    parser.add_argument("--observation-qos", default=defaults.observation_qos)
     parser.add_argument("--dt", type=float, default=defaults.dt)
     parser.add_argument("--sampler", choices=["rti", "ddpm", "ddim"], default=defaults.sampler)
     parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--summary", default="", help="write a JSON summary here at the end")
 
 
 def main_from_args(args: argparse.Namespace) -> int:
     fields = PolicyNodeConfig.__dataclass_fields__
     try:
-        node = PolicyNode(PolicyNodeConfig(**{k: v for k, v in vars(args).items() if k in fields}))
-    except ValueError as exc:  # ExportError and CheckpointError are ValueErrors
-        log.error("%s", exc)
+        config = PolicyNodeConfig(**{k: v for k, v in vars(args).items() if k in fields})
+    except ValueError as exc:
+        log.error("policy: %s", exc)
         return 2
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: node.stop())
-    describe = getattr(node.policy, "providers", None)
-    log.info("policy node up (%s backend, providers %s)", node.config.backend, describe)
-    node.run()
-    log.info("policy node stopped: %s", node.counters)
-    return 0
+    return run_node(PolicyNode(config), Path(config.summary) if config.summary else None)
 
 
 def main(argv: list[str] | None = None) -> int:

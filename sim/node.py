@@ -1,42 +1,44 @@
 """The sim node: steps a scene at its control rate and talks over ZeroMQ.
 
-Publishes (bound at --publish):
+Publishes (binds --publish):
   observation  Observation   every step (state, step, episode)
   frame        Frame         every step with --images (RGB-D, intrinsics, pose)
   episode      EpisodeResult at the end of each episode
-  heartbeat    Heartbeat     once a second (counters: steps, held, stale_chunks, ...)
-Consumes (bound at --actions, QoS latest):
-  action       ActionChunk   actions[i] is due at t_first + i*dt (sender's clock)
+  heartbeat    Heartbeat     once a second: steps, held, chunks, late_actions, jitter
+Consumes (connects to the policy's publisher at --actions):
+  action       ActionChunk   actions[i] is due at t_first + i*dt
 
-Each tick executes the action of the newest chunk that is due now; chunks of another
-episode are counted (foreign_chunks) and ignored. With --wait-for-policy S each episode
-starts only once its first chunk arrived (or S seconds passed). When no chunk is fresh
-(none received within --staleness seconds, or its actions all lie in the past) the node
-holds the task's safe action: the arm still, the gripper unchanged.
+Each tick executes the action due now, merged from the fresh chunks by --merge
+(runtime/chunks.py); chunks of another episode are counted (foreign_chunks) and
+ignored. With --wait-for-policy S each episode starts once its first chunk arrived (or
+S seconds passed). When no chunk is fresh (none received within --staleness seconds,
+or its actions all lie in the past) the node holds the task's safe action: the arm
+still, the gripper unchanged. That is the watchdog.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
+from pathlib import Path
 
 import numpy as np
 
+from runtime.chunks import STRATEGIES, ChunkExecutor
+from runtime.node import Node, run_node
 from runtime.rate import Rate
 from sim.envs import make_env
 from streams import (
     ActionChunk,
-    Endpoint,
     EpisodeResult,
     Frame,
-    Heartbeat,
-    Latest,
     Observation,
     Publisher,
     Subscriber,
+    parse_endpoint,
+    parse_qos,
 )
 
 log = logging.getLogger(__name__)
@@ -45,103 +47,131 @@ log = logging.getLogger(__name__)
 @dataclass
 class SimNodeConfig:
     task: str = "pickplace"
-    publish: str = "tcp://127.0.0.1:5560"
-    actions: str = "tcp://127.0.0.1:5561"
+    publish: str = "tcp://127.0.0.1:5560"  # bound: observations, frames, episodes
+    actions: str = "tcp://127.0.0.1:5561"  # the policy's publisher, connected to
+    action_qos: str = "queue(8)"  # every chunk is offered to the merger
+    merge: str = "latest"
     episodes: int = 10
     seed: int = 0
     staleness: float = 0.5  # seconds without a fresh chunk before holding
-    clock_offset: float = 0.0  # policy clock minus ours (streams.Client.estimate_clock)
+    clock_offset: float = 0.0  # chunk clock minus ours, for chunks not stamped by us
     images: bool = False
     image_size: int = 96
     rate_scale: float = 1.0  # 2.0 runs twice as fast as real time
+    overrun: str = "skip"  # what a late tick does: "skip" or "catch_up"
     wait_for_policy: float = 0.0  # seconds each episode waits for its first chunk (0: none)
+    video: str = ""  # write an MP4 of the first episode here
+    summary: str = ""  # write a JSON summary here at the end
 
     def __post_init__(self) -> None:
-        if self.episodes < 1:
-            raise ValueError(f"episodes must be >= 1, got {self.episodes}")
-        if self.staleness <= 0:
-            raise ValueError(f"staleness must be positive, got {self.staleness}")
-        if self.rate_scale <= 0:
-            raise ValueError(f"rate_scale must be positive, got {self.rate_scale}")
-        if self.wait_for_policy < 0:
-            raise ValueError(f"wait_for_policy must be >= 0, got {self.wait_for_policy}")
+        checks = [
+            (self.episodes >= 1, "episodes must be >= 1"),
+            (self.staleness > 0, "staleness must be positive"),
+            (self.rate_scale > 0, "rate_scale must be positive"),
+            (self.wait_for_policy >= 0, "wait_for_policy must be >= 0"),
+            (self.merge in STRATEGIES, f"merge must be one of {STRATEGIES}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+        parse_qos(self.action_qos)
 
 
-@dataclass
-class ChunkTracker:
-    """Chooses the due action from the newest chunk; counts why it could not."""
+class SimNode(Node):
+    name = "sim"
 
-    staleness: float
-    clock_offset: float = 0.0
-    chunk: ActionChunk | None = None
-    received_at: float = -np.inf
-    counters: dict[str, int] = field(
-        default_factory=lambda: {"chunks": 0, "held": 0, "stale_chunks": 0, "foreign_chunks": 0}
-    )
-
-    def offer(self, chunk: ActionChunk, now: float) -> None:
-        self.chunk, self.received_at = chunk, now
-        self.counters["chunks"] += 1
-
-    def due_action(self, now: float) -> np.ndarray | None:
-        chunk = self.chunk
-        if chunk is None or now - self.received_at > self.staleness:
-            return None
-        index = int((now + self.clock_offset - chunk.t_first) // chunk.dt)
-        if index >= len(chunk.actions):
-            self.counters["stale_chunks"] += 1
-            return None
-        return np.asarray(chunk.actions[max(index, 0)])
-
-
-class SimNode:
     def __init__(self, config: SimNodeConfig):
+        super().__init__()
         self.config = config
+        self.results: list[EpisodeResult] = []
+        self.frames: list[np.ndarray] = []
+        self.episode = 0
+        self.handlers = {ActionChunk: self._on_chunk}
+
+    def configure(self) -> None:
+        config = self.config
         self.env = make_env(config.task)
         self.scene = self.env.unwrapped
-        self.publisher = Publisher(Endpoint(config.publish, bind=True), source=f"sim/{config.task}")
-        self.actions = Subscriber(Endpoint(config.actions, bind=True), {"action": Latest()})
-        self.tracker = ChunkTracker(config.staleness, config.clock_offset)
-        self.steps = 0
-        self.episode = 0
-        self._stop = False
-        self._last_heartbeat = 0.0
+        self.executor = ChunkExecutor(
+            config.merge,
+            config.staleness,
+            config.clock_offset,
+            self.scene.task.discrete_action_dims,
+        )
+        self.rate = Rate(self.scene.metadata["render_fps"] * config.rate_scale, config.overrun)
+        self.publisher = Publisher(parse_endpoint(config.publish, bind=True), source="sim")
+        self.actions = Subscriber(
+            parse_endpoint(config.actions, bind=False), {"action": parse_qos(config.action_qos)}
+        )
 
-    def stop(self) -> None:
-        self._stop = True
+    def shutdown(self) -> None:
+        for closable in ("actions", "publisher", "env"):
+            if hasattr(self, closable) and getattr(self, closable) is not None:
+                getattr(self, closable).close()
+        if self.config.video and self.frames:
+            import imageio.v2 as imageio
 
-    def run(self) -> list[EpisodeResult]:
-        results = []
-        rate = Rate(self.scene.metadata["render_fps"] * self.config.rate_scale)
-        try:
-            for episode in range(self.config.episodes):
-                if self._stop:
-                    break
-                results.append(self._run_episode(episode, rate))
-        finally:
-            self.actions.close()
-            self.publisher.close()
-            self.env.close()
-        return results
+            Path(self.config.video).parent.mkdir(parents=True, exist_ok=True)
+            imageio.mimwrite(self.config.video, self.frames, fps=self.scene.metadata["render_fps"])
 
-    def _run_episode(self, episode: int, rate: Rate) -> EpisodeResult:
+    def loop(self) -> None:
+        for episode in range(self.config.episodes):
+            if self.stopping:
+                break
+            self.results.append(self._run_episode(episode))
+
+    def status(self, window: int = 5000) -> dict[str, float]:
+        """Counters of the chunk merger, and jitter: tick start minus its deadline (ms)."""
+        if not hasattr(self, "rate"):
+            return {}
+        stats: dict[str, float] = {f"executor_{k}": v for k, v in self.executor.counters.items()}
+        lateness = np.asarray(self.rate.stats.lateness[-window:]) * 1e3
+        if lateness.size:
+            stats.update(
+                jitter_p50_ms=float(np.percentile(lateness, 50)),
+                jitter_p99_ms=float(np.percentile(lateness, 99)),
+                jitter_max_ms=float(lateness.max()),
+                late_ticks=self.rate.stats.late,
+                missed_deadlines=self.rate.stats.missed,
+                ticks=self.rate.stats.ticks,
+                control_hz=1.0 / self.rate.period,
+            )
+        return stats
+
+    def summary(self) -> dict:
+        successes = [r.success for r in self.results]
+        return {
+            **super().summary(),
+            **self.status(window=len(self.rate.stats.lateness)),
+            "episodes": [
+                {"episode": r.episode, "seed": r.seed, "success": r.success, "length": r.length}
+                for r in self.results
+            ],
+            "success_rate": float(np.mean(successes)) if successes else None,
+        }
+
+    # ---- one episode ---------------------------------------------------------------
+    def _run_episode(self, episode: int) -> EpisodeResult:
         seed = self.config.seed + episode
         observation, info = self.env.reset(seed=seed)
-        self.tracker.chunk = None  # a new episode never executes the last one's plan
+        self.executor.clear()  # a new episode never executes the last one's plan
         self.episode = episode
         if self.config.wait_for_policy > 0:
-            self._await_first_chunk(observation, episode, rate.period)
+            self._await_first_chunk(observation, episode)
         score, success, length, done = 0.0, False, 0, False
-        rate.reset()
-        while not done and not self._stop:
+        self.rate.reset()
+        while not done and not self.stopping:
             self._publish_state(observation, episode, length)
-            rate.sleep()
+            self.rate.sleep()
             action = self._choose_action()
             observation, reward, terminated, truncated, info = self.env.step(action)
             score = max(score, float(info.get("score", reward)))
             success = success or info["success"]
             length, done = length + 1, terminated or truncated
-            self.steps += 1
+            self.counters["steps"] += 1
+            if self.config.video and episode == 0:
+                image = self.scene.render_camera(width=240, height=240, depth=False)
+                self.frames.append(image.rgb)
         result = EpisodeResult(
             episode=episode,
             seed=seed,
@@ -154,76 +184,72 @@ class SimNode:
         log.info("episode %d: success=%s score=%.2f length=%d", episode, success, score, length)
         return result
 
-    def _await_first_chunk(self, observation: np.ndarray, episode: int, period: float) -> None:
+    def _await_first_chunk(self, observation: np.ndarray, episode: int) -> None:
         """Publish the first observation each period until a chunk for it arrives.
 
         A policy's first prediction of an episode denoises fully (hundreds of ms on a
         CPU), and a policy process may still be starting: the robot waits at rest.
         """
         deadline = time.monotonic() + self.config.wait_for_policy
-        while time.monotonic() < deadline and not self._stop:
+        while time.monotonic() < deadline and not self.stopping:
             self._publish_state(observation, episode, 0)
-            received = self.actions.recv("action", timeout=period)
-            if self._accept(received):
+            if self.dispatch(self.actions.recv("action", timeout=self.rate.period)) and (
+                self.executor.chunks
+            ):
                 return
         log.warning(
-            "episode %d: no chunk within %.1f s; starting anyway",
-            episode,
-            self.config.wait_for_policy,
+            "episode %d: no chunk in %.1f s; starting", episode, self.config.wait_for_policy
         )
 
-    def _accept(self, received) -> bool:
-        """Offer a received chunk of this episode to the tracker; count any other."""
-        if received is None:
-            return False
-        chunk = received.message
-        if not isinstance(chunk, ActionChunk) or chunk.episode != self.episode:
-            self.tracker.counters["foreign_chunks"] += 1
-            return False
-        self.tracker.offer(chunk, time.monotonic())
-        return True
+    def _on_chunk(self, chunk: ActionChunk) -> None:
+        if chunk.episode != self.episode:
+            self.counters["foreign_chunks"] += 1
+            return
+        if chunk.actions.shape[1:] != self.env.action_space.shape:
+            self.counters["malformed_chunks"] += 1
+            return
+        self.executor.offer(chunk, time.monotonic())
 
     def _choose_action(self) -> np.ndarray:
-        self._accept(self.actions.recv("action", timeout=0))
-        now = time.monotonic()
-        action = self.tracker.due_action(now)
-        if action is None or action.shape != self.env.action_space.shape:
-            self.tracker.counters["held"] += 1
+        while self.dispatch(self.actions.recv("action", timeout=0)):
+            pass
+        action = self.executor.due_action(time.monotonic())
+        if action is None:
+            self.counters["held"] += 1
             return self.scene.task.hold_action(self.scene.physics)
         return action
 
     def _publish_state(self, observation: np.ndarray, episode: int, step: int) -> None:
         now = time.monotonic()
-        self.publisher.publish(
-            "observation",
-            Observation(
-                state=observation.astype(np.float32), step=step, episode=episode, t_capture=now
-            ),
+        state = Observation(
+            state=observation.astype(np.float32), step=step, episode=episode, t_capture=now
         )
+        self.publisher.publish("observation", state)
         if self.config.images:
-            image = self.scene.render_camera(
-                width=self.config.image_size, height=self.config.image_size
+            size = self.config.image_size
+            image = self.scene.render_camera(width=size, height=size)
+            frame = Frame(
+                rgb=image.rgb,
+                depth=image.depth,
+                intrinsics=image.intrinsics,
+                pose=image.pose,
+                scene_time=self.scene.time,
+                camera=self.scene.task.default_camera,
+                t_capture=now,
             )
-            self.publisher.publish(
-                "frame",
-                Frame(
-                    rgb=image.rgb,
-                    depth=image.depth,
-                    intrinsics=image.intrinsics,
-                    pose=image.pose,
-                    scene_time=self.scene.time,
-                    camera=self.scene.task.default_camera,
-                    t_capture=now,
-                ),
-            )
-        if now - self._last_heartbeat >= 1.0:
-            self._last_heartbeat = now
-            counters = {
-                **self.tracker.counters,
-                "steps": self.steps,
-                "decode_errors": self.actions.stats.decode_errors,
-            }
-            self.publisher.publish("heartbeat", Heartbeat(node="sim", counters=counters))
+            self.publisher.publish("frame", frame)
+        self.counters["decode_errors"] = self.actions.stats.decode_errors
+        self.heartbeat()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    for item in fields(SimNodeConfig):
+        flag = "--" + item.name.replace("_", "-")
+        if item.type in ("bool", bool):
+            parser.add_argument(flag, action="store_true")
+        else:
+            kind = {"int": int, "float": float}.get(str(item.type), str)
+            parser.add_argument(flag, type=kind, default=item.default)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -232,25 +258,19 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    defaults = SimNodeConfig()
-    for name, value in vars(defaults).items():
-        flag = "--" + name.replace("_", "-")
-        if isinstance(value, bool):
-            parser.add_argument(flag, action="store_true")
-        else:
-            parser.add_argument(flag, type=type(value), default=value)
+    add_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    node = SimNode(SimNodeConfig(**vars(args)))
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: node.stop())
-    results = node.run()
-    log.info(
-        "%d episodes, success rate %.2f",
-        len(results),
-        np.mean([r.success for r in results]) if results else float("nan"),
-    )
-    return 0
+    try:
+        node = SimNode(SimNodeConfig(**vars(args)))
+    except ValueError as exc:
+        log.error("sim: %s", exc)
+        return 2
+    code = run_node(node, Path(args.summary) if args.summary else None)
+    results = node.results
+    rate = np.mean([r.success for r in results]) if results else float("nan")
+    log.info("%d episodes, success rate %.2f", len(results), rate)
+    return code
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ class Task:
     control_dt: ClassVar[float] = 0.1
     default_camera: ClassVar[str] = "top"
     cameras: ClassVar[tuple[str, ...]] = ("top",)
+    discrete_action_dims: ClassVar[tuple[int, ...]] = ()  # never averaged between chunks
     action_space: gym.spaces.Box
     observation_space: gym.spaces.Box
 

@@ -35,7 +35,7 @@ from streams.messages import (
 from streams.pubsub import Latest, Publisher, Queue, Subscriber, parse_qos
 from streams.security import CurveClient, CurveServer, generate_keys
 from streams.service import Client, Service
-from streams.sockets import Endpoint
+from streams.sockets import Endpoint, parse_endpoint
 
 __all__ = [
     "ActionChunk",
@@ -70,6 +70,7 @@ __all__ = [
     "encode",
     "estimate",
     "generate_keys",
+    "parse_endpoint",
     "parse_qos",
     "register",
 ]

@@ -4,12 +4,23 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Self
+from urllib.parse import parse_qs
 
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
 
-from streams.security import Curve, CurveServer, apply_curve, check_bind, start_authenticator
+from streams.security import (
+    Curve,
+    CurveClient,
+    CurveServer,
+    apply_curve,
+    check_bind,
+    start_authenticator,
+)
+
+SCHEMES = ("tcp", "ipc", "inproc")
 
 
 @dataclass(frozen=True)
@@ -20,6 +31,43 @@ class Endpoint:
     bind: bool
     curve: Curve | None = None
     allow_insecure: bool = False
+
+
+def parse_endpoint(spec: str, bind: bool) -> Endpoint:
+    """An endpoint from one command-line string, CURVE keys as query parameters.
+
+        ipc:///tmp/run/sim                              loopback, no keys
+        tcp://10.0.0.2:5560?secret=sim.key_secret&clients=keys/     binding side
+        tcp://10.0.0.2:5560?secret=gpu.key_secret&server=sim.key    connecting side
+        tcp://10.0.0.2:5560?insecure=1                  a private network, on purpose
+
+    Raises ValueError naming what is wrong; binding a non-loopback tcp address without
+    CURVE is refused later, by OwnedSocket.
+    """
+    address, _, query = spec.partition("?")
+    scheme, sep, rest = address.partition("://")
+    if not sep or scheme not in SCHEMES or not rest:
+        raise ValueError(
+            f"endpoint {spec!r}: expected tcp://HOST:PORT, ipc://PATH or inproc://NAME"
+        )
+    if scheme == "tcp":
+        host, colon, port = rest.rpartition(":")
+        if not colon or not host or not (port == "*" or (port.isdigit() and int(port) < 65536)):
+            raise ValueError(f"endpoint {spec!r}: tcp needs HOST:PORT with a port 0..65535")
+    options = {k: v[-1] for k, v in parse_qs(query, strict_parsing=bool(query)).items()}
+    unknown = set(options) - {"secret", "clients", "server", "insecure"}
+    if unknown:
+        raise ValueError(f"endpoint {spec!r}: unknown options {sorted(unknown)}")
+    curve: Curve | None = None
+    if "secret" in options:
+        if bind and "clients" in options:
+            curve = CurveServer(Path(options["secret"]), Path(options["clients"]))
+        elif not bind and "server" in options:
+            curve = CurveClient(Path(options["secret"]), Path(options["server"]))
+        else:
+            needed = "clients (a directory of public keys)" if bind else "server (its public key)"
+            raise ValueError(f"endpoint {spec!r}: CURVE with secret= also needs {needed}")
+    return Endpoint(address, bind, curve, allow_insecure=options.get("insecure") == "1")
 
 
 class OwnedSocket:

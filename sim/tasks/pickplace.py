@@ -79,6 +79,7 @@ class PickPlaceTask(Task):
     xml = XML
     control_dt = 0.1
     cameras = ("top", "front")
+    discrete_action_dims = (3,)  # the gripper command
     action_space = gym.spaces.Box(
         np.append(WORKSPACE_LOW, -1.0).astype(np.float32),
         np.append(WORKSPACE_HIGH, 1.0).astype(np.float32),

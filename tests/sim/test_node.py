@@ -45,7 +45,7 @@ def test_sim_node_follows_chunks_then_holds_still_when_they_stop(tmp_path) -> No
         text=True,
     )
     sub = Subscriber(observations, {"observation": Queue(1000), "heartbeat": Queue(100)})
-    pub = Publisher(Endpoint(actions, bind=False), source="test-policy")
+    pub = Publisher(Endpoint(actions, bind=True), source="test-policy")
     try:
         first = None
         for _ in range(100):
@@ -73,7 +73,7 @@ def test_sim_node_follows_chunks_then_holds_still_when_they_stop(tmp_path) -> No
             beat = sub.recv("heartbeat", timeout=0.5)
             if beat is not None:
                 counters = beat.message.counters
-        assert counters.get("held", 0) >= 5 and counters.get("chunks", 0) >= 5
+        assert counters.get("held", 0) >= 5 and counters.get("executor_chunks", 0) >= 5
     finally:
         node.send_signal(signal.SIGTERM)
         _, stderr = node.communicate(timeout=20)

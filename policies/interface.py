@@ -12,6 +12,7 @@ import numpy as np
 
 @runtime_checkable
 class Policy(Protocol):
+    obs_dim: int  # D: the length of one observation (state) vector
     obs_horizon: int  # To: how many past observations `infer` takes
     pred_horizon: int  # Tp: how many actions it returns
 

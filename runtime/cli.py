@@ -111,7 +111,15 @@ def _run_deploy(args: argparse.Namespace) -> int:
 
 
 def _add_launch(p: argparse.ArgumentParser) -> None:
-    p.add_argument("graph", help="a launch graph name (see launch/) or a YAML path")
+    from runtime.launch import add_arguments  # yaml and streams only
+
+    add_arguments(p)
+
+
+def _run_launch(args: argparse.Namespace) -> int:
+    from runtime.launch import main_from_args
+
+    return main_from_args(args)
 
 
 def _add_view(p: argparse.ArgumentParser) -> None:
@@ -119,7 +127,15 @@ def _add_view(p: argparse.ArgumentParser) -> None:
 
 
 def _add_demo(p: argparse.ArgumentParser) -> None:
-    p.add_argument("name", nargs="?", default="manipulation", choices=["manipulation", "explore"])
+    from runtime.demo import add_arguments  # no torch until an export is needed
+
+    add_arguments(p)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from runtime.demo import main_from_args
+
+    return main_from_args(args)
 
 
 def _add_eval(p: argparse.ArgumentParser) -> None:
@@ -180,7 +196,7 @@ SUBCOMMANDS = (
         _add_deploy,
         _run_deploy,
     ),
-    Subcommand("launch", "run a launch graph", _add_launch, None, "the runtime issue (#7)"),
+    Subcommand("launch", "run a launch graph", _add_launch, _run_launch),
     Subcommand("replay", "republish an MCAP recording", _add_replay, _run_replay),
     Subcommand(
         "view",
@@ -190,7 +206,7 @@ SUBCOMMANDS = (
         "the reconstruction issue (#8)",
     ),
     Subcommand("bench", "run a benchmark and record its figures", _add_bench, _run_bench),
-    Subcommand("demo", "run a demo end to end", _add_demo, None, "the runtime issue (#7)"),
+    Subcommand("demo", "run a demo end to end", _add_demo, _run_demo),
 )
 
 

@@ -143,6 +143,16 @@ class PolicyNode(Node):
         }
 
     def _on_observation(self, observation: Observation) -> None:
+        if observation.state.shape != (self.policy.obs_dim,):
+            # Kept out of the history, where it would spoil the next To predictions.
+            self.counters["bad_observations"] += 1
+            log.warning(
+                "observation %d skipped: state has shape %s, the policy takes (%d,)",
+                observation.step,
+                observation.state.shape,
+                self.policy.obs_dim,
+            )
+            return
         self._newest = observation
         if self.history.add(observation):
             self.policy.reset()

@@ -159,6 +159,8 @@ class SimNode(Node):
         if self.config.wait_for_policy > 0:
             self._await_first_chunk(observation, episode)
         score, success, length, done = 0.0, False, 0, False
+        if self.config.video and episode == 0:
+            self._record_frame()  # also creates the GL context before the clock starts
         self.rate.reset()
         while not done and not self.stopping:
             self._publish_state(observation, episode, length)
@@ -170,8 +172,7 @@ class SimNode(Node):
             length, done = length + 1, terminated or truncated
             self.counters["steps"] += 1
             if self.config.video and episode == 0:
-                image = self.scene.render_camera(width=240, height=240, depth=False)
-                self.frames.append(image.rgb)
+                self._record_frame()
         result = EpisodeResult(
             episode=episode,
             seed=seed,
@@ -183,6 +184,9 @@ class SimNode(Node):
         self.publisher.publish("episode", result)
         log.info("episode %d: success=%s score=%.2f length=%d", episode, success, score, length)
         return result
+
+    def _record_frame(self) -> None:
+        self.frames.append(self.scene.render_camera(width=240, height=240, depth=False).rgb)
 
     def _await_first_chunk(self, observation: np.ndarray, episode: int) -> None:
         """Publish the first observation each period until a chunk for it arrives.

@@ -160,6 +160,7 @@ class OnnxPolicy:
             log.warning("asked for %s, onnxruntime gave %s", chosen, self.providers)
         self.sampler, self.executed, self.ddim_steps = sampler, executed, ddim_steps
         self.obs_horizon, self.pred_horizon = m.obs_horizon, m.pred_horizon
+        self.obs_dim = m.obs_dim
         self.obs_normalizer = Normalizer.from_dict(m.obs_normalizer)
         self.action_normalizer = Normalizer.from_dict(m.action_normalizer)
         self.schedule = NoiseSchedule(m.train_steps, m.clip_sample)

@@ -45,6 +45,7 @@ class DiffusionPolicy:
             raise ValueError(f"executed must be in 1..{config.pred_horizon}, got {executed}")
         self.executed = executed
         self.obs_horizon, self.pred_horizon = config.obs_horizon, config.pred_horizon
+        self.obs_dim = config.obs_dim
         self.obs_normalizer = checkpoint.obs_normalizer
         self.action_normalizer = checkpoint.action_normalizer
         self.network = build_network(config).to(device).eval()

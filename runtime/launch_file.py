@@ -1,0 +1,333 @@
+"""Launch graphs: YAML files that list nodes, endpoints, QoS and restart policies.
+
+    name: manipulation
+    endpoints:                       # named; nodes refer to them as $name
+      sim: ipc://{run_dir}/sim       # a string, or address + CURVE keys (see below)
+    qos:                             # per topic: latest or queue(N)
+      observation: queue(256)
+    nodes:
+      - name: sim
+        type: sim                    # one of NODE_TYPES
+        ends_run: true               # when it exits, the launch shuts everything down
+        restart: never               # or {policy: on-failure, max_restarts: 3, backoff: 0.5}
+        params: {publish: $sim, actions: $policy, episodes: 5}
+
+An endpoint with CURVE keys, for a graph split across machines:
+
+      sim:
+        address: tcp://10.0.0.2:5560
+        server_secret: keys/sim.key_secret    # the node that binds it
+        clients: keys/allowed                 # public keys it accepts
+        client_secret: keys/gpu.key_secret    # the nodes that connect to it
+        server_public: keys/sim.key
+
+`{run_dir}` in any string is the run's directory. Every error names the file and line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import yaml
+
+from streams import parse_endpoint, parse_qos
+
+
+class LaunchError(ValueError):
+    """A launch file that cannot run; the message names the file and line."""
+
+
+@dataclass(frozen=True)
+class NodeType:
+    module: str
+    params: frozenset[str]
+    binds: frozenset[str] = frozenset()  # params that are endpoints this node binds
+    connects: frozenset[str] = frozenset()  # params that are endpoints it connects to
+    qos: dict[str, str] = field(default_factory=dict)  # param -> topic whose QoS it takes
+    fixed: tuple[str, ...] = ()  # arguments always passed
+    positional: str = ""  # the param passed without a flag
+    lists: frozenset[str] = frozenset()  # params given once per item (--flag a --flag b)
+
+
+_SIM_PARAMS = (
+    "task",
+    "publish",
+    "actions",
+    "action_qos",
+    "merge",
+    "episodes",
+    "seed",
+    "staleness",
+    "clock_offset",
+    "images",
+    "image_size",
+    "rate_scale",
+    "overrun",
+    "wait_for_policy",
+    "video",
+    "summary",
+)
+_POLICY_PARAMS = (
+    "policy",
+    "observations",
+    "publish",
+    "observation_qos",
+    "dt",
+    "sampler",
+    "seed",
+    "summary",
+)
+
+
+def _policy(backend: str) -> NodeType:
+    return NodeType(
+        module="runtime.policy_node",
+        params=frozenset(_POLICY_PARAMS),
+        binds=frozenset({"publish"}),
+        connects=frozenset({"observations"}),
+        qos={"observation_qos": "observation"},
+        fixed=("--backend", backend),
+        positional="policy",
+    )
+
+
+NODE_TYPES = {
+    "sim": NodeType(
+        module="sim.node",
+        params=frozenset(_SIM_PARAMS),
+        binds=frozenset({"publish"}),
+        connects=frozenset({"actions"}),
+        qos={"action_qos": "action"},
+    ),
+    "policy_onnx": _policy("onnx"),
+    "policy_torch": _policy("torch"),
+    "recorder": NodeType(
+        module="runtime.recorder_node",
+        params=frozenset({"out", "connect", "topics", "publish", "summary"}),
+        binds=frozenset({"publish"}),
+        connects=frozenset({"connect"}),
+        lists=frozenset({"connect", "topics"}),
+    ),
+}
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    on_failure: bool = False
+    max_restarts: int = 0
+    backoff: float = 0.5  # seconds before the first restart; doubles each time
+
+
+@dataclass
+class NodeSpec:
+    name: str
+    module: str  # run as `python -m MODULE ARGV`
+    argv: list[str]
+    restart: RestartPolicy = RestartPolicy()
+    ends_run: bool = False
+    line: int = 0
+
+
+@dataclass
+class LaunchGraph:
+    name: str
+    path: Path
+    nodes: list[NodeSpec]
+    ipc_paths: list[Path]  # removed when the launch ends
+
+
+# ---- YAML with line numbers ----------------------------------------------------------
+class _LineDict(dict):
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.line = 0  # of the mapping's first key
+        self.key_lines: dict[Any, int] = {}  # line of each key
+
+    def line_of(self, key: Any) -> int:
+        return self.key_lines.get(key, self.line)
+
+
+class _Loader(yaml.SafeLoader):
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> _LineDict:
+        key_lines: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in key_lines:
+                raise LaunchError(f"line {key_node.start_mark.line + 1}: duplicate key {key!r}")
+            key_lines[key] = key_node.start_mark.line + 1
+        mapping = _LineDict(super().construct_mapping(node, deep=True))
+        mapping.line = node.start_mark.line + 1
+        mapping.key_lines = key_lines
+        return mapping
+
+
+def _construct_map(loader: _Loader, node: yaml.MappingNode) -> _LineDict:
+    return loader.construct_mapping(node, deep=True)
+
+
+# Every mapping, nested ones too, becomes a _LineDict (PyYAML's default fills a plain dict).
+_Loader.add_constructor("tag:yaml.org,2002:map", _construct_map)
+
+
+def load(path: Path, run_dir: Path, overrides: dict[str, Any] | None = None) -> LaunchGraph:
+    """Read and validate a launch file; `overrides` maps "node.param" to a value."""
+    path = Path(path)
+    try:
+        document = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
+    except FileNotFoundError:
+        raise LaunchError(f"{path}: no such launch file") from None
+    except LaunchError as exc:
+        raise LaunchError(f"{path}:{str(exc).removeprefix('line ')}") from None
+    except yaml.YAMLError as exc:
+        raise LaunchError(f"{path}: not valid YAML ({exc})") from None
+    return _Builder(path, run_dir, overrides or {}).build(document)
+
+
+class _Builder:
+    def __init__(self, path: Path, run_dir: Path, overrides: dict[str, Any]):
+        self.path, self.run_dir, self.overrides = path, Path(run_dir), dict(overrides)
+
+    def fail(self, line: int, message: str) -> LaunchError:
+        return LaunchError(f"{self.path}:{line}: {message}")
+
+    def build(self, document: Any) -> LaunchGraph:
+        if not isinstance(document, _LineDict):
+            raise self.fail(1, "a launch file is a mapping with name, endpoints, qos and nodes")
+        unknown = set(document) - {"name", "endpoints", "qos", "nodes"}
+        if unknown:
+            raise self.fail(document.line, f"unknown top-level keys {sorted(unknown)}")
+        self.endpoints = self._endpoints(document.get("endpoints") or _LineDict())
+        self.qos = self._qos(document.get("qos") or _LineDict())
+        nodes = document.get("nodes")
+        if not isinstance(nodes, list) or not nodes:
+            raise self.fail(document.line, "nodes: expected a non-empty list")
+        specs, names = [], set()
+        for entry in nodes:
+            spec = self._node(entry)
+            if spec.name in names:
+                raise self.fail(spec.line, f"duplicate node name {spec.name!r}")
+            names.add(spec.name)
+            specs.append(spec)
+        if self.overrides:
+            raise self.fail(1, f"overrides name no node parameter: {sorted(self.overrides)}")
+        ipc = [Path(e["address"][len("ipc://") :]) for e in self.endpoints.values()]
+        return LaunchGraph(
+            str(document.get("name", self.path.stem)),
+            self.path,
+            specs,
+            [p for p, e in zip(ipc, self.endpoints.values(), strict=True) if e["ipc"]],
+        )
+
+    def _text(self, value: Any) -> Any:
+        return value.replace("{run_dir}", str(self.run_dir)) if isinstance(value, str) else value
+
+    def _endpoints(self, entries: _LineDict) -> dict[str, dict[str, Any]]:
+        endpoints = {}
+        for name, value in entries.items():
+            line = entries.line_of(name)
+            spec = value if isinstance(value, dict) else {"address": value}
+            address = self._text(spec.get("address"))
+            if not isinstance(address, str):
+                raise self.fail(line, f"endpoint {name!r}: needs an address")
+            server = {"secret": spec.get("server_secret"), "clients": spec.get("clients")}
+            client = {"secret": spec.get("client_secret"), "server": spec.get("server_public")}
+            entry = {
+                "address": address,
+                "bind": _with_query(address, server),
+                "connect": _with_query(address, client),
+                "ipc": address.startswith("ipc://"),
+            }
+            for side in ("bind", "connect"):
+                try:
+                    parse_endpoint(self._text(entry[side]), bind=side == "bind")
+                except ValueError as exc:
+                    raise self.fail(line, f"endpoint {name!r}: {exc}") from None
+            endpoints[name] = entry
+        return endpoints
+
+    def _qos(self, entries: _LineDict) -> dict[str, str]:
+        for topic, text in entries.items():
+            try:
+                parse_qos(str(text))
+            except ValueError as exc:
+                raise self.fail(entries.line_of(topic), f"qos of topic {topic!r}: {exc}") from None
+        return {topic: str(text) for topic, text in entries.items()}
+
+    def _node(self, entry: Any) -> NodeSpec:
+        if not isinstance(entry, _LineDict) or "name" not in entry or "type" not in entry:
+            raise self.fail(getattr(entry, "line", 1), "each node needs a name and a type")
+        name, line = str(entry["name"]), entry.line
+        kind = str(self.overrides.pop(f"{name}.type", entry["type"]))
+        unknown = set(entry) - {"name", "type", "params", "restart", "ends_run"}
+        if unknown:
+            raise self.fail(line, f"node {name!r}: unknown keys {sorted(unknown)}")
+        if kind not in NODE_TYPES:
+            raise self.fail(
+                line, f"node {name!r}: unknown type {kind!r} (known: {sorted(NODE_TYPES)})"
+            )
+        node_type = NODE_TYPES[kind]
+        params = dict(entry.get("params") or {})
+        for key in [k for k in self.overrides if k.startswith(f"{name}.")]:
+            params[key.split(".", 1)[1]] = self.overrides.pop(key)
+        bad = set(params) - node_type.params
+        if bad:
+            raise self.fail(line, f"node {name!r}: unknown params {sorted(bad)} for type {kind}")
+        for param, topic in node_type.qos.items():
+            if topic in self.qos and param not in params:
+                params[param] = self.qos[topic]
+        argv = [*node_type.fixed]
+        for key, value in params.items():
+            argv += self._arguments(name, node_type, key, value, line)
+        restart = self._restart(entry.get("restart"), name, line)
+        return NodeSpec(name, node_type.module, argv, restart, bool(entry.get("ends_run")), line)
+
+    def _arguments(self, name: str, node_type: NodeType, key: str, value: Any, line: int):
+        values = value if key in node_type.lists and isinstance(value, list) else [value]
+        resolved = [self._resolve(name, node_type, key, v, line) for v in values]
+        if key == node_type.positional:
+            return resolved
+        flag = "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            return [flag] if value else []
+        return [item for v in resolved for item in (flag, v)]
+
+    def _resolve(self, name: str, node_type: NodeType, key: str, value: Any, line: int) -> str:
+        if isinstance(value, str) and value.startswith("$"):
+            endpoint = self.endpoints.get(value[1:])
+            if endpoint is None:
+                raise self.fail(line, f"node {name!r}: {key} names unknown endpoint {value!r}")
+            if key not in node_type.binds | node_type.connects:
+                raise self.fail(line, f"node {name!r}: {key} is not an endpoint parameter")
+            return self._text(endpoint["bind" if key in node_type.binds else "connect"])
+        if key in node_type.binds | node_type.connects:
+            side = key in node_type.binds
+            try:
+                parse_endpoint(self._text(str(value)), bind=side)
+            except ValueError as exc:
+                raise self.fail(line, f"node {name!r}: {key}: {exc}") from None
+        return self._text(str(value))
+
+    def _restart(self, value: Any, name: str, line: int) -> RestartPolicy:
+        if value in (None, "never"):
+            return RestartPolicy()
+        if not isinstance(value, dict) or value.get("policy") != "on-failure":
+            raise self.fail(
+                line, f"node {name!r}: restart is 'never' or {{policy: on-failure, ...}}"
+            )
+        try:
+            policy = RestartPolicy(
+                True, int(value.get("max_restarts", 3)), float(value.get("backoff", 0.5))
+            )
+        except (TypeError, ValueError) as exc:
+            raise self.fail(line, f"node {name!r}: restart: {exc}") from None
+        if policy.max_restarts < 0 or policy.backoff < 0:
+            raise self.fail(line, f"node {name!r}: restart limits must be >= 0")
+        return policy
+
+
+def _with_query(address: str, options: dict[str, Any]) -> str:
+    present = {k: v for k, v in options.items() if v}
+    return f"{address}?{urlencode(present)}" if present else address

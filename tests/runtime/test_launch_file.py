@@ -1,0 +1,115 @@
+"""Launch graph validation: every mistake is named with its file and line."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from runtime.launch import main_from_args, parse_overrides, resolve
+from runtime.launch_file import LaunchError, load
+
+ROOT = Path(__file__).resolve().parents[2]
+
+VALID = """\
+name: tiny
+endpoints:
+  sim: ipc://{run_dir}/sim
+  policy: tcp://127.0.0.1:5599
+qos:
+  observation: queue(64)
+nodes:
+  - name: sim
+    type: sim
+    ends_run: true
+    params: {publish: $sim, actions: $policy, episodes: 2}
+  - name: policy
+    type: policy_onnx
+    restart: {policy: on-failure, max_restarts: 2, backoff: 0.1}
+    params: {policy: exported, observations: $sim, publish: $policy}
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "graph.yaml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_a_valid_graph_resolves_endpoints_qos_and_restart(tmp_path) -> None:
+    graph = load(write(tmp_path, VALID), tmp_path / "run")
+    sim, policy = graph.nodes
+    assert sim.module == "sim.node" and sim.ends_run and not sim.restart.on_failure
+    assert sim.argv[sim.argv.index("--publish") + 1] == f"ipc://{tmp_path}/run/sim"
+    assert policy.argv[:3] == ["--backend", "onnx", "exported"]  # policy is positional
+    assert policy.argv[policy.argv.index("--observation-qos") + 1] == "queue(64)"
+    assert policy.restart.max_restarts == 2 and policy.restart.backoff == 0.1
+    assert graph.ipc_paths == [tmp_path / "run" / "sim"]
+
+
+def test_overrides_set_parameters_and_types(tmp_path) -> None:
+    overrides = parse_overrides(["sim.episodes=7", "policy.type=policy_torch"])
+    graph = load(write(tmp_path, VALID), tmp_path, overrides)
+    sim, policy = graph.nodes
+    assert sim.argv[sim.argv.index("--episodes") + 1] == "7"
+    assert policy.argv[:2] == ["--backend", "torch"]
+    with pytest.raises(LaunchError, match="overrides name no node parameter"):
+        load(write(tmp_path, VALID), tmp_path, {"nobody.episodes": 1})
+
+
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        ("type: policy_onnx", "type: polcy", r"graph.yaml:12: node 'policy': unknown type 'polcy'"),
+        ("name: policy", "name: sim", r"graph.yaml:12: duplicate node name 'sim'"),
+        ("tcp://127.0.0.1:5599", "tcp://127.0.0.1", r"graph.yaml:4: endpoint 'policy': .*PORT"),
+        ("tcp://127.0.0.1:5599", "http://x:1", r"graph.yaml:4: endpoint 'policy'"),
+        ("episodes: 2}", "episodes: 2, speed: 3}", r"graph.yaml:8: .*unknown params \['speed'\]"),
+        ("actions: $policy", "actions: $nowhere", r"graph.yaml:8: .*unknown endpoint '\$nowhere'"),
+        ("queue(64)", "queue(big)", r"graph.yaml:6: qos of topic 'observation'"),
+        ("max_restarts: 2", "max_restarts: -1", r"graph.yaml:12: .*restart limits"),
+        ("{policy: on-failure,", "{policy: always,", r"graph.yaml:12: .*restart is 'never'"),
+        (
+            "  observation: queue(64)",
+            "  observation: queue(64)\n  observation: latest",
+            r"graph.yaml:7: duplicate key",
+        ),
+    ],
+)
+def test_mistakes_are_named_with_their_line(tmp_path, old, new, message) -> None:
+    assert old in VALID
+    with pytest.raises(LaunchError, match=message):
+        load(write(tmp_path, VALID.replace(old, new, 1)), tmp_path)
+
+
+def test_non_loopback_bind_needs_curve_keys_in_the_file(tmp_path) -> None:
+    exposed = VALID.replace("tcp://127.0.0.1:5599", "tcp://10.1.2.3:5599")
+    graph = load(write(tmp_path, exposed), tmp_path)  # parses; the bind is refused at run
+    assert "tcp://10.1.2.3:5599" in graph.nodes[1].argv
+    keyed = VALID.replace(
+        "policy: tcp://127.0.0.1:5599",
+        "policy: {address: 'tcp://10.1.2.3:5599', server_secret: p.key_secret, clients: ok/,"
+        " client_secret: s.key_secret, server_public: p.key}",
+    )
+    sim, policy = load(write(tmp_path, keyed), tmp_path).nodes
+    bound = policy.argv[policy.argv.index("--publish") + 1]
+    connected = sim.argv[sim.argv.index("--actions") + 1]
+    assert bound == "tcp://10.1.2.3:5599?secret=p.key_secret&clients=ok%2F"
+    assert connected == "tcp://10.1.2.3:5599?secret=s.key_secret&server=p.key"
+
+
+def test_shipped_graphs_are_valid(tmp_path) -> None:
+    for path in sorted((ROOT / "launch").glob("*.yaml")):
+        assert load(path, tmp_path).nodes
+    assert resolve("manipulation") == ROOT / "launch" / "manipulation.yaml"
+
+
+def test_launch_check_reports_errors_in_one_line(tmp_path, capsys) -> None:
+    import argparse
+
+    bad = write(tmp_path, VALID.replace("type: sim", "type: simm"))
+    args = argparse.Namespace(graph=str(bad), run_dir=tmp_path, set=[], check=True)
+    assert main_from_args(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "graph.yaml:8" in err and "'simm'" in err

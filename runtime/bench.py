@@ -58,11 +58,18 @@ def _onnx(quick: bool) -> BenchResult:
     return run(quick)
 
 
+def _runtime(quick: bool) -> BenchResult:
+    from runtime.bench_runtime import run
+
+    return run(quick)
+
+
 BENCHMARKS = {
     b.name: b
     for b in (
         Benchmark("streams", "ZeroMQ transport: warmloop streams vs bare pyzmq", _streams),
         Benchmark("sim", "MuJoCo physics and headless rendering speed, expert success", _sim),
+        Benchmark("runtime", "loop jitter, deadline misses, end-to-end latency", _runtime),
         Benchmark("onnx", "RTI update latency: torch eager vs onnxruntime, and parity", _onnx),
     )
 }

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,10 +43,14 @@ class RecorderNode(Node):
         self.config = config
 
     def configure(self) -> None:
-        endpoints = [parse_endpoint(spec, bind=False) for spec in self.config.connect]
-        self.subscriber = Subscriber(
-            endpoints, {topic: Queue(self.config.depth) for topic in self.config.topics}
-        )
+        # One subscriber per publisher: each may have its own CURVE server key.
+        self.subscribers = [
+            Subscriber(
+                parse_endpoint(spec, bind=False),
+                {topic: Queue(self.config.depth) for topic in self.config.topics},
+            )
+            for spec in self.config.connect
+        ]
         self.writer = McapWriter(Path(self.config.out))
         if self.config.publish:
             self.publisher = Publisher(
@@ -54,10 +59,17 @@ class RecorderNode(Node):
 
     def loop(self) -> None:
         while not self.stopping:
-            self._write(self.subscriber.recv(timeout=0.05))
+            if not self._drain():
+                time.sleep(0.005)  # the subscribers' keeper threads buffer meanwhile
             self.heartbeat()
-        while self._write(self.subscriber.recv(timeout=0.0)):
-            pass
+        self._drain()
+
+    def _drain(self) -> bool:
+        wrote = False
+        for subscriber in self.subscribers:
+            while self._write(subscriber.recv(timeout=0.0)):
+                wrote = True
+        return wrote
 
     def _write(self, received) -> bool:
         if received is None:
@@ -67,15 +79,17 @@ class RecorderNode(Node):
         return True
 
     def shutdown(self) -> None:
-        for closable in ("subscriber", "writer", "publisher"):
+        for subscriber in getattr(self, "subscribers", []):
+            subscriber.close()
+        for closable in ("writer", "publisher"):
             if getattr(self, closable, None) is not None:
                 getattr(self, closable).close()
         log.info("recorder: %d messages in %s", self.counters["written"], self.config.out)
 
     def status(self) -> dict[str, float]:
-        if not hasattr(self, "subscriber"):
-            return {}
-        return {"decode_errors": self.subscriber.stats.decode_errors}
+        return {
+            "decode_errors": sum(s.stats.decode_errors for s in getattr(self, "subscribers", []))
+        }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,7 +13,7 @@ import pytest
 
 from policies.deploy.export import export
 from runtime.policy_node import EpisodeHistory
-from streams import Observation
+from streams import Observation, Queue, Subscriber
 from tests.no_torch import ROOT, popen_without_torch
 
 RATE_SCALE = 4  # the sim runs 4x real time: 40 Hz, a 25 ms budget per step
@@ -91,3 +91,59 @@ def test_history_repeats_the_first_observation_and_restarts_each_episode() -> No
     np.testing.assert_array_equal(np.stack(history.states)[:, 0], [5.0, 5.0])
     history.add(_observation(1, 1, 6.0))
     assert history.add(_observation(1, 0, 7.0))  # a reset with the same episode number
+
+
+def test_sim_and_deployed_policy_talk_over_curve_and_a_keyless_peer_hears_nothing(
+    exported: Path, tmp_path: Path
+) -> None:
+    from streams import generate_keys
+
+    keys = tmp_path / "keys"
+    for name in ("robot", "gpu"):
+        generate_keys(keys, name)
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    for name in ("robot", "gpu"):
+        (allowed / f"{name}.key").write_text((keys / f"{name}.key").read_text())
+    sim_port, policy_port = _free_port(), _free_port()
+    sim_bind = f"tcp://127.0.0.1:{sim_port}?secret={keys}/robot.key_secret&clients={allowed}"
+    sim_connect = f"tcp://127.0.0.1:{sim_port}?secret={keys}/gpu.key_secret&server={keys}/robot.key"
+    policy_bind = f"tcp://127.0.0.1:{policy_port}?secret={keys}/gpu.key_secret&clients={allowed}"
+    policy_connect = (
+        f"tcp://127.0.0.1:{policy_port}?secret={keys}/robot.key_secret&server={keys}/gpu.key"
+    )
+    summary = tmp_path / "sim.json"
+    sim = _sim(sim_bind, policy_connect, episodes=1, summary=summary)
+    policy = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "runtime.policy_node", str(exported)),
+            *("--observations", sim_connect, "--publish", policy_bind),
+            *("--dt", str(0.1 / RATE_SCALE)),
+        ],
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    eavesdropper = Subscriber(f"tcp://127.0.0.1:{sim_port}", {"observation": Queue(10)})
+    try:
+        heard = eavesdropper.recv("observation", timeout=3.0)
+        assert sim.wait(timeout=120) == 0, sim.communicate()[1][-2000:]
+    finally:
+        eavesdropper.close()
+        policy.send_signal(signal.SIGTERM)
+        policy.communicate(timeout=20)
+        if sim.poll() is None:
+            sim.kill()
+        sim.communicate()
+    assert heard is None  # no keys, no data
+    result = json.loads(summary.read_text())
+    assert len(result["episodes"]) == 1
+    assert result["executor_chunks"] >= 0.8 * result["counters"]["steps"]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

@@ -12,6 +12,8 @@ import time
 from dataclasses import dataclass, field
 
 SPIN_WINDOW = 0.001  # seconds before a deadline spent spinning instead of sleeping
+# Upper edges (ms) of the jitter histogram's bins; the last bin holds everything above.
+HISTOGRAM_EDGES_MS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0)
 
 
 @dataclass
@@ -20,6 +22,15 @@ class RateStats:
     late: int = 0  # started after the deadline
     missed: int = 0  # started more than one period after the deadline
     lateness: list[float] = field(default_factory=list)  # seconds, one per tick
+
+    def histogram(self) -> dict[str, int]:
+        """Ticks per lateness bin, keyed by the bin's upper edge: {"<=0.01ms": n, ...}."""
+        counts = [0] * (len(HISTOGRAM_EDGES_MS) + 1)
+        for seconds in self.lateness:
+            ms = seconds * 1e3
+            counts[next((i for i, e in enumerate(HISTOGRAM_EDGES_MS) if ms <= e), -1)] += 1
+        keys = [f"<={e:g}ms" for e in HISTOGRAM_EDGES_MS] + [f">{HISTOGRAM_EDGES_MS[-1]:g}ms"]
+        return dict(zip(keys, counts, strict=True))
 
 
 class Rate:

@@ -148,6 +148,7 @@ class SimNode(Node):
                 for r in self.results
             ],
             "success_rate": float(np.mean(successes)) if successes else None,
+            "jitter_histogram": self.rate.stats.histogram(),
         }
 
     # ---- one episode ---------------------------------------------------------------

@@ -45,3 +45,13 @@ def test_catch_up_runs_the_missed_ticks_back_to_back() -> None:
 def test_bad_configuration_is_refused(hz: float, overrun: str) -> None:
     with pytest.raises(ValueError):
         Rate(hz, overrun=overrun)
+
+
+def test_jitter_histogram_bins_every_tick_by_its_lateness() -> None:
+    from runtime.rate import RateStats
+
+    stats = RateStats(lateness=[0.000001, 0.00003, 0.0003, 0.0003, 0.004, 1.0])
+    histogram = stats.histogram()
+    assert sum(histogram.values()) == 6
+    assert histogram["<=0.01ms"] == 1 and histogram["<=0.05ms"] == 1
+    assert histogram["<=0.5ms"] == 2 and histogram["<=5ms"] == 1 and histogram[">50ms"] == 1

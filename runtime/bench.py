@@ -64,12 +64,21 @@ def _runtime(quick: bool) -> BenchResult:
     return run(quick)
 
 
+def _reconstruction(quick: bool) -> BenchResult:
+    from world.bench import run
+
+    return run(quick)
+
+
 BENCHMARKS = {
     b.name: b
     for b in (
         Benchmark("streams", "ZeroMQ transport: warmloop streams vs bare pyzmq", _streams),
         Benchmark("sim", "MuJoCo physics and headless rendering speed, expert success", _sim),
         Benchmark("runtime", "loop jitter, deadline misses, end-to-end latency", _runtime),
+        Benchmark(
+            "reconstruction", "tri-plane 4D fit of the Explore room: held-out PSNR", _reconstruction
+        ),
         Benchmark("onnx", "RTI update latency: torch eager vs onnxruntime, and parity", _onnx),
     )
 }

@@ -79,6 +79,22 @@ class CameraRenderer:
             pose=camera_pose(data, camera_id),
         )
 
+    def segmentation(
+        self, data: mujoco.MjData, camera: str, width: int = 96, height: int = 96
+    ) -> np.ndarray:
+        """(H, W) int32 geom id seen at each pixel; −1 where no geom is hit."""
+        camera_id = mujoco.mj_name2id(self._model, mujoco.mjtObj.mjOBJ_CAMERA, camera)
+        if camera_id < 0:
+            raise ValueError(f"unknown camera {camera!r}")
+        renderer = self._renderer(width, height)
+        renderer.update_scene(data, camera=camera_id)
+        renderer.enable_segmentation_rendering()
+        try:
+            ids = renderer.render()[..., 0].astype(np.int32, copy=True)
+        finally:
+            renderer.disable_segmentation_rendering()
+        return ids
+
     def close(self) -> None:
         for renderer in self._renderers.values():
             renderer.close()

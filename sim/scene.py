@@ -166,6 +166,19 @@ class MujocoScene(gym.Env):
             depth=depth,
         )
 
+    def render_segmentation(
+        self, camera: str | None = None, width: int | None = None, height: int | None = None
+    ) -> np.ndarray:
+        """(H, W) geom ids seen by a named camera (−1: nothing): exact object masks."""
+        if self._renderer is None:
+            self._renderer = CameraRenderer(self.physics.model)
+        return self._renderer.segmentation(
+            self.physics.data,
+            camera or self.task.default_camera,
+            width or self.width,
+            height or self.height,
+        )
+
     def render(self) -> np.ndarray | None:
         if self.render_mode == "rgb_array":
             return self.render_camera(depth=False).rgb

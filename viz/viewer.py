@@ -1,0 +1,258 @@
+"""The viewer: a 4D reconstruction as a coloured point cloud, camera frusta, the latest frame.
+
+Sources: live topics (`frame` and `triplanes` from the publishers given) or a recorded
+MCAP file. Each TriPlanes snapshot is turned back into its field and a point cloud is
+extracted at the time of the newest frame. Open3D draws it with the frusta of the last
+cameras; the newest camera image sits beside it.
+
+Headless (no DISPLAY, or --out given) it uses Open3D's offscreen renderer (Vulkan
+lavapipe on a CPU, EGL on a GPU) and writes PNG files and/or an MP4.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from runtime.node import Node, run_node
+from streams import Frame, Latest, Subscriber, TriPlanes, parse_endpoint
+
+log = logging.getLogger(__name__)
+FRUSTUM_COLOUR = (0.1, 0.3, 0.9)
+
+
+def frustum_lines(
+    intrinsics: np.ndarray, pose: np.ndarray, width: int, height: int, depth: float = 0.3
+) -> tuple[np.ndarray, np.ndarray]:
+    """A pyramid from the camera centre to its image corners at `depth`: points, lines."""
+    fx, fy, cx, cy = intrinsics[0, 0], intrinsics[1, 1], intrinsics[0, 2], intrinsics[1, 2]
+    corners = np.array([[0, 0], [width, 0], [width, height], [0, height]], float)
+    camera = np.stack(
+        [(corners[:, 0] - cx) / fx * depth, -(corners[:, 1] - cy) / fy * depth, -np.full(4, depth)],
+        1,
+    )
+    world = camera @ pose[:3, :3].T + pose[:3, 3]
+    points = np.vstack([pose[:3, 3], world])
+    lines = np.array([[0, 1], [0, 2], [0, 3], [0, 4], [1, 2], [2, 3], [3, 4], [4, 1]])
+    return points, lines
+
+
+# Open3D's rendering engine aborts the process when a second offscreen renderer is made
+# while one exists: every SceneRenderer of one size shares one.
+_OFFSCREEN: dict[tuple[int, int], object] = {}
+
+
+class SceneRenderer:
+    """Open3D offscreen rendering of point cloud + frusta, composed with the latest frame."""
+
+    def __init__(self, width: int = 480, height: int = 360):
+        import open3d as o3d
+
+        self.o3d = o3d
+        self.width, self.height = width, height
+        if (width, height) not in _OFFSCREEN:
+            if _OFFSCREEN:
+                raise RuntimeError(
+                    f"an offscreen renderer of size {next(iter(_OFFSCREEN))} exists; Open3D "
+                    "allows one per process"
+                )
+            _OFFSCREEN[(width, height)] = o3d.visualization.rendering.OffscreenRenderer(
+                width, height
+            )
+        self.renderer = _OFFSCREEN[(width, height)]
+        self.renderer.scene.set_background([1.0, 1.0, 1.0, 1.0])
+        # No tone mapping or colour grading: points keep the colours the field gives them.
+        self.renderer.scene.view.set_post_processing(False)
+        self.points = o3d.visualization.rendering.MaterialRecord()
+        self.points.shader, self.points.point_size = "defaultUnlit", 4.0
+        self.lines = o3d.visualization.rendering.MaterialRecord()
+        self.lines.shader, self.lines.line_width = "unlitLine", 2.0
+
+    def render(
+        self,
+        points: np.ndarray,
+        colours: np.ndarray,
+        cameras: list[tuple[np.ndarray, np.ndarray, int, int]] = (),
+        frame: np.ndarray | None = None,
+        eye: tuple[float, float, float] = (0.0, -6.5, 6.0),
+        centre: tuple[float, float, float] = (0.0, 0.0, 0.8),
+    ) -> np.ndarray:
+        """(height, width [+ inset], 3) uint8 image."""
+        o3d, scene = self.o3d, self.renderer.scene
+        scene.clear_geometry()
+        if len(points):
+            cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points.astype(np.float64)))
+            cloud.colors = o3d.utility.Vector3dVector(np.clip(colours, 0, 1).astype(np.float64))
+            scene.add_geometry("cloud", cloud, self.points)
+        for index, (intrinsics, pose, width, height) in enumerate(cameras):
+            vertices, lines = frustum_lines(intrinsics, pose, width, height)
+            frustum = o3d.geometry.LineSet(
+                o3d.utility.Vector3dVector(vertices), o3d.utility.Vector2iVector(lines)
+            )
+            frustum.paint_uniform_color(FRUSTUM_COLOUR)
+            scene.add_geometry(f"frustum{index}", frustum, self.lines)
+        self.renderer.setup_camera(55.0, np.array(centre), np.array(eye), np.array([0.0, 0.0, 1.0]))
+        image = np.asarray(self.renderer.render_to_image())
+        return compose(image, frame)
+
+
+def compose(view: np.ndarray, frame: np.ndarray | None) -> np.ndarray:
+    """The 3D view with the camera image beside it, scaled to the view's height."""
+    if frame is None:
+        return view
+    height = view.shape[0]
+    scale = max(1, height // frame.shape[0])
+    enlarged = np.repeat(np.repeat(frame, scale, 0), scale, 1)[:height]
+    pad = np.full((height, enlarged.shape[1], 3), 255, np.uint8)
+    pad[: enlarged.shape[0]] = enlarged
+    return np.concatenate([view, pad], 1)
+
+
+@dataclass
+class ViewState:
+    """The newest TriPlanes and the last frames, from any source."""
+
+    triplanes: TriPlanes | None = None
+    frames: deque | None = None
+
+    def __post_init__(self) -> None:
+        self.frames = deque(maxlen=12)
+
+    def take(self, message) -> bool:
+        """True when the picture should be redrawn (a new TriPlanes arrived)."""
+        if isinstance(message, Frame):
+            self.frames.append(message)
+            return False
+        if isinstance(message, TriPlanes):
+            self.triplanes = message
+            return True
+        return False
+
+    def draw(self, renderer: SceneRenderer, resolution: int, threshold: float) -> np.ndarray:
+        from world.exchange import from_message, point_cloud
+
+        time = self.frames[-1].scene_time if self.frames else self.triplanes.t_start
+        points, colours = point_cloud(from_message(self.triplanes), time, resolution, threshold)
+        cameras = [(f.intrinsics, f.pose, f.rgb.shape[1], f.rgb.shape[0]) for f in self.frames]
+        latest = self.frames[-1].rgb if self.frames else None
+        return renderer.render(points, colours, cameras, latest)
+
+
+class Output:
+    """PNG files in a directory and/or one MP4."""
+
+    def __init__(self, directory: Path | None, video: Path | None, fps: float = 2.0):
+        self.directory, self.count = directory, 0
+        self.writer = None
+        if directory is not None:
+            directory.mkdir(parents=True, exist_ok=True)
+        if video is not None:
+            import imageio.v2 as imageio
+
+            video.parent.mkdir(parents=True, exist_ok=True)
+            self.writer = imageio.get_writer(video, fps=fps, macro_block_size=8)
+
+    def write(self, image: np.ndarray) -> None:
+        if self.directory is not None:
+            import imageio.v2 as imageio
+
+            imageio.imwrite(self.directory / f"view_{self.count:05d}.png", image)
+        if self.writer is not None:
+            self.writer.append_data(image[: image.shape[0] // 8 * 8, : image.shape[1] // 8 * 8])
+        self.count += 1
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+class ViewerNode(Node):
+    name = "viewer"
+
+    def __init__(self, sources: list[str], output: Output, resolution: int, threshold: float):
+        super().__init__()
+        self.sources, self.output = sources, output
+        self.resolution, self.threshold = resolution, threshold
+        self.state = ViewState()
+
+    def configure(self) -> None:
+        self.renderer = SceneRenderer()
+        self.subscribers = [
+            Subscriber(parse_endpoint(s, bind=False), {"frame": Latest(), "triplanes": Latest()})
+            for s in self.sources
+        ]
+
+    def loop(self) -> None:
+        while not self.stopping:
+            redraw = False
+            for subscriber in self.subscribers:
+                for topic in ("frame", "triplanes"):
+                    received = subscriber.recv(topic, timeout=0.0)
+                    if received is not None:
+                        redraw |= self.state.take(received.message)
+            if redraw:
+                self.output.write(self.state.draw(self.renderer, self.resolution, self.threshold))
+                self.counters["drawn"] += 1
+            else:
+                self._stop.wait(0.05)
+
+    def shutdown(self) -> None:
+        for subscriber in getattr(self, "subscribers", []):
+            subscriber.close()
+        self.output.close()
+
+
+def view_recording(
+    path: Path,
+    output: Output,
+    resolution: int = 48,
+    threshold: float = 5.0,
+    renderer: SceneRenderer | None = None,
+) -> int:
+    """Draw every TriPlanes snapshot of an MCAP recording; the number drawn."""
+    from streams.recording import read_recording
+
+    renderer, state = renderer or SceneRenderer(), ViewState()
+    for recorded in read_recording(path):
+        if state.take(recorded.decode().message):
+            output.write(state.draw(renderer, resolution, threshold))
+    output.close()
+    return output.count
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "source", nargs="+", help="publisher endpoints (frame, triplanes topics) or one .mcap file"
+    )
+    parser.add_argument("--out", type=Path, help="write PNG files here")
+    parser.add_argument("--video", type=Path, help="write an MP4 here")
+    parser.add_argument("--resolution", type=int, default=48, help="point-cloud grid size")
+    parser.add_argument("--threshold", type=float, default=5.0, help="density threshold")
+
+
+def main_from_args(args: argparse.Namespace) -> int:
+    if args.out is None and args.video is None:
+        args.out = Path("runs") / "view"
+    output = Output(args.out, args.video)
+    if len(args.source) == 1 and args.source[0].endswith(".mcap"):
+        drawn = view_recording(Path(args.source[0]), output, args.resolution, args.threshold)
+        print(f"drew {drawn} snapshots into {args.out or ''} {args.video or ''}".strip())
+        return 0 if drawn else 1
+    node = ViewerNode(args.source, output, args.resolution, args.threshold)
+    return run_node(node)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m viz.viewer", description=__doc__)
+    add_arguments(parser)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    return main_from_args(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,43 @@
+"""Image metrics for reconstruction: PSNR and SSIM (Wang et al. 2004), numpy only."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def psnr(mse: float) -> float:
+    """PSNR in dB of images in [0, 1] from their mean squared error."""
+    return float("inf") if mse <= 0 else float(-10 * math.log10(mse))
+
+
+def _gaussian_blur(image: np.ndarray, sigma: float = 1.5, radius: int = 5) -> np.ndarray:
+    offsets = np.arange(-radius, radius + 1)
+    kernel = np.exp(-(offsets**2) / (2 * sigma**2))
+    kernel /= kernel.sum()
+    padded = np.pad(image, ((radius, radius), (radius, radius)), mode="reflect")
+    rows = sum(
+        k * padded[:, radius + o : radius + o + image.shape[1]]
+        for k, o in zip(kernel, offsets, strict=True)
+    )
+    return sum(
+        k * rows[radius + o : radius + o + image.shape[0]]
+        for k, o in zip(kernel, offsets, strict=True)
+    )
+
+
+def ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean SSIM over pixels and channels of two (H, W, C) images in [0, 1]."""
+    c1, c2 = 0.01**2, 0.03**2
+    values = []
+    for channel in range(a.shape[-1]):
+        x, y = a[..., channel].astype(np.float64), b[..., channel].astype(np.float64)
+        mx, my = _gaussian_blur(x), _gaussian_blur(y)
+        vx = _gaussian_blur(x * x) - mx * mx
+        vy = _gaussian_blur(y * y) - my * my
+        cov = _gaussian_blur(x * y) - mx * my
+        values.append(
+            ((2 * mx * my + c1) * (2 * cov + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
+        )
+    return float(np.mean(values))

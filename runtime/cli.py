@@ -123,7 +123,15 @@ def _run_launch(args: argparse.Namespace) -> int:
 
 
 def _add_view(p: argparse.ArgumentParser) -> None:
-    p.add_argument("source", help="an endpoint such as tcp://127.0.0.1:5555, or an MCAP file")
+    from viz.viewer import add_arguments  # Open3D is imported only when it draws
+
+    add_arguments(p)
+
+
+def _run_view(args: argparse.Namespace) -> int:
+    from viz.viewer import main_from_args
+
+    return main_from_args(args)
 
 
 def _add_demo(p: argparse.ArgumentParser) -> None:
@@ -198,13 +206,7 @@ SUBCOMMANDS = (
     ),
     Subcommand("launch", "run a launch graph", _add_launch, _run_launch),
     Subcommand("replay", "republish an MCAP recording", _add_replay, _run_replay),
-    Subcommand(
-        "view",
-        "view frames and 4D reconstructions",
-        _add_view,
-        None,
-        "the reconstruction issue (#8)",
-    ),
+    Subcommand("view", "view frames and 4D reconstructions", _add_view, _run_view),
     Subcommand("bench", "run a benchmark and record its figures", _add_bench, _run_bench),
     Subcommand("demo", "run a demo end to end", _add_demo, _run_demo),
 )

@@ -69,6 +69,7 @@ _SIM_PARAMS = (
     "wait_for_policy",
     "video",
     "summary",
+    "script",
 )
 _POLICY_PARAMS = (
     "policy",
@@ -78,6 +79,25 @@ _POLICY_PARAMS = (
     "dt",
     "sampler",
     "seed",
+    "summary",
+)
+
+
+_RECONSTRUCTION_PARAMS = (
+    "frames",
+    "publish",
+    "resolution",
+    "channels",
+    "time_steps",
+    "t_end",
+    "deform",
+    "steps_per_frame",
+    "rays_per_step",
+    "samples",
+    "keyframes",
+    "publish_hz",
+    "device",
+    "threads",
     "summary",
 )
 
@@ -104,6 +124,19 @@ NODE_TYPES = {
     ),
     "policy_onnx": _policy("onnx"),
     "policy_torch": _policy("torch"),
+    "reconstruction": NodeType(
+        module="world.node",
+        params=frozenset(_RECONSTRUCTION_PARAMS),
+        binds=frozenset({"publish"}),
+        connects=frozenset({"frames"}),
+    ),
+    "viewer": NodeType(
+        module="viz.viewer",
+        params=frozenset({"source", "out", "video", "resolution", "threshold", "max_height"}),
+        connects=frozenset({"source"}),
+        positional="source",
+        lists=frozenset({"source"}),
+    ),
     "recorder": NodeType(
         module="runtime.recorder_node",
         params=frozenset({"out", "connect", "topics", "publish", "summary"}),
@@ -290,8 +323,8 @@ class _Builder:
         if key == node_type.positional:
             return resolved
         flag = "--" + key.replace("_", "-")
-        if isinstance(value, bool):
-            return [flag] if value else []
+        if isinstance(value, bool):  # nodes declare booleans as --flag / --no-flag
+            return [flag if value else "--no-" + key.replace("_", "-")]
         return [item for v in resolved for item in (flag, v)]
 
     def _resolve(self, name: str, node_type: NodeType, key: str, value: Any, line: int) -> str:

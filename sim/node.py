@@ -60,6 +60,7 @@ class SimNodeConfig:
     rate_scale: float = 1.0  # 2.0 runs twice as fast as real time
     overrun: str = "skip"  # what a late tick does: "skip" or "catch_up"
     wait_for_policy: float = 0.0  # seconds each episode waits for its first chunk (0: none)
+    script: str = ""  # explore only: drive the camera along a sim.trajectories path, no policy
     video: str = ""  # write an MP4 of the first episode here
     summary: str = ""  # write a JSON summary here at the end
 
@@ -75,6 +76,8 @@ class SimNodeConfig:
             if not ok:
                 raise ValueError(message)
         parse_qos(self.action_qos)
+        if self.script and self.task != "explore":
+            raise ValueError("script drives the explore camera; other tasks need a policy")
 
 
 class SimNode(Node):
@@ -86,6 +89,7 @@ class SimNode(Node):
         self.results: list[EpisodeResult] = []
         self.frames: list[np.ndarray] = []
         self.episode = 0
+        self.script: np.ndarray | None = None
         self.handlers = {ActionChunk: self._on_chunk}
 
     def configure(self) -> None:
@@ -157,6 +161,7 @@ class SimNode(Node):
         observation, info = self.env.reset(seed=seed)
         self.executor.clear()  # a new episode never executes the last one's plan
         self.episode = episode
+        self.script = self._make_script(seed)
         if self.config.wait_for_policy > 0:
             self._await_first_chunk(observation, episode)
         score, success, length, done = 0.0, False, 0, False
@@ -166,7 +171,7 @@ class SimNode(Node):
         while not done and not self.stopping:
             self._publish_state(observation, episode, length)
             self.rate.sleep()
-            action = self._choose_action()
+            action = self._choose_action(length)
             observation, reward, terminated, truncated, info = self.env.step(action)
             score = max(score, float(info.get("score", reward)))
             success = success or info["success"]
@@ -215,9 +220,19 @@ class SimNode(Node):
             return
         self.executor.offer(chunk, time.monotonic())
 
-    def _choose_action(self) -> np.ndarray:
+    def _make_script(self, seed: int) -> np.ndarray | None:
+        if not self.config.script:
+            return None
+        from sim.trajectories import make
+
+        steps = self.env.spec.max_episode_steps or 200
+        return make(self.config.script, np.random.default_rng(seed), steps)
+
+    def _choose_action(self, step: int) -> np.ndarray:
         while self.dispatch(self.actions.recv("action", timeout=0)):
             pass
+        if self.script is not None:
+            return self.script[min(step, len(self.script) - 1)]
         action = self.executor.due_action(time.monotonic())
         if action is None:
             self.counters["held"] += 1
@@ -251,7 +266,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for item in fields(SimNodeConfig):
         flag = "--" + item.name.replace("_", "-")
         if item.type in ("bool", bool):
-            parser.add_argument(flag, action="store_true")
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=item.default)
         else:
             kind = {"int": int, "float": float}.get(str(item.type), str)
             parser.add_argument(flag, type=kind, default=item.default)

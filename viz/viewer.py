@@ -23,7 +23,7 @@ from runtime.node import Node, run_node
 from streams import Frame, Latest, Subscriber, TriPlanes, parse_endpoint
 
 log = logging.getLogger(__name__)
-FRUSTUM_COLOUR = (0.1, 0.3, 0.9)
+FRUSTUM_COLOUR = (0.2, 0.6, 1.0)
 
 
 def frustum_lines(
@@ -65,7 +65,8 @@ class SceneRenderer:
                 width, height
             )
         self.renderer = _OFFSCREEN[(width, height)]
-        self.renderer.scene.set_background([1.0, 1.0, 1.0, 1.0])
+        # Dark grey: rooms are mostly pale (walls, ceiling), which vanish on white.
+        self.renderer.scene.set_background([0.12, 0.12, 0.14, 1.0])
         # No tone mapping or colour grading: points keep the colours the field gives them.
         self.renderer.scene.view.set_post_processing(False)
         self.points = o3d.visualization.rendering.MaterialRecord()
@@ -108,7 +109,7 @@ def compose(view: np.ndarray, frame: np.ndarray | None) -> np.ndarray:
     height = view.shape[0]
     scale = max(1, height // frame.shape[0])
     enlarged = np.repeat(np.repeat(frame, scale, 0), scale, 1)[:height]
-    pad = np.full((height, enlarged.shape[1], 3), 255, np.uint8)
+    pad = np.full((height, enlarged.shape[1], 3), 30, np.uint8)
     pad[: enlarged.shape[0]] = enlarged
     return np.concatenate([view, pad], 1)
 
@@ -133,11 +134,20 @@ class ViewState:
             return True
         return False
 
-    def draw(self, renderer: SceneRenderer, resolution: int, threshold: float) -> np.ndarray:
+    def draw(
+        self,
+        renderer: SceneRenderer,
+        resolution: int,
+        threshold: float,
+        max_height: float | None = None,
+    ) -> np.ndarray:
         from world.exchange import from_message, point_cloud
 
         time = self.frames[-1].scene_time if self.frames else self.triplanes.t_start
         points, colours = point_cloud(from_message(self.triplanes), time, resolution, threshold)
+        if max_height is not None:  # a cutaway: no ceiling between the eye and the room
+            keep = points[:, 2] <= max_height
+            points, colours = points[keep], colours[keep]
         cameras = [(f.intrinsics, f.pose, f.rgb.shape[1], f.rgb.shape[0]) for f in self.frames]
         latest = self.frames[-1].rgb if self.frames else None
         return renderer.render(points, colours, cameras, latest)
@@ -151,6 +161,8 @@ class Output:
         self.writer = None
         if directory is not None:
             directory.mkdir(parents=True, exist_ok=True)
+            for stale in directory.glob("view_*.png"):  # a previous run's pictures
+                stale.unlink()
         if video is not None:
             import imageio.v2 as imageio
 
@@ -174,10 +186,17 @@ class Output:
 class ViewerNode(Node):
     name = "viewer"
 
-    def __init__(self, sources: list[str], output: Output, resolution: int, threshold: float):
+    def __init__(
+        self,
+        sources: list[str],
+        output: Output,
+        resolution: int,
+        threshold: float,
+        max_height: float | None = None,
+    ):
         super().__init__()
         self.sources, self.output = sources, output
-        self.resolution, self.threshold = resolution, threshold
+        self.resolution, self.threshold, self.max_height = resolution, threshold, max_height
         self.state = ViewState()
 
     def configure(self) -> None:
@@ -196,7 +215,10 @@ class ViewerNode(Node):
                     if received is not None:
                         redraw |= self.state.take(received.message)
             if redraw:
-                self.output.write(self.state.draw(self.renderer, self.resolution, self.threshold))
+                image = self.state.draw(
+                    self.renderer, self.resolution, self.threshold, self.max_height
+                )
+                self.output.write(image)
                 self.counters["drawn"] += 1
             else:
                 self._stop.wait(0.05)
@@ -211,7 +233,7 @@ def view_recording(
     path: Path,
     output: Output,
     resolution: int = 48,
-    threshold: float = 5.0,
+    threshold: float = 2.0,
     renderer: SceneRenderer | None = None,
 ) -> int:
     """Draw every TriPlanes snapshot of an MCAP recording; the number drawn."""
@@ -232,7 +254,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, help="write PNG files here")
     parser.add_argument("--video", type=Path, help="write an MP4 here")
     parser.add_argument("--resolution", type=int, default=48, help="point-cloud grid size")
-    parser.add_argument("--threshold", type=float, default=5.0, help="density threshold")
+    parser.add_argument("--threshold", type=float, default=2.0, help="density threshold")
+    parser.add_argument("--max-height", type=float, default=None, help="drop points above (m)")
 
 
 def main_from_args(args: argparse.Namespace) -> int:
@@ -243,7 +266,7 @@ def main_from_args(args: argparse.Namespace) -> int:
         drawn = view_recording(Path(args.source[0]), output, args.resolution, args.threshold)
         print(f"drew {drawn} snapshots into {args.out or ''} {args.video or ''}".strip())
         return 0 if drawn else 1
-    node = ViewerNode(args.source, output, args.resolution, args.threshold)
+    node = ViewerNode(args.source, output, args.resolution, args.threshold, args.max_height)
     return run_node(node)
 
 

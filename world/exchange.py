@@ -55,16 +55,14 @@ def from_message(message: TriPlanes, device: str = "cpu") -> TriPlaneField:
         )
         field = TriPlaneField(config, message.bounds, (message.t_start, message.t_end))
         state = {
-            k: torch.from_numpy(np.asarray(v, np.float32))
-            for k, v in network.items()
-            if k != "flags"
+            k: torch.tensor(np.asarray(v, np.float32)) for k, v in network.items() if k != "flags"
         }
         for p in PLANES:
             state[f"canonical.{p}"] = torch.from_numpy(canonical[p].astype(np.float32))
             state[f"deformation.{p}"] = torch.from_numpy(
                 deformation[p].astype(np.float32)
             ).transpose(0, 1)
-        state["bounds"] = torch.as_tensor(np.asarray(message.bounds, np.float32))
+        state["bounds"] = torch.tensor(np.asarray(message.bounds, np.float32))
         field.load_state_dict(state)
     except (KeyError, ValueError, RuntimeError) as exc:
         raise ValueError(f"TriPlanes message does not describe a field: {exc}") from None

@@ -73,11 +73,12 @@ class OnlineFitter:
     ) -> None:
         height, width = rgb.shape[:2]
         rays = camera_rays(intrinsics, pose, width, height, time_s)
-        colours = torch.as_tensor(rgb.reshape(-1, 3), dtype=torch.float32) / 255.0
+        # torch.tensor copies: frames from the wire are read-only views on its buffers.
+        colours = torch.tensor(rgb.reshape(-1, 3), dtype=torch.float32) / 255.0
         if depth is None:
             depths = torch.full((len(rays),), float("nan"))
         else:
-            depths = torch.as_tensor(depth.reshape(-1), dtype=torch.float32)
+            depths = torch.tensor(depth.reshape(-1), dtype=torch.float32)
             depths = torch.where(
                 torch.isfinite(depths), depths, torch.full_like(depths, float("nan"))
             )

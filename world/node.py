@@ -47,6 +47,7 @@ class ReconstructionConfig:
     keyframes: int = 32
     publish_hz: float = 1.0
     device: str = "cpu"
+    threads: int = 1  # torch threads: one per process when sim, viewer and this share 2 cores
     summary: str = ""
 
     def __post_init__(self) -> None:
@@ -137,9 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     add_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     try:
         config = ReconstructionConfig(**vars(args))
+        torch.set_num_threads(max(1, config.threads))
     except ValueError as exc:
         log.error("reconstruction: %s", exc)
         return 2

@@ -38,8 +38,8 @@ def camera_rays(
     intrinsics: np.ndarray, pose: np.ndarray, width: int, height: int, time: float
 ) -> Rays:
     """One ray through the centre of every pixel, row-major (v, then u)."""
-    k = torch.as_tensor(np.asarray(intrinsics), dtype=torch.float32)
-    c2w = torch.as_tensor(np.asarray(pose), dtype=torch.float32)
+    k = torch.tensor(np.asarray(intrinsics), dtype=torch.float32)
+    c2w = torch.tensor(np.asarray(pose), dtype=torch.float32)
     v, u = torch.meshgrid(
         torch.arange(height, dtype=torch.float32) + 0.5,
         torch.arange(width, dtype=torch.float32) + 0.5,

@@ -8,7 +8,14 @@ import torch
 
 from streams import Frame, decode, encode
 from streams.recording import McapWriter
-from viz.viewer import Output, SceneRenderer, ViewState, frustum_lines, view_recording
+from viz.viewer import (
+    FRUSTUM_COLOUR,
+    Output,
+    SceneRenderer,
+    ViewState,
+    frustum_lines,
+    view_recording,
+)
 from world.exchange import to_message
 from world.field import FieldConfig, TriPlaneField
 from world.fit import FitConfig, OnlineFitter
@@ -95,7 +102,7 @@ def test_a_triplanes_snapshot_is_drawn_with_frusta_and_the_latest_frame(renderer
     orange = _share(view, ORANGE)
     assert orange.sum() > 50
     assert abs(np.nonzero(orange)[1].mean() - 80) < 25
-    assert _share(view, (0.1, 0.3, 0.9), 50).sum() > 10  # the frusta
+    assert _share(view, FRUSTUM_COLOUR, 50).sum() > 10  # the frusta
 
     # The same through a recording, as `warmloop view FILE.mcap` does.
     path = tmp_path / "run.mcap"

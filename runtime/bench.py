@@ -70,11 +70,18 @@ def _reconstruction(quick: bool) -> BenchResult:
     return run(quick)
 
 
+def _policy(quick: bool) -> BenchResult:
+    from policies.diffusion.bench import run
+
+    return run(quick)
+
+
 BENCHMARKS = {
     b.name: b
     for b in (
         Benchmark("streams", "ZeroMQ transport: warmloop streams vs bare pyzmq", _streams),
         Benchmark("sim", "MuJoCo physics and headless rendering speed, expert success", _sim),
+        Benchmark("policy", "success against latency: DDPM-100, DDIM-10, RTI", _policy),
         Benchmark("runtime", "loop jitter, deadline misses, end-to-end latency", _runtime),
         Benchmark(
             "reconstruction", "tri-plane 4D fit of the Explore room: held-out PSNR", _reconstruction

@@ -42,19 +42,6 @@ def test_every_subcommand_has_help(command: str) -> None:
     assert exit_info.value.code == 0
 
 
-def test_unbuilt_subcommand_says_so_in_one_line(capsys) -> None:
-    unbuilt = [c for c in SUBCOMMANDS if c.run is None]
-    if not unbuilt:
-        pytest.skip("every subcommand is built")
-    command = unbuilt[0]
-    args = {"collect": ["pusht", "--out", "x"], "export": ["ckpt", "--out", "x"]}.get(
-        command.name, ["x"] if command.name not in ("demo",) else []
-    )
-    assert main([command.name, *args]) == 2
-    err = capsys.readouterr().err.strip()
-    assert "not built yet" in err and len(err.splitlines()) == 1
-
-
 @pytest.mark.parametrize("args", [["nope"], ["bench", "--bad-flag", "streams"], ["bench"]])
 def test_bad_usage_gives_one_clear_line_and_exit_code_2(args: list[str]) -> None:
     result = _warmloop(*args)

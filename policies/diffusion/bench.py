@@ -1,0 +1,168 @@
+"""`warmloop bench policy`: success against latency for DDPM-100, DDIM-10 and RTI.
+
+Each task's shipped checkpoint is evaluated closed-loop on the same seeds (100,000
+onwards) under every sampler: DDPM-100 and DDIM-10 executing Ta = 8 actions per
+prediction, RTI with the checkpoint's K' executing one action per prediction (RTI mode)
+and Ta = 8 (chunk mode). Latency is per prediction at batch 1, torch eager, measured
+inside the evaluation (first predictions of episodes excluded). The sampler overhead is
+one timed RTI update over (K'+1) timed network calls, on the same inputs.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from policies.diffusion.evaluate import EvalResult, evaluate
+from policies.diffusion.policy import DiffusionPolicy
+from runtime.bench import BenchResult, project_root
+
+TASKS = ("pickplace", "pusht")
+PLOT = Path("docs") / "img" / "policy_success_latency.png"
+# (label, sampler, actions executed per prediction or None for the checkpoint's Ta)
+VARIANTS = (
+    ("ddpm100", "ddpm", None),
+    ("ddim10", "ddim", None),
+    ("rti", "rti", 1),
+    ("rti_chunk", "rti", None),
+)
+
+
+def _evaluate_task(checkpoint: Path, episodes: int) -> dict[str, EvalResult]:
+    results = {}
+    for label, sampler, executed in VARIANTS:
+        policy = DiffusionPolicy(checkpoint, sampler=sampler, ddim_steps=10, executed=executed or 1)
+        executed = executed or policy.config.action_horizon
+        policy.executed = executed
+        results[label] = evaluate(policy, policy.config.task, episodes, executed, progress=False)
+    return results
+
+
+def sampler_overhead(checkpoint: Path, repeats: int = 200) -> float:
+    """Time of one RTI update over (K'+1) network calls, batch 1, same inputs."""
+    from policies.diffusion.sampler import rti_update
+
+    policy = DiffusionPolicy(checkpoint)
+    config, network = policy.config, policy.network
+    cond = torch.zeros(1, config.obs_horizon * config.obs_dim)
+    guess = torch.zeros(1, config.pred_horizon, config.action_dim)
+    step = torch.zeros(1, dtype=torch.long)
+
+    def eps(x: torch.Tensor, t: int) -> torch.Tensor:
+        return network(x, torch.full((1,), t), cond)
+
+    def update() -> None:
+        rti_update(eps, policy.schedule, guess, 1, policy.k_prime, lambda: torch.randn_like(guess))
+
+    def call() -> None:
+        network(guess, step, cond)
+
+    timings = {"update": [], "call": []}
+    with torch.no_grad():
+        for _ in range(20):
+            update()
+        for _ in range(repeats):  # interleaved, so drift hits both alike
+            for name, fn in (("update", update), ("call", call)):
+                began = time.perf_counter()
+                fn()
+                timings[name].append(time.perf_counter() - began)
+    return float(np.median(timings["update"]) / ((policy.k_prime + 1) * np.median(timings["call"])))
+
+
+def run(quick: bool) -> BenchResult:
+    episodes = 10 if quick else 100
+    root = project_root()
+    results, k_primes = {}, {}
+    for task in TASKS:
+        checkpoint = root / "checkpoints" / task
+        if (checkpoint / "config.json").exists():
+            results[task] = _evaluate_task(checkpoint, episodes)
+            k_primes[task] = DiffusionPolicy(checkpoint).k_prime
+    overhead = sampler_overhead(root / "checkpoints" / "pickplace")
+    _plot(results, root / PLOT)
+    return _result(results, k_primes, overhead, episodes)
+
+
+def _plot(results: dict[str, dict[str, EvalResult]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6, 4))
+    markers = {"ddpm100": "s", "ddim10": "^", "rti": "o", "rti_chunk": "D"}
+    for task, variants in results.items():
+        for label, result in variants.items():
+            axis.errorbar(
+                result.latency_p50_ms,
+                result.success_rate,
+                yerr=result.success_ci95,
+                marker=markers[label],
+                linestyle="none",
+                capsize=3,
+                label=f"{task} {label}",
+            )
+    axis.set_xscale("log")
+    axis.set_xlabel("latency per prediction, p50 (ms, log)")
+    axis.set_ylabel("success rate (95% interval)")
+    axis.set_ylim(0, 1.05)
+    axis.legend(fontsize=7)
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def _result(results, k_primes, overhead: float, episodes: int) -> BenchResult:
+    figures: dict[str, float | None] = {"sampler_overhead_ratio": overhead, "episodes": episodes}
+    for task in TASKS:
+        variants = results.get(task, {})
+        for label in ("ddpm100", "ddim10", "rti", "rti_chunk"):
+            result = variants.get(label)
+            figures[f"success_{label}_{task}"] = result.success_rate if result else None
+            figures[f"success_ci95_{label}_{task}"] = result.success_ci95 if result else None
+        figures[f"rti_k_prime_{task}"] = k_primes.get(task)
+    pick = results["pickplace"]
+    for label in ("ddpm100", "ddim10", "rti", "rti_chunk"):
+        figures[f"latency_p50_ms_{label}"] = pick[label].latency_p50_ms
+        figures[f"latency_p99_ms_{label}"] = pick[label].latency_p99_ms
+    table = [
+        [
+            "task",
+            "sampler",
+            "actions/prediction",
+            "calls/prediction",
+            "success ± 95%",
+            "p50 / p99 ms",
+        ]
+    ]
+    for task, variants in results.items():
+        for label, r in variants.items():
+            table.append(
+                [
+                    task,
+                    label,
+                    str(r.actions_per_prediction),
+                    f"{r.network_calls_per_prediction:.0f}",
+                    f"{r.success_rate:.2f} ± {r.success_ci95:.2f}",
+                    f"{r.latency_p50_ms:.1f} / {r.latency_p99_ms:.1f}",
+                ]
+            )
+    rti, ddpm, ddim = (figures[f"latency_p50_ms_{k}"] for k in ("rti", "ddpm100", "ddim10"))
+    gap = figures["success_ddpm100_pickplace"] - figures["success_rti_pickplace"]
+    notes = [
+        f"PickPlace targets: RTI success within 3 points of DDPM-100: {-gap:+.2f} "
+        f"({'met' if gap <= 0.03 else 'NOT met'}); RTI latency {ddpm / rti:.0f}x below DDPM-100 "
+        f"(target 25x) and {ddim / rti:.1f}x below DDIM-10 (target 3x); sampler overhead "
+        f"{overhead:.2f} of (K'+1) network calls (target <= 1.15).",
+        "K' is the checkpoint's stored value (pickplace: 2, set by hand; `warmloop "
+        "calibrate-rti` suggests a larger one, see the policies issue).",
+        f"![success against latency]({Path(*PLOT.parts[1:])})",
+    ]
+    if "pusht" not in results:
+        notes.append("PushT: no shipped checkpoint yet, so no PushT rows (keys are null).")
+    return BenchResult(figures=figures, table=table, notes=notes)

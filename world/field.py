@@ -116,7 +116,9 @@ class TriPlaneField(nn.Module):
             {p: nn.Parameter(torch.zeros(cd, steps, r, r)) for p in PLANES}
         )
         self.offset = nn.Linear(cd, 3)  # Δx = W·f + b: linear, no MLP
-        nn.init.normal_(self.offset.weight, std=0.01)
+        # Planes start at zero (Δx = 0 everywhere); W must not, or the product W·f has
+        # no gradient to start from in either factor.
+        nn.init.normal_(self.offset.weight, std=0.3)
         nn.init.zeros_(self.offset.bias)
         sh = (config.sh_degree + 1) ** 2
         self.decoder = nn.Sequential(

@@ -4,7 +4,8 @@ Each node runs as `python -m MODULE ARGS` in its own process group, with its out
 forwarded line by line as `[name] line`. A node that fails (non-zero exit, a signal) is
 restarted if its policy allows, after a back-off that doubles each time. When a node
 marked `ends_run` exits, or on SIGINT/SIGTERM, every node gets SIGTERM, then SIGKILL
-after a grace period; the ipc socket files of the graph are removed. Children also get
+after a grace period, and whatever is left of its process group SIGKILL; the ipc socket
+files of the graph are removed. Children also get
 SIGTERM if the launcher itself dies (Linux PR_SET_PDEATHSIG), so none is orphaned.
 """
 
@@ -175,7 +176,10 @@ class Supervisor:
     def _shutdown(self) -> None:
         running = [r for r in self.records.values() if r.process and r.process.poll() is None]
         for record in running:
-            _signal_group(record.process, signal.SIGTERM)
+            # SIGTERM to the node alone: it closes its own children in order (an ffmpeg
+            # writer killed alongside it would leave no video). The group gets SIGKILL below.
+            with contextlib.suppress(ProcessLookupError):
+                record.process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + GRACE
         for record in running:
             try:

@@ -32,9 +32,9 @@ def _frame(rng: np.random.Generator, index: int) -> Frame:
     pose = np.eye(4)
     pose[:3, 3] = [0.0, -2.0 + 0.01 * (index % 100), 1.4]
     return Frame(
-        rgb=rng.integers(0, 255, (16, 16, 3), dtype=np.uint8),
-        depth=np.full((16, 16), 2.0, np.float32),
-        intrinsics=np.array([[11.4, 0, 8], [0, 11.4, 8], [0, 0, 1.0]]),
+        rgb=rng.integers(0, 255, (64, 64, 3), dtype=np.uint8),
+        depth=np.full((64, 64), 2.0, np.float32),
+        intrinsics=np.array([[45.7, 0, 32], [0, 45.7, 32], [0, 0, 1.0]]),
         pose=pose,
         scene_time=0.1 * index,
     )
@@ -61,7 +61,7 @@ def test_node_publishes_snapshots_and_keeps_memory_bounded(tmp_path) -> None:
         for index in range(900):  # the allocator settles within ~300 frames
             publisher.publish("frame", _frame(rng, index))
             time.sleep(0.01)
-            if index in (299, 899):
+            if index in (299, 599, 899):
                 time.sleep(0.5)
                 rss.append(_rss_mb(node.pid))
         received = snapshots.recv("triplanes", timeout=5.0)
@@ -76,7 +76,9 @@ def test_node_publishes_snapshots_and_keeps_memory_bounded(tmp_path) -> None:
     summary = json.loads((tmp_path / "node.json").read_text())
     assert summary["keyframes"] == 4  # the buffer's bound held
     assert summary["counters"]["frames"] > 100
-    assert rss[1] - rss[0] < 10, rss  # MB: flat however long the stream runs
+    # MB: flat once the allocator has settled (it may take a few hundred frames), however
+    # long the stream runs. A keyframe leaked per frame (64×64 rays) adds ~13 MB per 300.
+    assert rss[2] - rss[1] < 8, rss
 
 
 def test_explore_reconstruct_launch_streams_to_the_viewer(tmp_path) -> None:

@@ -4,10 +4,12 @@ Keyframes live in a bounded buffer (oldest dropped), so memory stays flat howeve
 the stream runs. Each step renders a batch of rays, half from the newest keyframe (to
 follow the scene live) and half from the whole buffer (not to forget), and minimises
 
-    ‖rgb − rgb*‖²  +  λ_d·|depth − depth*|  +  λ_tv·TV(planes)  +  λ_t·‖∂_t deformation‖²
+    ‖rgb − rgb*‖² + λ_d·|depth − depth*| + λ_tv·TV(planes) + λ_t·‖∂_t deformation‖² + λ_x·|Δx|
 
 TV is the squared difference of neighbouring cells of every plane; the temporal term
-the squared difference of neighbouring time slices of the deformation planes.
+the squared difference of neighbouring time slices of the deformation planes; |Δx| the
+mean displacement at random points and times (L1, so it is sparse: static content keeps
+Δx = 0 and stays sharp, while moving objects still pay for their motion with fit).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class FitConfig:
     depth_weight: float = 0.05
     tv_weight: float = 1e-3
     temporal_weight: float = 1e-2
+    displacement_weight: float = 1e-2  # L1 on Δx: the world holds still unless shown moving
 
 
 @dataclass
@@ -108,6 +111,14 @@ class OnlineFitter:
         )
         return joined, torch.cat(rgb), torch.cat(depth)
 
+    def _displacement(self) -> torch.Tensor:
+        """Mean |Δx| (normalised units) at random points and times; 0 without deformation."""
+        if not self.field.config.deform or self.config.displacement_weight == 0:
+            return torch.zeros((), device=self.device)
+        points = torch.rand(4096, 3, generator=self.generator).to(self.device) * 2 - 1
+        times = torch.rand(4096, generator=self.generator).to(self.device) * 2 - 1
+        return self.field.displacement(points, times).abs().mean()
+
     def step(self) -> dict[str, float]:
         """One optimisation step over the buffer; returns the loss terms."""
         if not self.buffer:
@@ -126,6 +137,7 @@ class OnlineFitter:
             + self.config.depth_weight * depth_loss
             + self.config.tv_weight * tv
             + self.config.temporal_weight * temporal
+            + self.config.displacement_weight * self._displacement()
         )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -15,6 +15,8 @@ node, a recorder too, can listen to any other, and a restarted node is found aga
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import json
 import logging
 import signal
@@ -52,6 +54,13 @@ class Node:
     def shutdown(self) -> None:
         """Close sockets and files. Runs after loop(), also after an error."""
 
+    def close(self, *names: str) -> None:
+        """Close the named attributes that exist (configure may have stopped half-way)."""
+        for name in names:
+            resource = getattr(self, name, None)
+            if resource is not None:
+                resource.close()
+
     def status(self) -> dict[str, float]:
         """Figures for heartbeats and the summary, besides the counters."""
         return {}
@@ -87,6 +96,17 @@ class Node:
 
     def summary(self) -> dict[str, Any]:
         return {"node": self.name, "counters": dict(self.counters), **self.status()}
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, config_class: type) -> None:
+    """One --flag per field of a config dataclass; booleans as --flag / --no-flag."""
+    for item in dataclasses.fields(config_class):
+        flag = "--" + item.name.replace("_", "-")
+        if item.type in ("bool", bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=item.default)
+        else:
+            kind = {"int": int, "float": float}.get(str(item.type), str)
+            parser.add_argument(flag, type=kind, default=item.default)
 
 
 def run_node(node: Node, summary_path: Path | None = None) -> int:

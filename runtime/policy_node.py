@@ -116,9 +116,7 @@ class PolicyNode(Node):
         log.info("policy: %s", getattr(self.policy, "providers", self.config.backend))
 
     def shutdown(self) -> None:
-        for closable in ("subscriber", "publisher"):
-            if getattr(self, closable, None) is not None:
-                getattr(self, closable).close()
+        self.close("subscriber", "publisher")
 
     def loop(self) -> None:
         while not self.stopping:

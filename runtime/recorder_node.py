@@ -81,9 +81,7 @@ class RecorderNode(Node):
     def shutdown(self) -> None:
         for subscriber in getattr(self, "subscribers", []):
             subscriber.close()
-        for closable in ("writer", "publisher"):
-            if getattr(self, closable, None) is not None:
-                getattr(self, closable).close()
+        self.close("writer", "publisher")
         log.info("recorder: %d messages in %s", self.counters["written"], self.config.out)
 
     def status(self) -> dict[str, float]:

@@ -21,13 +21,13 @@ from __future__ import annotations
 import argparse
 import logging
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from runtime.chunks import STRATEGIES, ChunkExecutor
-from runtime.node import Node, run_node
+from runtime.node import Node, add_config_arguments, run_node
 from runtime.rate import Rate
 from sim.envs import make_env
 from streams import (
@@ -109,9 +109,7 @@ class SimNode(Node):
         )
 
     def shutdown(self) -> None:
-        for closable in ("actions", "publisher", "env"):
-            if hasattr(self, closable) and getattr(self, closable) is not None:
-                getattr(self, closable).close()
+        self.close("actions", "publisher", "env")
         if self.config.video and self.frames:
             import imageio.v2 as imageio
 
@@ -263,13 +261,7 @@ class SimNode(Node):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    for item in fields(SimNodeConfig):
-        flag = "--" + item.name.replace("_", "-")
-        if item.type in ("bool", bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=item.default)
-        else:
-            kind = {"int": int, "float": float}.get(str(item.type), str)
-            parser.add_argument(flag, type=kind, default=item.default)
+    add_config_arguments(parser, SimNodeConfig)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -156,9 +156,7 @@ class MujocoScene(gym.Env):
         depth: bool = True,
     ) -> CameraImage:
         """RGB, depth (metres), intrinsics and camera-to-world pose of a named camera."""
-        if self._renderer is None:
-            self._renderer = CameraRenderer(self.physics.model)
-        return self._renderer.render(
+        return self._camera_renderer().render(
             self.physics.data,
             camera or self.task.default_camera,
             width or self.width,
@@ -166,13 +164,16 @@ class MujocoScene(gym.Env):
             depth=depth,
         )
 
+    def _camera_renderer(self) -> CameraRenderer:
+        if self._renderer is None:
+            self._renderer = CameraRenderer(self.physics.model)
+        return self._renderer
+
     def render_segmentation(
         self, camera: str | None = None, width: int | None = None, height: int | None = None
     ) -> np.ndarray:
         """(H, W) geom ids seen by a named camera (−1: nothing): exact object masks."""
-        if self._renderer is None:
-            self._renderer = CameraRenderer(self.physics.model)
-        return self._renderer.segmentation(
+        return self._camera_renderer().segmentation(
             self.physics.data,
             camera or self.task.default_camera,
             width or self.width,

@@ -125,6 +125,9 @@ class TriPlaneField(nn.Module):
             nn.Linear(c, config.hidden), nn.ReLU(), nn.Linear(config.hidden, 1 + 3 * sh)
         )
         self.head = ShadeHead(config.sh_degree, config.band_dim)
+        sh = (config.sh_degree + 1) ** 2  # band l of SH coefficient i is floor(sqrt(i))
+        bands = torch.tensor([math.isqrt(i) for i in range(sh)])
+        self.register_buffer("band_of", bands, persistent=False)
 
     # ---- coordinates ---------------------------------------------------------------
     def normalise(self, points: torch.Tensor) -> torch.Tensor:
@@ -167,8 +170,7 @@ class TriPlaneField(nn.Module):
         sh = (self.config.sh_degree + 1) ** 2
         coefficients = out[:, 1:].view(-1, 3, sh)
         weights = self.head(tn)  # (N, L+1)
-        band_of = torch.tensor([math.isqrt(i) for i in range(sh)], device=points.device)
-        basis = sh_basis(directions, self.config.sh_degree) * weights[:, band_of]  # (N, sh)
+        basis = sh_basis(directions, self.config.sh_degree) * weights[:, self.band_of]  # (N, sh)
         rgb = torch.sigmoid((coefficients * basis[:, None, :]).sum(-1))
         return sigma, rgb
 

@@ -16,13 +16,13 @@ from __future__ import annotations
 import argparse
 import logging
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from runtime.node import Node, run_node
+from runtime.node import Node, add_config_arguments, run_node
 from streams import Frame, Publisher, Queue, Subscriber, parse_endpoint
 from world.exchange import to_message
 from world.field import FieldConfig, TriPlaneField
@@ -118,19 +118,11 @@ class ReconstructionNode(Node):
         }
 
     def shutdown(self) -> None:
-        for closable in ("subscriber", "publisher"):
-            if getattr(self, closable, None) is not None:
-                getattr(self, closable).close()
+        self.close("subscriber", "publisher")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    for item in fields(ReconstructionConfig):
-        flag = "--" + item.name.replace("_", "-")
-        if item.type in ("bool", bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=item.default)
-        else:
-            kind = {"int": int, "float": float}.get(str(item.type), str)
-            parser.add_argument(flag, type=kind, default=item.default)
+    add_config_arguments(parser, ReconstructionConfig)
 
 
 def main(argv: list[str] | None = None) -> int:

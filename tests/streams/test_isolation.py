@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
-BLOCK_TORCH = """
-import sys
-class _NoTorch:
-    def find_spec(self, name, path=None, target=None):
-        if name == "torch" or name.startswith("torch."):
-            raise ImportError("torch is blocked in this test")
-sys.meta_path.insert(0, _NoTorch())
-"""
+from tests.no_torch import run_without_torch
 
 
 def test_streams_imports_and_works_where_torch_cannot_be_imported() -> None:
-    code = (
-        BLOCK_TORCH
-        + """
+    result = run_without_torch(
+        """
 import numpy as np
 import streams, streams.recording, streams.replay, streams.bench_peer
 from streams import ActionChunk, decode, encode
@@ -28,6 +17,5 @@ assert decode(frames).message == chunk
 print("ok")
 """
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"

@@ -76,6 +76,12 @@ def _policy(quick: bool) -> BenchResult:
     return run(quick)
 
 
+def _world(quick: bool) -> BenchResult:
+    from world.bench_world import run
+
+    return run(quick)
+
+
 BENCHMARKS = {
     b.name: b
     for b in (
@@ -86,6 +92,7 @@ BENCHMARKS = {
         Benchmark(
             "reconstruction", "tri-plane 4D fit of the Explore room: held-out PSNR", _reconstruction
         ),
+        Benchmark("world", "generate -> reconstruct -> guide: FPS, revisit, drift", _world),
         Benchmark("onnx", "RTI update latency: torch eager vs onnxruntime, and parity", _onnx),
     )
 }

@@ -170,6 +170,18 @@ def _run_replay(args: argparse.Namespace) -> int:
     return main_from_args(args)
 
 
+def _add_distill(p: argparse.ArgumentParser) -> None:
+    from world.cli import add_distill_arguments  # argparse only
+
+    add_distill_arguments(p)
+
+
+def _run_distill(args: argparse.Namespace) -> int:
+    from world.cli import distill_main
+
+    return distill_main(args)
+
+
 def _add_bench(p: argparse.ArgumentParser) -> None:
     from runtime.bench import add_arguments
 
@@ -189,7 +201,13 @@ SUBCOMMANDS = (
         _add_collect,
         _run_collect,
     ),
-    Subcommand("train", "train a diffusion policy", _add_train, _run_train),
+    Subcommand("train", "train a diffusion policy, or the world generator", _add_train, _run_train),
+    Subcommand(
+        "distill",
+        "distil the world generator into a few-step student (DMD)",
+        _add_distill,
+        _run_distill,
+    ),
     Subcommand("eval", "evaluate a checkpoint in simulation", _add_eval, _run_eval),
     Subcommand(
         "calibrate-rti",

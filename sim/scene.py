@@ -21,7 +21,7 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 
-from sim.camera import CameraImage, CameraRenderer
+from sim.camera import CameraImage, CameraRenderer, camera_pose
 
 
 @dataclass
@@ -163,6 +163,14 @@ class MujocoScene(gym.Env):
             height or self.height,
             depth=depth,
         )
+
+    def camera_pose(self, camera: str | None = None) -> np.ndarray:
+        """(4, 4) camera-to-world pose of a named camera, without rendering."""
+        name = camera or self.task.default_camera
+        camera_id = mujoco.mj_name2id(self.physics.model, mujoco.mjtObj.mjOBJ_CAMERA, name)
+        if camera_id < 0:
+            raise ValueError(f"unknown camera {name!r}")
+        return camera_pose(self.physics.data, camera_id)
 
     def _camera_renderer(self) -> CameraRenderer:
         if self._renderer is None:

@@ -20,10 +20,9 @@ import torch
 from runtime.bench import BenchResult, project_root
 from streams import encode
 from world.exchange import to_message
-from world.field import FieldConfig, TriPlaneField
+from world.field import EXPLORE_BOUNDS, FieldConfig, TriPlaneField
 from world.fit import FitConfig, OnlineFitter
 from world.metrics import psnr, ssim
-from world.node import EXPLORE_BOUNDS
 from world.render import render_image
 
 SIZE, STEPS = 64, 120

@@ -31,6 +31,8 @@ from torch import nn
 PLANES = ("xy", "xz", "yz")
 AXES = {"xy": (0, 1), "xz": (0, 2), "yz": (1, 2)}
 
+EXPLORE_BOUNDS = ((-3.1, -3.1, -0.05), (3.1, 3.1, 3.1))  # the Explore room, metres
+
 
 @dataclass(frozen=True)
 class FieldConfig:

@@ -1,6 +1,7 @@
 """The reconstruction node: Frames in, a live tri-plane field out.
 
-Consumes (connects to --frames):  frame      Frame (RGB-D, intrinsics, pose, scene time)
+Consumes (connects to --frames):  frame      Frame (RGB-D, intrinsics, pose, scene time);
+                                             --topic names another topic (keyframe)
 Publishes (binds --publish):      triplanes  TriPlanes snapshot, --publish-hz per second
                                   heartbeat  updates, frames, updates_per_s, psnr_batch
 
@@ -25,16 +26,16 @@ import torch
 from runtime.node import Node, add_config_arguments, run_node
 from streams import Frame, Publisher, Queue, Subscriber, parse_endpoint
 from world.exchange import to_message
-from world.field import FieldConfig, TriPlaneField
+from world.field import EXPLORE_BOUNDS, FieldConfig, TriPlaneField
 from world.fit import FitConfig, OnlineFitter
 
 log = logging.getLogger(__name__)
-EXPLORE_BOUNDS = ((-3.1, -3.1, -0.05), (3.1, 3.1, 3.1))  # the Explore room, metres
 
 
 @dataclass
 class ReconstructionConfig:
     frames: str = "tcp://127.0.0.1:5570"  # a publisher of Frame messages
+    topic: str = "frame"  # the world node publishes the frames to fit as "keyframe"
     publish: str = "tcp://127.0.0.1:5571"
     resolution: int = 64
     channels: int = 16
@@ -73,13 +74,14 @@ class ReconstructionNode(Node):
         self.field.to(c.device)
         fit = FitConfig(rays_per_step=c.rays_per_step, samples=c.samples, keyframes=c.keyframes)
         self.fitter = OnlineFitter(self.field, fit)
-        self.subscriber = Subscriber(parse_endpoint(c.frames, bind=False), {"frame": Queue(4)})
+        self.subscriber = Subscriber(parse_endpoint(c.frames, bind=False), {c.topic: Queue(4)})
         self.publisher = Publisher(parse_endpoint(c.publish, bind=True), source="reconstruction")
         self.last_losses: dict[str, float] = {}
 
     def loop(self) -> None:
         while not self.stopping:
-            received = self.subscriber.recv("frame", timeout=0.0 if self.fitter.buffer else 0.1)
+            wait = 0.0 if self.fitter.buffer else 0.1
+            received = self.subscriber.recv(self.config.topic, timeout=wait)
             if self.dispatch(received):
                 for _ in range(self.config.steps_per_frame):
                     self._update()
@@ -111,8 +113,8 @@ class ReconstructionNode(Node):
         return {
             "updates_per_s": 1.0 / float(np.mean(self.fitter.step_seconds)),
             "keyframes": len(self.fitter.buffer),
-            "dropped_frames": self.subscriber.stats.topics["frame"].overflowed
-            if "frame" in self.subscriber.stats.topics
+            "dropped_frames": self.subscriber.stats.topics[self.config.topic].overflowed
+            if self.config.topic in self.subscriber.stats.topics
             else 0,
             **self.last_losses,
         }

@@ -14,11 +14,13 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("task", help="pickplace or pusht (the dataset's task)")
+    parser.add_argument(
+        "task", help="pickplace or pusht (a policy), or explore (the world generator)"
+    )
     parser.add_argument("--data", type=Path, help="dataset directory (default data/TASK)")
     parser.add_argument("--out", type=Path, help="checkpoint directory (default checkpoints/TASK)")
-    parser.add_argument("--steps", type=int, default=20_000, help="optimiser steps")
-    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--steps", type=int, help="optimiser steps (default 20000; explore 6000)")
+    parser.add_argument("--batch-size", type=int, help="default 256; explore 16")
     parser.add_argument("--down-dims", type=int, nargs="+", default=[64, 128, 256])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto")
@@ -29,6 +31,12 @@ def main_from_args(args: argparse.Namespace) -> int:
     # torch is imported here, not at the top, so that `warmloop --help` stays light.
     import torch
 
+    if args.task == "explore":
+        from world.cli import train_main
+
+        return train_main(args)
+    args.steps = args.steps or 20_000
+    args.batch_size = args.batch_size or 256
     from policies.diffusion.checkpoint import CheckpointError
     from policies.diffusion.configuration import DiffusionConfig
     from policies.diffusion.training import init_distributed, prepare, train

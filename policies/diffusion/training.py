@@ -76,7 +76,7 @@ def prepare(
     )
 
 
-def _world() -> tuple[int, int]:
+def rank_and_world() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
@@ -92,7 +92,7 @@ def train(
     device: str = "cpu",
 ) -> dict[str, float]:
     """Train for config.num_steps optimiser steps; return the final losses."""
-    rank, world = _world()
+    rank, world = rank_and_world()
     torch.manual_seed(config.seed)  # identical initial weights on every rank
     model = build_network(config).to(device)
     ema = build_network(config).to(device)
@@ -131,7 +131,7 @@ def train(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        _update_ema(ema, model, ema_decay(step, config))
+        update_ema(ema, model, ema_decay(step, config))
         losses.append(loss.item())
         if step % 50 == 0:
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
@@ -160,7 +160,7 @@ def _check_replicas_agree(model: nn.Module) -> str:
 
 
 @torch.no_grad()
-def _update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
+def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
     for ema_param, param in zip(ema.parameters(), model.parameters(), strict=True):
         ema_param.mul_(decay).add_(param.detach(), alpha=1 - decay)
     for ema_buffer, buffer in zip(ema.buffers(), model.buffers(), strict=True):
@@ -177,10 +177,7 @@ def _save(
     step: int,
 ) -> None:
     train_state = {f"model/{k}": v for k, v in model.state_dict().items()}
-    for index, state in optimizer.state_dict()["state"].items():
-        for key in ("exp_avg", "exp_avg_sq"):
-            train_state[f"adam/{index}/{key}"] = state[key]
-        train_state[f"adam/{index}/step"] = torch.as_tensor(state["step"], dtype=torch.float64)
+    train_state.update(adam_state(optimizer))
     ckpt.save(
         out,
         ckpt.Checkpoint(
@@ -203,17 +200,31 @@ def _resume(out: Path, model: nn.Module, ema: nn.Module, optimizer: torch.optim.
         {k[6:]: v for k, v in train_state.items() if k.startswith("model/")},
         Path(out) / "train.safetensors",
     )
-    state = optimizer.state_dict()
-    for index, _ in enumerate(model.parameters()):
-        if f"adam/{index}/exp_avg" in train_state:
-            state["state"][index] = {
-                "exp_avg": train_state[f"adam/{index}/exp_avg"],
-                "exp_avg_sq": train_state[f"adam/{index}/exp_avg_sq"],
-                "step": train_state[f"adam/{index}/step"].float(),
-            }
-    optimizer.load_state_dict(state)
+    load_adam_state(optimizer, train_state)
     log.info("resumed %s at step %d", out, saved.step)
     return saved.step
+
+
+def adam_state(optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    """AdamW's moments and step counts as named tensors, for a safetensors file."""
+    tensors = {}
+    for index, state in optimizer.state_dict()["state"].items():
+        for key in ("exp_avg", "exp_avg_sq"):
+            tensors[f"adam/{index}/{key}"] = state[key]
+        tensors[f"adam/{index}/step"] = torch.as_tensor(state["step"], dtype=torch.float64)
+    return tensors
+
+
+def load_adam_state(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]) -> None:
+    state = optimizer.state_dict()
+    for index in state["param_groups"][0]["params"]:
+        if f"adam/{index}/exp_avg" in tensors:
+            state["state"][index] = {
+                "exp_avg": tensors[f"adam/{index}/exp_avg"],
+                "exp_avg_sq": tensors[f"adam/{index}/exp_avg_sq"],
+                "step": tensors[f"adam/{index}/step"].float(),
+            }
+    optimizer.load_state_dict(state)
 
 
 def init_distributed() -> bool:

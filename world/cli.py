@@ -1,0 +1,107 @@
+"""Command-line entry points of the world model: train (teacher) and distill (student).
+
+`warmloop train explore` trains the multi-step teacher on `warmloop collect explore`
+data; `warmloop distill TEACHER` distils it into a few-step student with DMD.
+Data-parallel: torchrun --nproc_per_node N $(which warmloop) train explore
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def _device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+def train_main(args: argparse.Namespace) -> int:
+    import torch
+
+    from policies.diffusion.checkpoint import CheckpointError
+    from policies.diffusion.training import init_distributed
+    from sim.dataset import DatasetError, load_episodes, read_meta
+    from world.generator import GeneratorConfig
+    from world.generator_data import ExploreFrames
+    from world.generator_train import TeacherTraining, train_teacher
+
+    data_dir = args.data or Path("data") / "explore"
+    out = args.out or Path("checkpoints") / "explore-teacher"
+    try:
+        meta = read_meta(data_dir)
+        if meta["task"] != "explore":
+            raise ValueError(f"{data_dir} holds {meta['task']!r} data, not 'explore'")
+        frames = ExploreFrames.from_episodes(load_episodes(data_dir))
+        widths = tuple(args.down_dims) if args.down_dims != [64, 128, 256] else (32, 64, 128)
+        config = GeneratorConfig(image_size=frames.image_size, widths=widths, seed=args.seed)
+        training = TeacherTraining(
+            steps=args.steps or 6000, batch_size=args.batch_size or 16, seed=args.seed
+        )
+    except (DatasetError, ValueError) as exc:
+        sys.stderr.write(f"warmloop train: {exc}\n")
+        return 2
+    distributed = init_distributed()
+    device = _device(args.device)
+    if distributed and device == "cuda":
+        device = f"cuda:{torch.distributed.get_rank() % torch.cuda.device_count()}"
+    try:
+        result = train_teacher(
+            frames, out, config, training, resume=not args.no_resume, device=device
+        )
+    except CheckpointError as exc:
+        sys.stderr.write(f"warmloop train: cannot resume: {exc}\n")
+        return 2
+    if not distributed or torch.distributed.get_rank() == 0:
+        sys.stdout.write(
+            f"{out}: {result['steps']} steps, loss {result['first_loss']:.4f} -> "
+            f"{result['final_loss']:.4f}\n"
+        )
+    if distributed:
+        torch.distributed.destroy_process_group()
+    return 0
+
+
+def add_distill_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("teacher", type=Path, help="a teacher checkpoint (warmloop train explore)")
+    parser.add_argument("--data", type=Path, help="dataset directory (default data/explore)")
+    parser.add_argument("--out", type=Path, help="default checkpoints/explore-student")
+    parser.add_argument("--steps", type=int, default=1500, help="student updates")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--student-steps", type=int, default=2, help="sampling steps, 1..4")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto", help="cpu, cuda or auto")
+
+
+def distill_main(args: argparse.Namespace) -> int:
+    from policies.diffusion.checkpoint import CheckpointError
+    from sim.dataset import DatasetError, load_episodes
+    from world.distill import DistillConfig, distill
+    from world.generator_data import ExploreFrames
+
+    data_dir = args.data or Path("data") / "explore"
+    out = args.out or Path("checkpoints") / "explore-student"
+    try:
+        config = DistillConfig(
+            steps=args.steps,
+            batch_size=args.batch_size,
+            student_steps=args.student_steps,
+            seed=args.seed,
+        )
+        frames = ExploreFrames.from_episodes(load_episodes(data_dir))
+        result = distill(args.teacher, frames, out, config, device=_device(args.device))
+    except (CheckpointError, DatasetError, ValueError) as exc:
+        sys.stderr.write(f"warmloop distill: {exc}\n")
+        return 2
+    sys.stdout.write(
+        f"{out}: {config.steps} DMD updates, |g| {result['g_norm_first']:.4f} -> "
+        f"{result['g_norm']:.4f}, fake-score loss {result['fake']:.4f}\n"
+    )
+    return 0

@@ -1,0 +1,251 @@
+"""The world node: generate → reconstruct → guide, continuously, over ZeroMQ.
+
+Publishes (binds --publish):  frame       every generated Frame, in stream order
+                              keyframe    the frames to fit (planning frames, or all)
+                              guidance    the memory's render at each generated pose
+                              heartbeat   frames, fps, first-frame latency, timings
+Consumes (connects --memory): triplanes   TriPlanes snapshots of a reconstruction node
+                                          that fits our `keyframe` topic
+
+--memory "" keeps the memory in this process instead (fitting here, slower), and
+--memory none runs without memory. --controls is a camera trajectory (loop, orbit,
+random_walk) or a key script such as "w*8,left*4,w+d*8" (keys of sim/tasks/explore.py
+KEYMAP, `+` for keys held together, `*N` for N frames). The Explore simulator turns
+controls into camera poses and gives the start frame; every later frame is generated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from policies.diffusion.checkpoint import CheckpointError
+from runtime.node import Node, add_config_arguments, run_node
+from sim import trajectories
+from sim.envs import make_env
+from sim.tasks.explore import keys_to_action
+from streams import Frame, Publisher, Queue, Subscriber, TriPlanes, parse_endpoint
+from world import generator_checkpoint
+from world.exchange import from_message
+from world.generator import from_model, to_model
+from world.memory import FieldMemory, LocalMemory, MemoryConfig
+from world.rollout import Released, WorldStream
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WorldNodeConfig:
+    checkpoint: str = "checkpoints/explore-student"
+    publish: str = "tcp://127.0.0.1:5572"
+    memory: str = ""  # a TriPlanes publisher; "" = fit in this process; "none" = no memory
+    controls: str = "loop"
+    segments: int = 8  # 0 = until stopped
+    frames_per_segment: int = 8
+    schedule: str = "mmpl"
+    fit: str = "planning"
+    sampling_steps: int = 0  # 0 = the checkpoint's own
+    guidance_size: int = 32
+    seed: int = 0
+    video: str = ""  # MP4: generated frame beside the memory's render
+    threads: int = 1
+    summary: str = ""
+
+    def __post_init__(self) -> None:
+        if self.segments < 0 or self.frames_per_segment < 1:
+            raise ValueError("segments must be >= 0 and frames_per_segment >= 1")
+
+
+def parse_controls(text: str, steps: int, seed: int = 0) -> np.ndarray:
+    """(steps, 5) camera actions from a trajectory name or a key script (repeated)."""
+    if text in trajectories.TRAJECTORIES:
+        return trajectories.make(text, np.random.default_rng(seed), steps)
+    actions = []
+    for token in filter(None, (t.strip() for t in text.split(","))):
+        keys, _, count = token.partition("*")
+        try:
+            repeat = int(count) if count else 1
+        except ValueError:
+            raise ValueError(f"controls: bad repeat count in {token!r}") from None
+        action = keys_to_action([] if keys == "idle" else keys.split("+"))
+        actions.extend([action] * repeat)
+    if not actions:
+        raise ValueError(f"controls {text!r}: neither a trajectory nor a key script")
+    return np.array([actions[i % len(actions)] for i in range(steps)], np.float32)
+
+
+class WorldNode(Node):
+    name = "world"
+
+    def __init__(self, config: WorldNodeConfig):
+        super().__init__()
+        self.config = config
+        self.handlers = {TriPlanes: self._on_triplanes}
+
+    def configure(self) -> None:
+        c = self.config
+        try:
+            saved = generator_checkpoint.load(Path(c.checkpoint))
+        except CheckpointError as exc:
+            raise ValueError(str(exc)) from None
+        self.model = saved.build()
+        steps = c.sampling_steps or saved.sampling_steps
+        self.env = make_env("explore", max_episode_steps=10**9)
+        size = saved.config.image_size
+        self.env.reset(seed=c.seed)
+        start = self.env.unwrapped.render_camera("eye", size, size)
+        self.intrinsics = start.intrinsics
+        memory_config = MemoryConfig(image_size=size, guidance_size=c.guidance_size)
+        self.publisher = Publisher(parse_endpoint(c.publish, bind=True), source="world")
+        self.subscriber = None
+        if c.memory == "none":
+            memory = None
+        elif c.memory:
+            memory = FieldMemory(self.intrinsics, memory_config)
+            self.subscriber = Subscriber(
+                parse_endpoint(c.memory, bind=False), {"triplanes": Queue(1)}
+            )
+        else:
+            memory = LocalMemory(self.intrinsics, memory_config, seed=c.seed)
+        if memory is not None:
+            memory.on_add = self._publish_keyframes
+        self.memory = memory
+        horizon = (c.segments or 1000) * c.frames_per_segment
+        self.controls = parse_controls(c.controls, horizon, c.seed)
+        self.stream = WorldStream(
+            self.model,
+            steps,
+            c.frames_per_segment,
+            memory,
+            c.schedule,
+            c.fit,
+            seed=c.seed,
+            on_release=self._publish,
+        )
+        self.video = self._open_video()
+        self.started = time.perf_counter()
+        self.first_frame_s = float("nan")
+        self.stream.start(to_model(start.rgb, start.depth), start.pose, self.env.unwrapped.time)
+
+    def _open_video(self):
+        if not self.config.video:
+            return None
+        from viz.viewer import Output
+
+        return Output(None, Path(self.config.video), fps=10.0)
+
+    def loop(self) -> None:
+        c, segment = self.config, 0
+        while not self.stopping and (c.segments == 0 or segment < c.segments):
+            self._receive_memory()
+            poses, times = self._camera_path(segment)
+            self.stream.add_segment(poses, times)
+            segment += 1
+            self.heartbeat()
+        self.stream.flush()
+
+    def _camera_path(self, segment: int) -> tuple[np.ndarray, np.ndarray]:
+        n, base = self.config.frames_per_segment, self.env.unwrapped
+        poses, times = [], []
+        for i in range(n):
+            action = self.controls[(segment * n + i) % len(self.controls)]
+            self.env.step(action)
+            poses.append(base.camera_pose("eye"))
+            times.append(base.time)
+        return np.array(poses), np.array(times)
+
+    def _receive_memory(self) -> None:
+        if self.subscriber is not None:
+            while self.dispatch(self.subscriber.recv("triplanes", timeout=0.0)):
+                pass
+
+    def _on_triplanes(self, message: TriPlanes) -> None:
+        try:
+            self.memory.field = from_message(message)
+        except ValueError as exc:
+            self.counters["bad_snapshots"] += 1
+            log.warning("world: ignoring a TriPlanes snapshot: %s", exc)
+            return
+        self.counters["snapshots"] += 1
+
+    def _frame(self, frame: np.ndarray, pose: np.ndarray, time_s: float, camera: str) -> Frame:
+        rgb, depth = from_model(frame)
+        return Frame(
+            rgb=rgb,
+            intrinsics=self.intrinsics,
+            pose=np.asarray(pose, np.float64),
+            depth=depth,
+            scene_time=float(time_s),
+            camera=camera,
+        )
+
+    def _publish(self, item: Released) -> None:
+        self.publisher.publish("frame", self._frame(item.frame, item.pose, item.time, "generated"))
+        if item.guidance is not None:
+            self.publisher.publish(
+                "guidance", self._frame(item.guidance[:4], item.pose, item.time, "memory")
+            )
+        if item.index > 0:
+            self.counters["frames"] += 1
+            if self.counters["frames"] == 1:
+                self.first_frame_s = time.perf_counter() - self.started
+        if self.video is not None:
+            self.video.write(side_by_side(item))
+
+    def _publish_keyframes(self, frames: np.ndarray, poses: np.ndarray, times: np.ndarray):
+        for frame, pose, time_s in zip(frames, poses, times, strict=True):
+            self.publisher.publish("keyframe", self._frame(frame, pose, time_s, "generated"))
+            self.counters["keyframes"] += 1
+
+    def status(self) -> dict[str, float]:
+        if not hasattr(self, "stream") or not self.counters["frames"]:
+            return {}
+        elapsed = time.perf_counter() - self.started
+        return {
+            "fps": self.counters["frames"] / elapsed,
+            "first_frame_latency_ms": 1000 * self.first_frame_s,
+            **{f"{k}_s": v for k, v in self.stream.timings.items()},
+        }
+
+    def shutdown(self) -> None:
+        self.close("subscriber", "publisher", "video", "env")
+
+
+def side_by_side(item: Released) -> np.ndarray:
+    """Generated RGB | memory RGB (black until the memory has something), 2x upscaled."""
+    rgb, _ = from_model(item.frame)
+    memory = from_model(item.guidance[:4])[0] if item.guidance is not None else np.zeros_like(rgb)
+    image = np.concatenate([rgb, memory], 1)
+    return image.repeat(2, 0).repeat(2, 1)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser, WorldNodeConfig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m world.world_node",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        config = WorldNodeConfig(**vars(args))
+        torch.set_num_threads(max(1, config.threads))
+    except ValueError as exc:
+        log.error("world: %s", exc)
+        return 2
+    return run_node(WorldNode(config), Path(args.summary) if args.summary else None)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -71,7 +71,12 @@ def test_checkpoints_round_trip_and_reject_tampering(tmp_path) -> None:
     saved = generator_checkpoint.load(tmp_path / "ckpt")
     assert (saved.role, saved.sampling_steps, saved.config) == ("teacher", 8, TINY)
     model = saved.build()
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), tiny_model().state_dict().values(), strict=True))  # noqa: E501
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(
+            model.state_dict().values(), tiny_model().state_dict().values(), strict=True
+        )
+    )  # noqa: E501
     meta = json.loads((tmp_path / "ckpt" / "config.json").read_text())
     meta["weights_sha256"] = "0" * 64
     (tmp_path / "ckpt" / "config.json").write_text(json.dumps(meta))

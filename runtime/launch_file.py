@@ -99,6 +99,24 @@ _RECONSTRUCTION_PARAMS = (
     "device",
     "threads",
     "summary",
+    "topic",
+)
+_WORLD_PARAMS = (
+    "checkpoint",
+    "publish",
+    "memory",
+    "controls",
+    "segments",
+    "frames_per_segment",
+    "schedule",
+    "fit",
+    "sampling_steps",
+    "guidance_size",
+    "max_fps",
+    "seed",
+    "video",
+    "threads",
+    "summary",
 )
 
 
@@ -129,6 +147,12 @@ NODE_TYPES = {
         params=frozenset(_RECONSTRUCTION_PARAMS),
         binds=frozenset({"publish"}),
         connects=frozenset({"frames"}),
+    ),
+    "world": NodeType(
+        module="world.world_node",
+        params=frozenset(_WORLD_PARAMS),
+        binds=frozenset({"publish"}),
+        connects=frozenset({"memory"}),
     ),
     "viewer": NodeType(
         module="viz.viewer",

@@ -52,14 +52,15 @@ class WorldNodeConfig:
     fit: str = "planning"
     sampling_steps: int = 0  # 0 = the checkpoint's own
     guidance_size: int = 32
+    max_fps: float = 0.0  # pace the stream for a display; 0 = as fast as it generates
     seed: int = 0
     video: str = ""  # MP4: generated frame beside the memory's render
     threads: int = 1
     summary: str = ""
 
     def __post_init__(self) -> None:
-        if self.segments < 0 or self.frames_per_segment < 1:
-            raise ValueError("segments must be >= 0 and frames_per_segment >= 1")
+        if self.segments < 0 or self.frames_per_segment < 1 or self.max_fps < 0:
+            raise ValueError("segments, max_fps must be >= 0 and frames_per_segment >= 1")
 
 
 def parse_controls(text: str, steps: int, seed: int = 0) -> np.ndarray:
@@ -197,6 +198,9 @@ class WorldNode(Node):
                 self.first_frame_s = time.perf_counter() - self.started
         if self.video is not None:
             self.video.write(side_by_side(item))
+        if self.config.max_fps > 0:
+            due = self.started + item.index / self.config.max_fps
+            time.sleep(max(0.0, due - time.perf_counter()))
 
     def _publish_keyframes(self, frames: np.ndarray, poses: np.ndarray, times: np.ndarray):
         for frame, pose, time_s in zip(frames, poses, times, strict=True):
@@ -210,6 +214,7 @@ class WorldNode(Node):
         return {
             "fps": self.counters["frames"] / elapsed,
             "first_frame_latency_ms": 1000 * self.first_frame_s,
+            "held_frames": len(self.stream.frames),
             **{f"{k}_s": v for k, v in self.stream.timings.items()},
         }
 

@@ -76,7 +76,7 @@ def test_checkpoints_round_trip_and_reject_tampering(tmp_path) -> None:
         for a, b in zip(
             model.state_dict().values(), tiny_model().state_dict().values(), strict=True
         )
-    )  # noqa: E501
+    )
     meta = json.loads((tmp_path / "ckpt" / "config.json").read_text())
     meta["weights_sha256"] = "0" * 64
     (tmp_path / "ckpt" / "config.json").write_text(json.dumps(meta))

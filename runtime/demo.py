@@ -1,9 +1,16 @@
-"""`warmloop demo manipulation`: the sim, the RTI policy and a recorder, over ZeroMQ.
+"""`warmloop demo manipulation|explore`: the demos, end to end over ZeroMQ.
+
+manipulation: the sim, the RTI policy and a recorder.
 
 It exports the shipped PickPlace checkpoint to ONNX (once; reused while the weights
 are unchanged), runs launch/manipulation.yaml headless for N episodes, then prints the
 success rate, control-rate statistics and inference latency, and where the MP4 of the
 first episode and the MCAP recording are. Every node's log is in RUN_DIR/launch.log.
+
+explore: the world node generates a stream with the DMD student along a camera path
+that leaves and comes back, the reconstruction node fits it into the tri-plane memory,
+the memory guides what is generated next (launch/explore-world.yaml). It prints FPS and
+first-frame latency and writes RUN_DIR/explore.mp4: generated | the memory's render.
 """
 
 from __future__ import annotations
@@ -20,7 +27,8 @@ from runtime.launch import load, report_lines, resolve
 from runtime.supervisor import LaunchReport, Supervisor
 
 log = logging.getLogger(__name__)
-CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "pickplace"
+CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
+CHECKPOINT = CHECKPOINTS / "pickplace"
 ECHOED = ("episode ", "restart", "exited", "ERROR", "Traceback")
 
 
@@ -41,11 +49,15 @@ class _LogTee:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("name", nargs="?", default="manipulation", choices=["manipulation"])
-    parser.add_argument("--episodes", type=int, default=10)
+    parser.add_argument(
+        "name", nargs="?", default="manipulation", choices=["manipulation", "explore"]
+    )
+    parser.add_argument("--episodes", type=int, default=10, help="manipulation")
     parser.add_argument("--backend", choices=["onnx", "torch"], default="onnx")
-    parser.add_argument("--run-dir", type=Path, default=Path("runs") / "manipulation")
-    parser.add_argument("--checkpoint", type=Path, default=CHECKPOINT)
+    parser.add_argument("--segments", type=int, default=8, help="explore: 8 frames each")
+    parser.add_argument("--controls", default="loop", help="explore: trajectory or key script")
+    parser.add_argument("--run-dir", type=Path, help="default runs/NAME")
+    parser.add_argument("--checkpoint", type=Path, help="default: the shipped one")
 
 
 def ensure_export(checkpoint: Path, out: Path) -> Path:
@@ -131,7 +143,63 @@ def render(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def run_explore(args: argparse.Namespace) -> dict[str, Any]:
+    run_dir = args.run_dir.resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for stale in ("world.json", "reconstruction.json", "explore.mp4"):
+        (run_dir / stale).unlink(missing_ok=True)
+    overrides = {
+        "world.checkpoint": str(args.checkpoint.resolve()),
+        "world.segments": args.segments,
+        "world.controls": args.controls,
+    }
+    graph = load(resolve("explore-world"), run_dir, overrides)
+    print(f"generating {args.segments} segments of 8 frames, with the memory in the loop ...")
+    began = time.monotonic()
+    with open(run_dir / "launch.log", "w", encoding="utf-8") as log_file:
+        report = Supervisor(graph, output=_LogTee(log_file, sys.stdout)).run()
+    world_path = run_dir / "world.json"
+    world = json.loads(world_path.read_text()) if world_path.exists() else {}
+    return {
+        "seconds": time.monotonic() - began,
+        "world": world,
+        "report": report_lines(report),
+        "video": str(run_dir / "explore.mp4"),
+        "log": str(run_dir / "launch.log"),
+    }
+
+
+def render_explore(result: dict[str, Any]) -> str:
+    world = result["world"]
+    counters = world.get("counters", {})
+    return "\n".join(
+        [
+            "",
+            f"generated: {counters.get('frames', 0)} frames at "
+            f"{world.get('fps', float('nan')):.1f} FPS, first frame after "
+            f"{world.get('first_frame_latency_ms', float('nan')):.0f} ms",
+            f"memory: {counters.get('keyframes', 0)} planning frames sent to the "
+            f"reconstruction node, {counters.get('snapshots', 0)} snapshots used as guidance",
+            *result["report"],
+            f"outputs: video {result['video']} (generated | memory render)",
+            f"         logs {result['log']}",
+            f"took {result['seconds']:.0f} s",
+        ]
+    )
+
+
 def main_from_args(args: argparse.Namespace) -> int:
+    args.run_dir = args.run_dir or Path("runs") / args.name
+    if args.name == "explore":
+        if args.segments < 1:
+            sys.stderr.write(f"warmloop demo: --segments must be >= 1, got {args.segments}\n")
+            return 2
+        args.checkpoint = args.checkpoint or CHECKPOINTS / "explore-student"
+        result = run_explore(args)
+        print(render_explore(result))
+        (args.run_dir / "demo.json").write_text(json.dumps(result, indent=2, default=str))
+        return 0 if result["world"].get("counters", {}).get("frames") else 1
+    args.checkpoint = args.checkpoint or CHECKPOINT
     if args.episodes < 1:
         sys.stderr.write(f"warmloop demo: --episodes must be >= 1, got {args.episodes}\n")
         return 2

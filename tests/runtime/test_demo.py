@@ -42,3 +42,25 @@ def test_demo_runs_episodes_and_writes_video_and_recording(tmp_path) -> None:
     assert topics["episode"].messages == 2 and topics["action"].messages >= 10
     assert topics["observation"].gaps == 0
     assert not list(tmp_path.glob("*.sock"))
+
+
+def test_demo_explore_generates_with_the_memory_in_the_loop(tmp_path) -> None:
+    from tests.world.tiny import save_tiny
+
+    checkpoint = save_tiny(tmp_path / "tiny")
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "runtime.cli", "demo", "explore", "--segments", "2"),
+            *("--checkpoint", str(checkpoint), "--run-dir", str(tmp_path / "run")),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "generated: 16 frames at" in result.stdout and "FPS" in result.stdout
+    assert "6 planning frames sent" in result.stdout
+    video = imageio.get_reader(tmp_path / "run" / "explore.mp4")
+    first = video.get_data(0)
+    assert first.shape[1] == 2 * first.shape[0]  # generated | memory, side by side

@@ -100,6 +100,7 @@ _RECONSTRUCTION_PARAMS = (
     "threads",
     "summary",
     "topic",
+    "lr_planes",
 )
 _WORLD_PARAMS = (
     "checkpoint",

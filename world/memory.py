@@ -40,6 +40,10 @@ class MemoryConfig:
     fit_samples: int = 32
     keyframes: int = 32
     steps_per_frame: int = 4
+    # 0.1 rather than the reconstruction node's 0.03: a memory must be useful after a few
+    # hundred steps. Measured on a loop path: 28.7 dB at revisited poses after 680 steps
+    # against 25.1 dB with 0.03 (26.3 dB without deformation).
+    lr_planes: float = 0.1
 
 
 def render_guidance(
@@ -107,6 +111,7 @@ class LocalMemory(FieldMemory):
             rays_per_step=config.rays_per_step,
             samples=config.fit_samples,
             keyframes=config.keyframes,
+            lr_planes=config.lr_planes,
         )
         self.fitter = OnlineFitter(self._field, fit, seed=seed)
 

@@ -46,6 +46,7 @@ class ReconstructionConfig:
     rays_per_step: int = 1024
     samples: int = 32
     keyframes: int = 32
+    lr_planes: float = 0.03  # the world loop's memory uses 0.1: useful sooner, see memory.py
     publish_hz: float = 1.0
     device: str = "cpu"
     threads: int = 1  # torch threads: one per process when sim, viewer and this share 2 cores
@@ -72,7 +73,12 @@ class ReconstructionNode(Node):
         )
         self.field = TriPlaneField(field_config, torch.tensor(EXPLORE_BOUNDS), (0.0, c.t_end))
         self.field.to(c.device)
-        fit = FitConfig(rays_per_step=c.rays_per_step, samples=c.samples, keyframes=c.keyframes)
+        fit = FitConfig(
+            rays_per_step=c.rays_per_step,
+            samples=c.samples,
+            keyframes=c.keyframes,
+            lr_planes=c.lr_planes,
+        )
         self.fitter = OnlineFitter(self.field, fit)
         self.subscriber = Subscriber(parse_endpoint(c.frames, bind=False), {c.topic: Queue(4)})
         self.publisher = Publisher(parse_endpoint(c.publish, bind=True), source="reconstruction")

@@ -182,6 +182,18 @@ def _run_distill(args: argparse.Namespace) -> int:
     return distill_main(args)
 
 
+def _add_drive(p: argparse.ArgumentParser) -> None:
+    from viz.drive import add_arguments  # streams only
+
+    add_arguments(p)
+
+
+def _run_drive(args: argparse.Namespace) -> int:
+    from viz.drive import main_from_args
+
+    return main_from_args(args)
+
+
 def _add_bench(p: argparse.ArgumentParser) -> None:
     from runtime.bench import add_arguments
 
@@ -225,6 +237,7 @@ SUBCOMMANDS = (
     Subcommand("launch", "run a launch graph", _add_launch, _run_launch),
     Subcommand("replay", "republish an MCAP recording", _add_replay, _run_replay),
     Subcommand("view", "view frames and 4D reconstructions", _add_view, _run_view),
+    Subcommand("drive", "drive a world node's camera from the keyboard", _add_drive, _run_drive),
     Subcommand("bench", "run a benchmark and record its figures", _add_bench, _run_bench),
     Subcommand("demo", "run a demo end to end", _add_demo, _run_demo),
 )

@@ -21,6 +21,7 @@ from streams.errors import (
 )
 from streams.messages import (
     ActionChunk,
+    Controls,
     EpisodeResult,
     Error,
     Frame,
@@ -42,6 +43,7 @@ __all__ = [
     "Client",
     "ClockEstimate",
     "ClockSample",
+    "Controls",
     "CurveClient",
     "CurveServer",
     "DecodeError",

@@ -319,6 +319,27 @@ class EpisodeResult(Message):
     task: str = ""
 
 
+_KEYS = re.compile(r"^[a-z0-9_]+(\+[a-z0-9_]+)*$|^$")
+
+
+@_message
+class Controls(Message):
+    """The keys a user holds now, such as "w+left" ("" for none): a world node moves
+    its camera with them until the next Controls message. Key names are the receiver's
+    to check (the Explore KEYMAP); here only their form is."""
+
+    SCHEMA: ClassVar[str] = "warmloop.Controls"
+    SCALARS: ClassVar = {"keys": str}
+
+    keys: str = ""
+
+    def check(self) -> None:
+        if len(self.keys) > 64 or not _KEYS.match(self.keys):
+            raise InvalidMessage(
+                f"{self.SCHEMA}.keys: expected names joined by '+', got {self.keys[:64]!r}"
+            )
+
+
 REGISTRY: dict[tuple[str, int], type[Message]] = {}
 
 
@@ -331,5 +352,15 @@ def register(cls: type[Message]) -> type[Message]:
     return cls
 
 
-for _cls in (Observation, Frame, ActionChunk, TriPlanes, Heartbeat, Error, TimeSync, EpisodeResult):
+for _cls in (
+    Observation,
+    Frame,
+    ActionChunk,
+    TriPlanes,
+    Heartbeat,
+    Error,
+    TimeSync,
+    EpisodeResult,
+    Controls,
+):
     register(_cls)

@@ -7,11 +7,16 @@ Publishes (binds --publish):  frame       every generated Frame, in stream order
 Consumes (connects --memory): triplanes   TriPlanes snapshots of a reconstruction node
                                           that fits our `keyframe` topic
 
+Consumes (connects --controls, when it is an endpoint):
+                              controls    Controls: the keys a user holds (warmloop drive)
+
 --memory "" keeps the memory in this process instead (fitting here, slower), and
 --memory none runs without memory. --controls is a camera trajectory (loop, orbit,
-random_walk) or a key script such as "w*8,left*4,w+d*8" (keys of sim/tasks/explore.py
-KEYMAP, `+` for keys held together, `*N` for N frames). The Explore simulator turns
-controls into camera poses and gives the start frame; every later frame is generated.
+random_walk), a key script such as "w*8,left*4,w+d*8" (keys of sim/tasks/explore.py
+KEYMAP, `+` for keys held together, `*N` for N frames), or the endpoint of a Controls
+publisher such as `warmloop drive`: the camera then moves with the keys held live.
+The Explore simulator turns controls into camera poses and gives the start frame;
+every later frame is generated.
 """
 
 from __future__ import annotations
@@ -30,7 +35,16 @@ from runtime.node import Node, add_config_arguments, run_node
 from sim import trajectories
 from sim.envs import make_env
 from sim.tasks.explore import keys_to_action
-from streams import Frame, Publisher, Queue, Subscriber, TriPlanes, parse_endpoint
+from streams import (
+    Controls,
+    Frame,
+    Latest,
+    Publisher,
+    Queue,
+    Subscriber,
+    TriPlanes,
+    parse_endpoint,
+)
 from world import generator_checkpoint
 from world.exchange import from_message
 from world.generator import from_model, to_model
@@ -87,7 +101,8 @@ class WorldNode(Node):
     def __init__(self, config: WorldNodeConfig):
         super().__init__()
         self.config = config
-        self.handlers = {TriPlanes: self._on_triplanes}
+        self.handlers = {TriPlanes: self._on_triplanes, Controls: self._on_controls}
+        self.held = np.zeros(5, np.float32)  # live controls: the keys held now
 
     def configure(self) -> None:
         c = self.config
@@ -117,8 +132,13 @@ class WorldNode(Node):
         if memory is not None:
             memory.on_add = self._publish_keyframes
         self.memory = memory
-        horizon = (c.segments or 1000) * c.frames_per_segment
-        self.controls = parse_controls(c.controls, horizon, c.seed)
+        self.keys = None
+        if "://" in c.controls:
+            self.keys = Subscriber(parse_endpoint(c.controls, bind=False), {"controls": Latest()})
+            self.controls = None
+        else:
+            horizon = (c.segments or 1000) * c.frames_per_segment
+            self.controls = parse_controls(c.controls, horizon, c.seed)
         self.stream = WorldStream(
             self.model,
             steps,
@@ -144,7 +164,7 @@ class WorldNode(Node):
     def loop(self) -> None:
         c, segment = self.config, 0
         while not self.stopping and (c.segments == 0 or segment < c.segments):
-            self._receive_memory()
+            self._receive()
             poses, times = self._camera_path(segment)
             self.stream.add_segment(poses, times)
             segment += 1
@@ -155,16 +175,31 @@ class WorldNode(Node):
         n, base = self.config.frames_per_segment, self.env.unwrapped
         poses, times = [], []
         for i in range(n):
-            action = self.controls[(segment * n + i) % len(self.controls)]
+            if self.controls is None:
+                action = self.held
+            else:
+                action = self.controls[(segment * n + i) % len(self.controls)]
             self.env.step(action)
             poses.append(base.camera_pose("eye"))
             times.append(base.time)
         return np.array(poses), np.array(times)
 
-    def _receive_memory(self) -> None:
+    def _receive(self) -> None:
         if self.subscriber is not None:
             while self.dispatch(self.subscriber.recv("triplanes", timeout=0.0)):
                 pass
+        if self.keys is not None:
+            while self.dispatch(self.keys.recv("controls", timeout=0.0)):
+                pass
+
+    def _on_controls(self, message: Controls) -> None:
+        try:
+            self.held = keys_to_action(message.keys.split("+") if message.keys else [])
+        except ValueError as exc:
+            self.counters["bad_controls"] += 1
+            log.warning("world: ignoring controls: %s", exc)
+            return
+        self.counters["controls"] += 1
 
     def _on_triplanes(self, message: TriPlanes) -> None:
         try:
@@ -219,7 +254,7 @@ class WorldNode(Node):
         }
 
     def shutdown(self) -> None:
-        self.close("subscriber", "publisher", "video", "env")
+        self.close("subscriber", "keys", "publisher", "video", "env")
 
 
 def side_by_side(item: Released) -> np.ndarray:

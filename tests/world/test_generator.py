@@ -169,3 +169,38 @@ def test_train_resume_and_distill_from_the_command_line(tmp_path) -> None:
     assert (saved.role, saved.sampling_steps, saved.extra["teacher_step"]) == ("student", 2, 5)
     refused = _warmloop("distill", str(student), "--data", str(data), "--out", str(tmp_path / "x"))
     assert refused.returncode == 2 and "not a teacher" in refused.stderr
+
+
+def test_the_shipped_generator_follows_its_guidance_channels() -> None:
+    """Same noise, same context: the output moves towards whatever the memory shows."""
+    from sim import trajectories
+    from world.rollout import explore_path
+
+    saved = generator_checkpoint.load(ROOT / "checkpoints" / "explore-student")
+    model = saved.build()
+    path = explore_path(trajectories.orbit(12, speed=0.6, turn=0.6), seed=3)
+    target, context = 6, 0
+    images = torch.from_numpy(np.concatenate([path.truth[context], np.zeros((4, 64, 64))]))
+    motion = torch.from_numpy(
+        motion_vector(path.poses[target], path.poses[context], path.times[target])
+    )
+    noise = torch.randn((1, 4, 64, 64), generator=torch.Generator().manual_seed(0))
+
+    def generate(guide: np.ndarray | None) -> np.ndarray:
+        if guide is None:
+            guidance = torch.zeros((5, 64, 64))
+        else:
+            guidance = torch.cat([torch.from_numpy(guide), torch.ones((1, 64, 64))])
+        cond = Conditioning(torch.cat([images.float(), guidance])[None], motion[None].float())
+        return sample(model, cond, saved.sampling_steps, noise)[0].numpy()
+
+    truth, other = path.truth[target], path.truth[12]
+    towards_truth, towards_other, unguided = generate(truth), generate(other), generate(None)
+
+    def error(a: np.ndarray, b: np.ndarray) -> float:
+        return float(np.mean((a[:3] - b[:3]) ** 2))
+
+    assert error(towards_other, unguided) > 1e-3  # changing the guidance changes the frame
+    assert error(towards_truth, truth) < error(towards_other, truth)
+    assert error(towards_other, other) < error(towards_truth, other)
+    assert error(towards_truth, truth) < error(unguided, truth)

@@ -96,3 +96,56 @@ def test_a_missing_checkpoint_stops_the_node_with_a_clear_error(tmp_path) -> Non
         cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert done.returncode == 2 and "cannot start" in done.stderr and "missing" in done.stderr
+
+
+def test_keys_from_warmloop_drive_move_the_world_camera(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    keys, world = f"ipc://{tmp_path}/keys.sock", f"ipc://{tmp_path}/world.sock"
+    checkpoint = save_tiny(tmp_path / "tiny")
+    viewer = Subscriber(world, {"frame": Queue(1000)})
+    node = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "world.world_node", "--checkpoint", str(checkpoint)),
+            *("--publish", world, "--memory", "none", "--controls", keys),
+            *("--segments", "0", "--max-fps", "20", "--summary", str(tmp_path / "w.json")),
+        ],
+        cwd=root,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        drive = subprocess.run(
+            [sys.executable, "-m", "runtime.cli", "drive", "--publish", keys, "--interval", "2"],
+            input="idle\nd\nleft\nz\nidle\n",
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert drive.returncode == 0, drive.stderr
+    finally:
+        node.send_signal(__import__("signal").SIGINT)
+        _, err = node.communicate(timeout=60)
+    frames = []
+    while (received := viewer.recv("frame", timeout=0.5)) is not None:
+        frames.append(received.message)
+    viewer.close()
+    summary = json.loads((tmp_path / "w.json").read_text())
+    assert node.returncode == 0, err
+    assert summary["counters"]["controls"] >= 10 and summary["counters"]["bad_controls"] >= 1
+    positions = np.array([f.pose[:3, 3] for f in frames])
+    forward = np.array([f.pose[:3, 2] for f in frames])  # the camera's +z axis (looks along -z)
+    assert np.ptp(positions, axis=0).max() > 0.3  # "d" moved it sideways
+    assert np.abs(forward[-1] - forward[0]).max() > 0.3  # "left" turned it
+
+
+def test_controls_messages_carry_only_key_names() -> None:
+    from streams import Controls, InvalidMessage
+
+    assert Controls(keys="w+left").keys == "w+left" and Controls().keys == ""
+    for bad in ("w;rm", "w++a", "W", "x" * 80):
+        with pytest.raises(InvalidMessage):
+            Controls(keys=bad)

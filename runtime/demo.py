@@ -178,8 +178,9 @@ def render_explore(result: dict[str, Any]) -> str:
             f"generated: {counters.get('frames', 0)} frames at "
             f"{world.get('fps', float('nan')):.1f} FPS, first frame after "
             f"{world.get('first_frame_latency_ms', float('nan')):.0f} ms",
-            f"memory: {counters.get('keyframes', 0)} planning frames sent to the "
-            f"reconstruction node, {counters.get('snapshots', 0)} snapshots used as guidance",
+            f"memory: {counters.get('keyframes', 0)} frames (the start frame and the plan "
+            f"frames) sent to the reconstruction node, {counters.get('snapshots', 0)} "
+            "snapshots used as guidance",
             *result["report"],
             f"outputs: video {result['video']} (generated | memory render)",
             f"         logs {result['log']}",

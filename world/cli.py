@@ -76,6 +76,8 @@ def add_distill_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=1500, help="student updates")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--student-steps", type=int, default=2, help="sampling steps, 1..4")
+    parser.add_argument("--lr", type=float, default=5e-5, help="the student's learning rate")
+    parser.add_argument("--fake-updates", type=int, default=1, help="per student update")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto")
 
@@ -93,6 +95,8 @@ def distill_main(args: argparse.Namespace) -> int:
             steps=args.steps,
             batch_size=args.batch_size,
             student_steps=args.student_steps,
+            lr_student=args.lr,
+            fake_updates=args.fake_updates,
             seed=args.seed,
         )
         frames = ExploreFrames.from_episodes(load_episodes(data_dir))

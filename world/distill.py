@@ -40,7 +40,7 @@ class DistillConfig:
     steps: int = 1500
     batch_size: int = 8
     student_steps: int = 2
-    lr_student: float = 2e-5
+    lr_student: float = 5e-5
     lr_fake: float = 1e-4
     fake_updates: int = 1  # fake-score updates per student update
     t_min: float = 0.02

@@ -112,6 +112,9 @@ class WorldStream:
         self.frames[0] = np.asarray(frame, np.float32)
         self.poses[0], self.times[0] = np.asarray(pose), float(time_s)
         self._release()
+        if self.memory is not None and self.fit != "none":
+            # The start frame is a real observation: the memory's first and best view.
+            self.memory.add(self.frames[0][None], np.asarray(pose)[None], np.array([time_s]))
         return self._take()
 
     def add_segment(self, poses: np.ndarray, times: np.ndarray) -> list[Released]:

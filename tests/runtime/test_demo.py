@@ -60,7 +60,7 @@ def test_demo_explore_generates_with_the_memory_in_the_loop(tmp_path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "generated: 16 frames at" in result.stdout and "FPS" in result.stdout
-    assert "6 planning frames sent" in result.stdout
+    assert "7 frames (the start frame and the plan frames) sent" in result.stdout
     video = imageio.get_reader(tmp_path / "run" / "explore.mp4")
     first = video.get_data(0)
     assert first.shape[1] == 2 * first.shape[0]  # generated | memory, side by side

@@ -61,7 +61,7 @@ def test_world_and_reconstruction_nodes_close_the_loop(tmp_path) -> None:
     assert report.ended_by == "node world" and report.exit_codes["world"] == [0], logs
     counters = world["counters"]
     assert counters["frames"] == SEGMENTS * N, logs
-    assert counters["keyframes"] == SEGMENTS * 3  # the plan frames of every segment
+    assert counters["keyframes"] == 1 + SEGMENTS * 3  # the start frame, every plan frame
     assert counters.get("snapshots", 0) >= 1, logs  # guidance came back from the memory
     assert reconstruction["counters"]["frames"] >= 1
     assert world["held_frames"] <= 3 * N  # bounded: old frames are let go

@@ -37,12 +37,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class DistillConfig:
-    steps: int = 1500
+    steps: int = 800
     batch_size: int = 8
     student_steps: int = 2
-    lr_student: float = 5e-5
+    lr_student: float = 1e-5
     lr_fake: float = 1e-4
-    fake_updates: int = 1  # fake-score updates per student update
+    fake_updates: int = 2  # fake-score updates per student update (two time-scales)
     t_min: float = 0.02
     t_max: float = 0.98
     seed: int = 0

@@ -6,6 +6,7 @@ import numpy as np
 
 from streams import (
     ActionChunk,
+    Controls,
     EpisodeResult,
     Error,
     Frame,
@@ -57,4 +58,5 @@ def sample_messages(rng: np.random.Generator | None = None) -> list:
         Error(code="bad", message="something"),
         TimeSync(t_client_send=1.0, t_server_recv=2.0, t_server_send=3.0),
         EpisodeResult(episode=4, success=True, score=0.97, length=120, seed=7, task="pusht"),
+        Controls(keys="w+left"),
     ]

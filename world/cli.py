@@ -62,7 +62,13 @@ def train_main(args: argparse.Namespace) -> int:
     if not distributed or torch.distributed.get_rank() == 0:
         sys.stdout.write(
             f"{out}: {result['steps']} steps, loss {result['first_loss']:.4f} -> "
-            f"{result['final_loss']:.4f}\n"
+            f"{result['final_loss']:.4f}"
+            + (
+                f", replicas agree ({result['replica_hash'][:12]})"
+                if "replica_hash" in result
+                else ""
+            )
+            + "\n"
         )
     if distributed:
         torch.distributed.destroy_process_group()

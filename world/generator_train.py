@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from policies.diffusion.training import (
     adam_state,
+    check_replicas_agree,
     load_adam_state,
     rank_and_world,
     update_ema,
@@ -108,11 +109,14 @@ def train_teacher(
         if rank == 0 and (done % training.checkpoint_every == 0 or done == training.steps):
             _save(out, config, training, model, ema, optimizer, done)
     bar.close()
-    return {
+    result = {
         "first_loss": float(np.mean(losses[:100])) if losses else float("nan"),
         "final_loss": float(np.mean(losses[-100:])) if losses else float("nan"),
         "steps": training.steps - start,
     }
+    if world > 1:
+        result["replica_hash"] = check_replicas_agree(model)
+    return result
 
 
 def _save(out, config, training, model, ema, optimizer, step: int) -> None:

@@ -145,11 +145,11 @@ def train(
         "steps": config.num_steps - start,
     }
     if world > 1:
-        result["replica_hash"] = _check_replicas_agree(model)
+        result["replica_hash"] = check_replicas_agree(model)
     return result
 
 
-def _check_replicas_agree(model: nn.Module) -> str:
+def check_replicas_agree(model: nn.Module) -> str:
     """Data parallelism must leave identical weights on every rank: compare hashes."""
     digest = ckpt.weights_hash(model.state_dict())
     hashes: list[str | None] = [None] * dist.get_world_size()

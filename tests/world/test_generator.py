@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -169,6 +171,20 @@ def test_train_resume_and_distill_from_the_command_line(tmp_path) -> None:
     assert (saved.role, saved.sampling_steps, saved.extra["teacher_step"]) == ("student", 2, 5)
     refused = _warmloop("distill", str(student), "--data", str(data), "--out", str(tmp_path / "x"))
     assert refused.returncode == 2 and "not a teacher" in refused.stderr
+    warmloop = shutil.which("warmloop", path=os.path.dirname(sys.executable))
+    parallel = subprocess.run(
+        [
+            *(sys.executable, "-m", "torch.distributed.run", "--standalone"),
+            *("--nproc_per_node", "2", warmloop, "train", "explore", "--steps", "2"),
+            *("--data", str(data), "--out", str(tmp_path / "ddp"), "--batch-size", "2"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert parallel.returncode == 0, parallel.stderr[-2000:]
+    assert "replicas agree" in parallel.stdout
 
 
 def test_the_shipped_generator_follows_its_guidance_channels() -> None:

@@ -54,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--episodes", type=int, default=10, help="manipulation")
     parser.add_argument("--backend", choices=["onnx", "torch"], default="onnx")
-    parser.add_argument("--segments", type=int, default=8, help="explore: 8 frames each")
+    parser.add_argument("--segments", type=int, default=12, help="explore: 8 frames each")
     parser.add_argument("--controls", default="loop", help="explore: trajectory or key script")
     parser.add_argument("--run-dir", type=Path, help="default runs/NAME")
     parser.add_argument("--checkpoint", type=Path, help="default: the shipped one")
@@ -176,7 +176,8 @@ def render_explore(result: dict[str, Any]) -> str:
         [
             "",
             f"generated: {counters.get('frames', 0)} frames at "
-            f"{world.get('fps', float('nan')):.1f} FPS, first frame after "
+            f"{world.get('fps', float('nan')):.1f} FPS (paced; the generator alone: "
+            f"{world.get('generation_fps', float('nan')):.1f} FPS), first frame after "
             f"{world.get('first_frame_latency_ms', float('nan')):.0f} ms",
             f"memory: {counters.get('keyframes', 0)} frames (the start frame and the plan "
             f"frames) sent to the reconstruction node, {counters.get('snapshots', 0)} "

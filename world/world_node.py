@@ -250,6 +250,9 @@ class WorldNode(Node):
             "fps": self.counters["frames"] / elapsed,
             "first_frame_latency_ms": 1000 * self.first_frame_s,
             "held_frames": len(self.stream.frames),
+            # What the generator alone could sustain: sampling plus guidance rendering.
+            "generation_fps": self.counters["frames"]
+            / max(1e-9, self.stream.timings["generate"] + self.stream.timings["guidance"]),
             **{f"{k}_s": v for k, v in self.stream.timings.items()},
         }
 

@@ -114,6 +114,7 @@ _WORLD_PARAMS = (
     "sampling_steps",
     "guidance_size",
     "max_fps",
+    "device",
     "seed",
     "video",
     "threads",

@@ -195,13 +195,14 @@ class WorldStream:
         else:
             self.guidance.update(zip(targets, guidance.numpy(), strict=True))
         self.timings["guidance"] += time.perf_counter() - began
+        device = next(self.model.parameters()).device  # CPU here, CUDA on a GPU machine
         cond = Conditioning(
-            torch.cat([torch.from_numpy(np.stack(images)), guidance], 1),
-            torch.from_numpy(np.stack(motions)),
+            torch.cat([torch.from_numpy(np.stack(images)), guidance], 1).to(device),
+            torch.from_numpy(np.stack(motions)).to(device),
         )
         noise = torch.randn((len(targets), RGBD, size, size), generator=self.generator)
         began = time.perf_counter()
-        out = sample(self.model, cond, self.steps, noise).numpy()
+        out = sample(self.model, cond, self.steps, noise.to(device)).cpu().numpy()
         self.timings["generate"] += time.perf_counter() - began
         return out
 

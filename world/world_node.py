@@ -67,6 +67,7 @@ class WorldNodeConfig:
     sampling_steps: int = 0  # 0 = the checkpoint's own
     guidance_size: int = 32
     max_fps: float = 0.0  # pace the stream for a display; 0 = as fast as it generates
+    device: str = "cpu"  # the generator's; the memory renders on the CPU
     seed: int = 0
     video: str = ""  # MP4: generated frame beside the memory's render
     threads: int = 1
@@ -110,7 +111,7 @@ class WorldNode(Node):
             saved = generator_checkpoint.load(Path(c.checkpoint))
         except CheckpointError as exc:
             raise ValueError(str(exc)) from None
-        self.model = saved.build()
+        self.model = saved.build(c.device)
         steps = c.sampling_steps or saved.sampling_steps
         self.env = make_env("explore", max_episode_steps=10**9)
         size = saved.config.image_size

@@ -220,3 +220,23 @@ def test_the_shipped_generator_follows_its_guidance_channels() -> None:
     assert error(towards_truth, truth) < error(towards_other, truth)
     assert error(towards_other, other) < error(towards_truth, other)
     assert error(towards_truth, truth) < error(unguided, truth)
+
+
+@pytest.mark.gpu
+def test_the_stream_and_a_training_step_run_on_cuda() -> None:
+    from world.generator_train import denoising_loss
+    from world.rollout import WorldStream
+
+    model = tiny_model().cuda()
+    cond = _cond(2)
+    cond = Conditioning(cond.images.cuda(), cond.motion.cuda())
+    model.train().requires_grad_(True)
+    loss = denoising_loss(model, torch.zeros((2, 4, 16, 16)).cuda(), cond, torch.Generator())
+    loss.backward()
+    assert all(p.grad is not None for p in model.parameters())
+    stream = WorldStream(model.eval(), 2, 4)
+    stream.start(np.zeros((4, 16, 16), np.float32), np.eye(4), 0.0)
+    released = stream.add_segment(np.repeat(np.eye(4)[None], 4, 0), np.arange(1, 5) * 0.1)
+    released += stream.flush()
+    assert [r.index for r in released] == [1, 2, 3, 4]
+    assert all(np.isfinite(r.frame).all() for r in released)

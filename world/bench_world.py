@@ -155,6 +155,7 @@ def _plot(curves: dict[str, np.ndarray], strip: list[np.ndarray] | None, root: P
 
 def run(quick: bool) -> BenchResult:
     torch.set_num_threads(2)
+    torch.manual_seed(0)  # memory fields start from torch's global generator
     root = project_root()
     teacher_saved = generator_checkpoint.load(root / TEACHER)
     student_saved = generator_checkpoint.load(root / STUDENT)

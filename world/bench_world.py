@@ -16,6 +16,7 @@ All paths start from one simulator frame; every later frame is generated at 64x6
 
 from __future__ import annotations
 
+import logging
 import statistics
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from world.memory import FieldMemory, LocalMemory, MemoryConfig
 from world.metrics import psnr, ssim
 from world.rollout import WorldStream, explore_path, rollout
 
+log = logging.getLogger(__name__)
 N = 8
 TEACHER = Path("checkpoints") / "explore-teacher"
 STUDENT = Path("checkpoints") / "explore-student"
@@ -86,6 +88,7 @@ def revisit(model, steps: int, seeds: list[int]) -> dict[str, object]:
     scores: dict[str, list[float]] = {k: [] for k in kinds}
     strip: list[np.ndarray] = []
     for seed in seeds:
+        log.info("revisit: loop path %d of %d (fitting every frame)", seed + 1, len(seeds))
         path = explore_path(trajectories.loop(np.random.default_rng(seed), 4 * N), seed)
         length = len(path) - 1
         pairs = [
@@ -117,6 +120,7 @@ def revisit(model, steps: int, seeds: list[int]) -> dict[str, object]:
 def drift(model, steps: int, seeds: list[int], segments: int = 8) -> dict[str, object]:
     curves = {}
     for kind in ("mmpl", "framewise"):
+        log.info("drift: %s over %d paths of %d segments", kind, len(seeds), segments)
         errors = []
         for seed in seeds:
             rng = np.random.default_rng(100 + seed)
@@ -163,6 +167,7 @@ def run(quick: bool) -> BenchResult:
     runs, seeds = (1, [0]) if quick else (3, [0, 1, 2])
     path = explore_path(trajectories.random_walk(np.random.default_rng(0), 4 * N), 0)
     fitted = fitted_memory(path, 0)
+    log.info("speed: student, teacher, teacher cut to the student's steps (%d runs)", runs)
     fast = speed(student, student_saved.sampling_steps, runs, path, fitted)
     slow = speed(teacher, teacher_saved.sampling_steps, runs, path, fitted)
     # The teacher cut to the student's step count: what distillation is measured against.

@@ -10,8 +10,9 @@ full denoising predicts at the new step. The match is good when the guess deviat
 
 Too small a K' (ratio ≫ 1) leaves more error than K'+1 steps can remove; too large a
 K' wastes network calls. The estimate is the K' with ratio closest to 1 (in log).
-Then a closed-loop check evaluates K'−1, K', K'+1 and keeps the smallest K' whose
-success is within one Wilson half-width of the best.
+Then a closed-loop check evaluates K'−1, K', K'+1 and the smaller 1, 2 and K'/2 (see
+`check_candidates`), and keeps the smallest K' whose success is within one Wilson
+half-width of the best.
 """
 
 from __future__ import annotations
@@ -73,6 +74,18 @@ def choose(ratios: dict[int, float]) -> int:
     return min(ratios, key=lambda k: abs(np.log(max(ratios[k], 1e-12))))
 
 
+def check_candidates(offline: int) -> list[int]:
+    """K' values to try closed-loop: around the offline estimate, and below it.
+
+    The offline ratio compares a shifted guess with a fresh full-chain prediction that
+    carries the chain's own sampling spread, so it overstates the error a warm start
+    must remove and tends to pick K' too large. PickPlace, 30 closed-loop episodes
+    each: offline 14; success K' = 1: 0.93, 2: 0.97, 7: 0.90, 13: 0.87, 14: 0.90,
+    15: 0.80. Trying 1, 2 and half the estimate lets the check find the small K'.
+    """
+    return sorted({k for k in (1, 2, offline // 2, offline - 1, offline, offline + 1) if k >= 0})
+
+
 def calibrate(
     checkpoint_dir: Path,
     data_dir: Path,
@@ -93,7 +106,7 @@ def calibrate(
     ratios = offline_ratios(policy, held_out)
     offline = choose(ratios)
     success: dict[int, float] = {}
-    for k in sorted({max(0, offline - 1), offline, offline + 1}):
+    for k in check_candidates(offline):
         candidate = DiffusionPolicy(checkpoint, sampler="rti", k_prime=k, executed=1, seed=k)
         success[k] = evaluate(
             candidate, checkpoint.config.task, check_episodes, executed=1, progress=progress

@@ -8,16 +8,20 @@ DIR/train.safetensors    raw weights and optimiser moments, to resume training
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
-from policies.diffusion.checkpoint import CheckpointError, load_into, weights_hash
+from policies.diffusion.checkpoint import (
+    CheckpointError,
+    check_version,
+    load_into,
+    read_json,
+    read_weights,
+    write,
+)
 from world.generator import GeneratorConfig, WorldGenerator
 
 SCHEMA_VERSION = 1
@@ -44,15 +48,6 @@ def save(
     checkpoint: GeneratorCheckpoint,
     train_state: dict[str, torch.Tensor] | None = None,
 ) -> None:
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in checkpoint.model_state.items()}
-    save_file(state, str(directory / "model.safetensors"))  # tensors first, JSON last
-    if train_state is not None:
-        save_file(
-            {k: v.detach().cpu().contiguous() for k, v in train_state.items()},
-            str(directory / "train.safetensors"),
-        )
     meta = {
         "schema_version": SCHEMA_VERSION,
         "kind": KIND,
@@ -60,40 +55,20 @@ def save(
         "sampling_steps": checkpoint.sampling_steps,
         "step": checkpoint.step,
         "config": checkpoint.config.to_dict(),
-        "weights_sha256": weights_hash(state),
         "extra": checkpoint.extra,
     }
-    tmp = directory / "config.json.tmp"
-    tmp.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(directory / "config.json")
+    write(directory, checkpoint.model_state, meta, train_state)
 
 
 def load(directory: Path) -> GeneratorCheckpoint:
     """Read and verify a checkpoint; CheckpointError names the file and what is wrong."""
     directory = Path(directory)
     path = directory / "config.json"
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: missing (is {directory} a world checkpoint?)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(meta, dict) or meta.get("kind") != KIND:
+    meta = read_json(path, "a world checkpoint")
+    if meta.get("kind") != KIND:
         raise CheckpointError(f"{path}: not a world-generator checkpoint")
-    if meta.get("schema_version") != SCHEMA_VERSION:
-        raise CheckpointError(
-            f"{path}: schema_version {meta.get('schema_version')!r}; this warmloop reads "
-            f"version {SCHEMA_VERSION}"
-        )
-    weights = directory / "model.safetensors"
-    try:
-        state = load_file(str(weights))
-    except FileNotFoundError:
-        raise CheckpointError(f"{weights}: missing") from None
-    except (SafetensorError, OSError) as exc:
-        raise CheckpointError(f"{weights}: unreadable ({exc})") from None
-    if weights_hash(state) != meta.get("weights_sha256"):
-        raise CheckpointError(f"{weights}: weights do not match the hash in config.json")
+    check_version(path, meta, SCHEMA_VERSION)
+    state = read_weights(directory, meta)
     try:
         return GeneratorCheckpoint(
             config=GeneratorConfig.from_dict(meta["config"]),
@@ -105,13 +80,3 @@ def load(directory: Path) -> GeneratorCheckpoint:
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: {exc}") from None
-
-
-def load_train_state(directory: Path) -> dict[str, torch.Tensor] | None:
-    path = Path(directory) / "train.safetensors"
-    if not path.exists():
-        return None
-    try:
-        return load_file(str(path))
-    except (SafetensorError, OSError) as exc:
-        raise CheckpointError(f"{path}: unreadable ({exc})") from None

@@ -45,37 +45,56 @@ def weights_hash(state: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
-def save(
-    directory: Path, checkpoint: Checkpoint, train_state: dict[str, torch.Tensor] | None = None
+def write(
+    directory: Path,
+    model_state: dict[str, torch.Tensor],
+    meta: dict[str, Any],
+    train_state: dict[str, torch.Tensor] | None = None,
 ) -> None:
+    """model.safetensors, train.safetensors (optional), then config.json = meta + hash.
+
+    Tensors are written first and the JSON last: a reader never sees a config without
+    weights. Every checkpoint kind of the project goes through here.
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in checkpoint.model_state.items()}
-    # Write tensors first and the JSON last: a reader never sees a config without weights.
+    state = {k: v.detach().cpu().contiguous() for k, v in model_state.items()}
     save_file(state, str(directory / "model.safetensors"))
     if train_state is not None:
         save_file(
             {k: v.detach().cpu().contiguous() for k, v in train_state.items()},
             str(directory / "train.safetensors"),
         )
-    meta = {
-        "schema_version": SCHEMA_VERSION,
-        "step": checkpoint.step,
-        "config": checkpoint.config.to_dict(),
-        "obs_normalizer": checkpoint.obs_normalizer.to_dict(),
-        "action_normalizer": checkpoint.action_normalizer.to_dict(),
-        "weights_sha256": weights_hash(state),
-        "extra": checkpoint.extra or {},
-    }
+    meta = {**meta, "weights_sha256": weights_hash(state)}
     tmp = directory / "config.json.tmp"
     tmp.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     tmp.replace(directory / "config.json")
 
 
-def load(directory: Path) -> Checkpoint:
-    directory = Path(directory)
-    meta = read_meta(directory)
-    weights = directory / "model.safetensors"
+def read_json(path: Path, what: str) -> dict[str, Any]:
+    """A JSON object from `path`; CheckpointError when missing or not JSON."""
+    try:
+        meta = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: missing (is {Path(path).parent} {what}?)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: expected a JSON object")
+    return meta
+
+
+def check_version(path: Path, meta: dict[str, Any], version: int) -> None:
+    if meta.get("schema_version") != version:
+        raise CheckpointError(
+            f"{path}: schema_version {meta.get('schema_version')!r}; this warmloop reads "
+            f"version {version} (a newer warmloop wrote it?)"
+        )
+
+
+def read_weights(directory: Path, meta: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """model.safetensors, checked against the hash that config.json records."""
+    weights = Path(directory) / "model.safetensors"
     try:
         state = load_file(str(weights))
     except FileNotFoundError:
@@ -84,6 +103,27 @@ def load(directory: Path) -> Checkpoint:
         raise CheckpointError(f"{weights}: unreadable ({exc})") from None
     if weights_hash(state) != meta.get("weights_sha256"):
         raise CheckpointError(f"{weights}: weights do not match the hash in config.json")
+    return state
+
+
+def save(
+    directory: Path, checkpoint: Checkpoint, train_state: dict[str, torch.Tensor] | None = None
+) -> None:
+    meta = {
+        "schema_version": SCHEMA_VERSION,
+        "step": checkpoint.step,
+        "config": checkpoint.config.to_dict(),
+        "obs_normalizer": checkpoint.obs_normalizer.to_dict(),
+        "action_normalizer": checkpoint.action_normalizer.to_dict(),
+        "extra": checkpoint.extra or {},
+    }
+    write(directory, checkpoint.model_state, meta, train_state)
+
+
+def load(directory: Path) -> Checkpoint:
+    directory = Path(directory)
+    meta = read_meta(directory)
+    state = read_weights(directory, meta)
     try:
         return Checkpoint(
             config=DiffusionConfig.from_dict(meta["config"]),
@@ -99,18 +139,8 @@ def load(directory: Path) -> Checkpoint:
 
 def read_meta(directory: Path) -> dict[str, Any]:
     path = Path(directory) / "config.json"
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: missing (is {directory} a checkpoint?)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{path}: not valid JSON ({exc})") from None
-    version = meta.get("schema_version") if isinstance(meta, dict) else None
-    if version != SCHEMA_VERSION:
-        raise CheckpointError(
-            f"{path}: schema_version {version!r}; this warmloop reads "
-            f"version {SCHEMA_VERSION} (a newer warmloop wrote it?)"
-        )
+    meta = read_json(path, "a checkpoint")
+    check_version(path, meta, SCHEMA_VERSION)
     return meta
 
 

@@ -28,7 +28,7 @@ from torch import nn
 from tqdm import tqdm
 
 from world import generator_checkpoint as ckpt
-from world.generator import Conditioning, add_noise, alpha_sigma, sampling_times
+from world.generator import Conditioning, add_noise, ddim_step, sampling_times
 from world.generator_data import ExampleSampler, ExploreFrames
 from world.generator_train import denoising_loss
 
@@ -68,11 +68,7 @@ def student_sample(
     x = noise
     with torch.no_grad():
         for k in range(train_step):
-            t = torch.full((len(x),), times[k], device=x.device)
-            x0 = student(x, t, cond).clamp(-1.0, 1.0)
-            alpha, sigma = alpha_sigma(t)
-            epsilon = (x - alpha[:, None, None, None] * x0) / sigma[:, None, None, None]
-            x = add_noise(x0, epsilon, torch.full_like(t, times[k + 1]))
+            x = ddim_step(student, x, times[k], times[k + 1], cond)
     t = torch.full((len(x),), times[train_step], device=x.device)
     return student(x, t, cond)
 

@@ -217,17 +217,23 @@ def sampling_times(steps: int) -> list[float]:
     return [1.0 - i / steps for i in range(steps)]
 
 
+def ddim_step(
+    model: nn.Module, x: torch.Tensor, t_now: float, t_next: float, cond: Conditioning
+) -> torch.Tensor:
+    """One deterministic DDIM step from noise level t_now to t_next (0: the clean x0)."""
+    t = torch.full((len(x),), t_now, device=x.device)
+    x0 = model(x, t, cond).clamp(-1.0, 1.0)
+    if t_next == 0.0:
+        return x0
+    alpha, sigma = alpha_sigma(t)
+    epsilon = (x - alpha[:, None, None, None] * x0) / sigma[:, None, None, None]
+    return add_noise(x0, epsilon, torch.full_like(t, t_next))
+
+
 @torch.no_grad()
 def sample(model: nn.Module, cond: Conditioning, steps: int, noise: torch.Tensor) -> torch.Tensor:
     """Deterministic DDIM from pure noise to a frame in `steps` network calls."""
-    times = [*sampling_times(steps), 0.0]
     x = noise
-    for t_now, t_next in itertools.pairwise(times):
-        t = torch.full((len(x),), t_now, device=x.device)
-        x0 = model(x, t, cond).clamp(-1.0, 1.0)
-        if t_next == 0.0:
-            return x0
-        alpha, sigma = alpha_sigma(t)
-        epsilon = (x - alpha[:, None, None, None] * x0) / sigma[:, None, None, None]
-        x = add_noise(x0, epsilon, torch.full_like(t, t_next))
+    for t_now, t_next in itertools.pairwise([*sampling_times(steps), 0.0]):
+        x = ddim_step(model, x, t_now, t_next, cond)
     return x

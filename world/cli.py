@@ -15,19 +15,8 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 
-def _device(name: str) -> str:
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return name
-
-
 def train_main(args: argparse.Namespace) -> int:
-    import torch
-
-    from policies.diffusion.checkpoint import CheckpointError
-    from policies.diffusion.training import init_distributed
+    from policies.diffusion.cli import run_training
     from sim.dataset import DatasetError, load_episodes, read_meta
     from world.generator import GeneratorConfig
     from world.generator_data import ExploreFrames
@@ -40,39 +29,24 @@ def train_main(args: argparse.Namespace) -> int:
         if meta["task"] != "explore":
             raise ValueError(f"{data_dir} holds {meta['task']!r} data, not 'explore'")
         frames = ExploreFrames.from_episodes(load_episodes(data_dir))
-        widths = tuple(args.down_dims) if args.down_dims != [64, 128, 256] else (32, 64, 128)
-        config = GeneratorConfig(image_size=frames.image_size, widths=widths, seed=args.seed)
+        config = GeneratorConfig(
+            image_size=frames.image_size,
+            widths=tuple(args.down_dims or (32, 64, 128)),
+            seed=args.seed,
+        )
         training = TeacherTraining(
             steps=args.steps or 6000, batch_size=args.batch_size or 16, seed=args.seed
         )
     except (DatasetError, ValueError) as exc:
         sys.stderr.write(f"warmloop train: {exc}\n")
         return 2
-    distributed = init_distributed()
-    device = _device(args.device)
-    if distributed and device == "cuda":
-        device = f"cuda:{torch.distributed.get_rank() % torch.cuda.device_count()}"
-    try:
-        result = train_teacher(
+    return run_training(
+        out,
+        lambda device: train_teacher(
             frames, out, config, training, resume=not args.no_resume, device=device
-        )
-    except CheckpointError as exc:
-        sys.stderr.write(f"warmloop train: cannot resume: {exc}\n")
-        return 2
-    if not distributed or torch.distributed.get_rank() == 0:
-        sys.stdout.write(
-            f"{out}: {result['steps']} steps, loss {result['first_loss']:.4f} -> "
-            f"{result['final_loss']:.4f}"
-            + (
-                f", replicas agree ({result['replica_hash'][:12]})"
-                if "replica_hash" in result
-                else ""
-            )
-            + "\n"
-        )
-    if distributed:
-        torch.distributed.destroy_process_group()
-    return 0
+        ),
+        args.device,
+    )
 
 
 def add_distill_arguments(parser: argparse.ArgumentParser) -> None:
@@ -90,6 +64,7 @@ def add_distill_arguments(parser: argparse.ArgumentParser) -> None:
 
 def distill_main(args: argparse.Namespace) -> int:
     from policies.diffusion.checkpoint import CheckpointError
+    from policies.diffusion.cli import resolve_device
     from sim.dataset import DatasetError, load_episodes
     from world.distill import DistillConfig, distill
     from world.generator_data import ExploreFrames
@@ -106,7 +81,7 @@ def distill_main(args: argparse.Namespace) -> int:
             seed=args.seed,
         )
         frames = ExploreFrames.from_episodes(load_episodes(data_dir))
-        result = distill(args.teacher, frames, out, config, device=_device(args.device))
+        result = distill(args.teacher, frames, out, config, device=resolve_device(args.device))
     except (CheckpointError, DatasetError, ValueError) as exc:
         sys.stderr.write(f"warmloop distill: {exc}\n")
         return 2

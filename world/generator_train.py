@@ -8,7 +8,6 @@ checkpoint. Resumes from DIR/train.safetensors when it exists.
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,12 +16,14 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from policies.diffusion.checkpoint import load_train_state
 from policies.diffusion.training import (
     adam_state,
     check_replicas_agree,
     load_adam_state,
     rank_and_world,
     update_ema,
+    warmup_cosine,
 )
 from world import generator_checkpoint as ckpt
 from world.generator import GeneratorConfig, WorldGenerator, add_noise
@@ -45,13 +46,6 @@ class TeacherTraining:
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or self.sampling_steps < 1:
             raise ValueError("steps, batch_size and sampling_steps must be at least 1")
-
-
-def cosine_lr(step: int, total: int, peak: float, warmup: int) -> float:
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
 def denoising_loss(
@@ -96,7 +90,9 @@ def train_teacher(
         cond.images, cond.motion = cond.images.to(device), cond.motion.to(device)
         loss = denoising_loss(trained, x0.to(device), cond, generator)
         for group in optimizer.param_groups:
-            group["lr"] = cosine_lr(step, training.steps, training.lr, training.warmup)
+            group["lr"] = warmup_cosine(
+                step, training.steps, training.lr, training.warmup, floor=0.1
+            )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -140,7 +136,7 @@ def _resume(out: Path, model: nn.Module, ema: nn.Module, optimizer) -> int:
     if not (Path(out) / "config.json").exists():
         return 0
     saved = ckpt.load(out)
-    train_state = ckpt.load_train_state(out)
+    train_state = load_train_state(out)
     if train_state is None or saved.role != "teacher":
         return 0
     ema.load_state_dict(saved.model_state)

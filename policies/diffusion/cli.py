@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -21,25 +22,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, help="checkpoint directory (default checkpoints/TASK)")
     parser.add_argument("--steps", type=int, help="optimiser steps (default 20000; explore 6000)")
     parser.add_argument("--batch-size", type=int, help="default 256; explore 16")
-    parser.add_argument("--down-dims", type=int, nargs="+", default=[64, 128, 256])
+    parser.add_argument(
+        "--down-dims",
+        type=int,
+        nargs="+",
+        help="U-Net widths (default 64 128 256; explore 32 64 128)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto")
     parser.add_argument("--no-resume", action="store_true", help="start from scratch")
 
 
 def main_from_args(args: argparse.Namespace) -> int:
-    # torch is imported here, not at the top, so that `warmloop --help` stays light.
-    import torch
-
+    # torch is imported below, not at the top, so that `warmloop --help` stays light.
     if args.task == "explore":
         from world.cli import train_main
 
         return train_main(args)
     args.steps = args.steps or 20_000
     args.batch_size = args.batch_size or 256
-    from policies.diffusion.checkpoint import CheckpointError
     from policies.diffusion.configuration import DiffusionConfig
-    from policies.diffusion.training import init_distributed, prepare, train
+    from policies.diffusion.training import prepare, train
     from sim.dataset import DatasetError, load_episodes, read_meta
 
     data_dir = args.data or Path("data") / args.task
@@ -58,36 +61,57 @@ def main_from_args(args: argparse.Namespace) -> int:
             discrete_dims=tuple(meta["discrete_action_dims"]),
             num_steps=args.steps,
             batch_size=args.batch_size,
-            down_dims=tuple(args.down_dims),
+            down_dims=tuple(args.down_dims or (64, 128, 256)),
             seed=args.seed,
             warmup_steps=min(500, max(1, args.steps // 10)),
         )
     except (DatasetError, ValueError) as exc:
         sys.stderr.write(f"warmloop train: {exc}\n")
         return 2
-    device = (
-        ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    )
-    distributed = init_distributed()
-    if distributed and device == "cuda":
-        device = f"cuda:{torch.distributed.get_rank() % torch.cuda.device_count()}"
     data = prepare(
         config, [e.arrays["obs"] for e in episodes], [e.arrays["action"] for e in episodes]
     )
+    return run_training(
+        out,
+        lambda device: train(config, data, out, resume=not args.no_resume, device=device),
+        args.device,
+    )
+
+
+def resolve_device(name: str) -> str:
+    """ "auto" is CUDA when there is a GPU, else the CPU; anything else as given."""
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+def run_training(out: Path, train_on: Callable[[str], dict], device: str = "auto") -> int:
+    """Join torchrun's group when under it, train on this rank's device, report on rank 0.
+
+    Shared by `warmloop train` for policies and for the world generator.
+    """
+    import torch
+
+    from policies.diffusion.checkpoint import CheckpointError
+    from policies.diffusion.training import init_distributed
+
+    device = resolve_device(device)
+    distributed = init_distributed()
+    if distributed and device == "cuda":
+        device = f"cuda:{torch.distributed.get_rank() % torch.cuda.device_count()}"
     try:
-        result = train(config, data, out, resume=not args.no_resume, device=device)
+        result = train_on(device)
     except CheckpointError as exc:
         sys.stderr.write(f"warmloop train: cannot resume: {exc}\n")
         return 2
     if not distributed or torch.distributed.get_rank() == 0:
+        agree = result.get("replica_hash")
         sys.stdout.write(
             f"{out}: {result['steps']} steps, loss {result['first_loss']:.4f} -> "
             f"{result['final_loss']:.4f}"
-            + (
-                f", replicas agree ({result['replica_hash'][:12]})"
-                if "replica_hash" in result
-                else ""
-            )
+            + (f", replicas agree ({agree[:12]})" if agree else "")
             + "\n"
         )
     if distributed:

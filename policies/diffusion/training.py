@@ -38,12 +38,17 @@ def build_network(config: DiffusionConfig) -> ConditionalUnet1D:
     )
 
 
+def warmup_cosine(step: int, total: int, peak: float, warmup: int, floor: float = 0.0) -> float:
+    """Linear warm-up to `peak`, then cosine decay to `floor`·peak at `total` steps."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return peak * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
 def learning_rate(step: int, config: DiffusionConfig) -> float:
     """Linear warm-up, then cosine decay to zero at num_steps."""
-    if step < config.warmup_steps:
-        return config.lr * (step + 1) / config.warmup_steps
-    progress = (step - config.warmup_steps) / max(1, config.num_steps - config.warmup_steps)
-    return config.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return warmup_cosine(step, config.num_steps, config.lr, config.warmup_steps)
 
 
 def ema_decay(step: int, config: DiffusionConfig) -> float:

@@ -130,6 +130,38 @@ def run_node(node: Node, summary_path: Path | None = None) -> int:
     return 0
 
 
+def config_node_main(
+    argv: list[str] | None,
+    prog: str,
+    doc: str | None,
+    config_class: type,
+    make_node: Callable[[Any], Node],
+    threads: bool = True,
+) -> int:
+    """`python -m MODULE` for a node built from a config dataclass: flags, checks, run.
+
+    With `threads`, the config's `threads` field sets torch's thread count: one per
+    process when several nodes share a 2-core machine.
+    """
+    parser = argparse.ArgumentParser(
+        prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_config_arguments(parser, config_class)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        config = config_class(**vars(args))
+        if threads:
+            import torch
+
+            torch.set_num_threads(max(1, config.threads))
+    except ValueError as exc:
+        log.error("%s: %s", prog, exc)
+        return 2
+    summary = getattr(config, "summary", "")
+    return run_node(make_node(config), Path(summary) if summary else None)
+
+
 def write_summary(path: Path, summary: dict[str, Any]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

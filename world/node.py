@@ -18,12 +18,11 @@ import argparse
 import logging
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from runtime.node import Node, add_config_arguments, run_node
+from runtime.node import Node, add_config_arguments, config_node_main
 from streams import Frame, Publisher, Queue, Subscriber, parse_endpoint
 from world.exchange import to_message
 from world.field import EXPLORE_BOUNDS, FieldConfig, TriPlaneField
@@ -134,17 +133,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m world.node", description=__doc__)
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        config = ReconstructionConfig(**vars(args))
-        torch.set_num_threads(max(1, config.threads))
-    except ValueError as exc:
-        log.error("reconstruction: %s", exc)
-        return 2
-    return run_node(ReconstructionNode(config), Path(args.summary) if args.summary else None)
+    return config_node_main(
+        argv, "python -m world.node", __doc__, ReconstructionConfig, ReconstructionNode
+    )
 
 
 if __name__ == "__main__":

@@ -28,10 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from policies.diffusion.checkpoint import CheckpointError
-from runtime.node import Node, add_config_arguments, run_node
+from runtime.node import Node, add_config_arguments, config_node_main
 from sim import trajectories
 from sim.envs import make_env
 from sim.tasks.explore import keys_to_action
@@ -274,21 +273,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m world.world_node",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        config = WorldNodeConfig(**vars(args))
-        torch.set_num_threads(max(1, config.threads))
-    except ValueError as exc:
-        log.error("world: %s", exc)
-        return 2
-    return run_node(WorldNode(config), Path(args.summary) if args.summary else None)
+    return config_node_main(argv, "python -m world.world_node", __doc__, WorldNodeConfig, WorldNode)
 
 
 if __name__ == "__main__":

@@ -128,11 +128,9 @@ class ExampleSampler:
             picks.append((e, j, a, b, m))
         index = np.array(picks)
         e, j, a, b, m = index.T
-        frame = lambda ep, t: torch.from_numpy(data.frames[ep, t].astype(np.float32))  # noqa: E731
-        target, context_a = frame(e, j), frame(e, a)
-        context_b = (
-            frame(e, np.maximum(b, 0)) * torch.from_numpy(b >= 0).float()[:, None, None, None]
-        )
+        target, context_a = self._frames(e, j), self._frames(e, a)
+        has_b = torch.from_numpy(b >= 0).float()[:, None, None, None]
+        context_b = self._frames(e, np.maximum(b, 0)) * has_b
         motion = np.stack(
             [
                 motion_vector(
@@ -148,6 +146,9 @@ class ExampleSampler:
         guidance = self._guidance(target, e, j, m)
         images = torch.cat([context_a, context_b, guidance], 1)
         return target, Conditioning(images, torch.from_numpy(motion))
+
+    def _frames(self, episodes: np.ndarray, steps: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(self.data.frames[episodes, steps].astype(np.float32))
 
     def _guidance(self, target: torch.Tensor, e: np.ndarray, j: np.ndarray, m: np.ndarray):
         metres = (target[:, 3] + 1.0) * (DEPTH_RANGE / 2)

@@ -64,19 +64,26 @@ def mmpl_segment(segment: int, n: int) -> tuple[list[Wave], Wave]:
     return plan_waves, populate
 
 
+SCHEDULES = ("mmpl", "framewise")
+
+
+def check_schedule(kind: str) -> None:
+    if kind not in SCHEDULES:
+        raise ValueError(f"unknown schedule {kind!r}; choose mmpl or framewise")
+
+
 def segment_waves(
     kind: str, segment: int, n: int, pending: Wave, pipelined: bool = True
 ) -> tuple[list[Wave], Wave]:
     """The waves that run once segment `segment`'s camera path is known, and what is left
     pending until the next segment (MMPL's populate wave, when pipelined) or the end."""
+    check_schedule(kind)
     if kind == "framewise":
         waves = []
         for p in range(1, n + 1):
             has_b = segment * n + p - 2 >= 0
             waves.append([Request(segment, p, p - 1, p - 2 if has_b else None, planning=p == n)])
         return waves, []
-    if kind != "mmpl":
-        raise ValueError(f"unknown schedule {kind!r}; choose mmpl or framewise")
     plan_waves, populate = mmpl_segment(segment, n)
     if pipelined:
         return [pending + plan_waves[0], *plan_waves[1:]], populate

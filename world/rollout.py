@@ -27,7 +27,7 @@ from world.generator import (
     to_model,
 )
 from world.memory import FieldMemory
-from world.mmpl import Wave, segment_waves
+from world.mmpl import Wave, check_schedule, segment_waves
 
 
 @dataclass
@@ -91,7 +91,7 @@ class WorldStream:
     ):
         if fit not in ("planning", "all", "none"):
             raise ValueError(f"fit must be planning, all or none, got {fit!r}")
-        segment_waves(kind, 0, frames_per_segment, [])  # rejects an unknown kind early
+        check_schedule(kind)
         self.model, self.steps, self.n = model, sampling_steps, frames_per_segment
         self.memory, self.kind, self.fit, self.pipelined = memory, kind, fit, pipelined
         self.generator = torch.Generator().manual_seed(seed)

@@ -30,7 +30,7 @@ from tqdm import tqdm
 from world import generator_checkpoint as ckpt
 from world.generator import Conditioning, add_noise, ddim_step, sampling_times
 from world.generator_data import ExampleSampler, ExploreFrames
-from world.generator_train import denoising_loss
+from world.generator_train import clipped_step, denoising_loss
 
 log = logging.getLogger(__name__)
 
@@ -126,16 +126,10 @@ def distill(
         x = student_sample(student, cond, noise.to(device), config.student_steps, k)
         gradient = dmd_gradient(x, cond, teacher, fake, generator, config.t_min, config.t_max)
         loss = dmd_loss(x, gradient)
-        opt_student.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(student.parameters(), 1.0)
-        opt_student.step()
+        clipped_step(opt_student, loss, student)
         for _ in range(config.fake_updates):
             fake_loss = denoising_loss(fake, x.detach().clamp(-1, 1), cond, generator)
-            opt_fake.zero_grad(set_to_none=True)
-            fake_loss.backward()
-            nn.utils.clip_grad_norm_(fake.parameters(), 1.0)
-            opt_fake.step()
+            clipped_step(opt_fake, fake_loss, fake)
         history["dmd"].append(loss.item())
         history["fake"].append(fake_loss.item())
         history["g_norm"].append(gradient.abs().mean().item())

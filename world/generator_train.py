@@ -21,6 +21,7 @@ from policies.diffusion.training import (
     adam_state,
     check_replicas_agree,
     load_adam_state,
+    loss_summary,
     rank_and_world,
     update_ema,
     warmup_cosine,
@@ -46,6 +47,14 @@ class TeacherTraining:
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or self.sampling_steps < 1:
             raise ValueError("steps, batch_size and sampling_steps must be at least 1")
+
+
+def clipped_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, model: nn.Module) -> None:
+    """Backward, clip the gradient norm to 1, step: every world-model update does this."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
 
 
 def denoising_loss(
@@ -93,10 +102,7 @@ def train_teacher(
             group["lr"] = warmup_cosine(
                 step, training.steps, training.lr, training.warmup, floor=0.1
             )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
+        clipped_step(optimizer, loss, model)
         update_ema(ema, model, min(training.ema_decay, (1 + step) / (10 + step)))
         losses.append(loss.item())
         if step % 25 == 0:
@@ -105,11 +111,7 @@ def train_teacher(
         if rank == 0 and (done % training.checkpoint_every == 0 or done == training.steps):
             _save(out, config, training, model, ema, optimizer, done)
     bar.close()
-    result = {
-        "first_loss": float(np.mean(losses[:100])) if losses else float("nan"),
-        "final_loss": float(np.mean(losses[-100:])) if losses else float("nan"),
-        "steps": training.steps - start,
-    }
+    result = loss_summary(losses, training.steps - start)
     if world > 1:
         result["replica_hash"] = check_replicas_agree(model)
     return result

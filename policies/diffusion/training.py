@@ -144,14 +144,20 @@ def train(
         if rank == 0 and (done % config.checkpoint_every == 0 or done == config.num_steps):
             _save(out, config, data, model, ema, optimizer, done)
     bar.close()
-    result = {
-        "final_loss": float(np.mean(losses[-100:])) if losses else float("nan"),
-        "first_loss": float(np.mean(losses[:100])) if losses else float("nan"),
-        "steps": config.num_steps - start,
-    }
+    result = loss_summary(losses, config.num_steps - start)
     if world > 1:
         result["replica_hash"] = check_replicas_agree(model)
     return result
+
+
+def loss_summary(losses: list[float], steps: int) -> dict[str, float]:
+    """Mean loss over the first and the last 100 steps, and the steps taken."""
+    nan = float("nan")
+    return {
+        "first_loss": float(np.mean(losses[:100])) if losses else nan,
+        "final_loss": float(np.mean(losses[-100:])) if losses else nan,
+        "steps": steps,
+    }
 
 
 def check_replicas_agree(model: nn.Module) -> str:

@@ -5,7 +5,9 @@ serves four topics: `ping` (echo back as `pong`), `blast` (count, per run id), `
 (send the run's count and the time between its first and last blast as `stats`; asking
 twice is harmless, so a report lost to a full queue is simply asked again) and `stop`.
 The `warmloop` flavour uses Publisher/Subscriber; the `bare` flavour uses raw pyzmq
-multipart, which is the baseline every figure is compared with.
+multipart, which is the baseline every figure is compared with. Both read a ping the way
+a receiver would (bare: unpack the header, view the buffer with np.frombuffer) and send
+the pong as a new message, so each hop of a round trip is one send and one receive.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import json
 import time
 from pathlib import Path
 
+import msgpack
+import numpy as np
 import zmq
 
 from streams.messages import Heartbeat
@@ -63,6 +67,11 @@ def run_warmloop(ping: Endpoint, pong: Endpoint) -> None:
         publisher.close()
 
 
+def _read_bare(frames: list[zmq.Frame]) -> tuple[dict, np.ndarray]:
+    header = msgpack.unpackb(frames[1].bytes)
+    return header, np.frombuffer(frames[2].buffer, header["dtype"]).reshape(header["shape"])
+
+
 def run_bare(ping: Endpoint, pong: Endpoint) -> None:
     sub = OwnedSocket(zmq.SUB, [ping])
     for topic in TOPICS:
@@ -75,9 +84,12 @@ def run_bare(ping: Endpoint, pong: Endpoint) -> None:
             topic = frames[0].bytes
             if topic == b"stop":
                 return
-            if topic == b"ping":
-                pub.socket.send_multipart([b"pong", *frames[1:]], copy=False)
+            if topic == b"ping":  # read it as any receiver would, then send it back
+                header, array = _read_bare(frames)
+                pong = [b"pong", msgpack.packb(header), array.data]
+                pub.socket.send_multipart(pong, copy=False)
             elif topic.startswith(b"blast"):  # b"blast:RUN"
+                _read_bare(frames)
                 counter.tick(int(topic[6:]))
             else:
                 pub.socket.send_multipart([b"stats", json.dumps(counter.report()).encode()])

@@ -19,6 +19,7 @@ from typing import Any
 
 import msgpack
 import numpy as np
+import zmq
 
 from streams.errors import DecodeError, InvalidMessage
 from streams.messages import REGISTRY, WIRE_DTYPES, Message, Stamp, dtype_code
@@ -36,6 +37,8 @@ _DTYPES = {
 _HEADER_KEYS = frozenset(
     {"schema", "version", "seq", "source", "t_capture", "t_sent", "fields", "arrays"}
 )
+_ARRAY_KEYS = frozenset({"name", "dtype", "shape", "order"})
+_WIRE_TYPES: dict[np.dtype, tuple[str, str]] = {}
 
 
 @dataclass
@@ -49,29 +52,44 @@ class Received:
 
 
 def _array_items(message: Message) -> list[tuple[str, np.ndarray]]:
-    items = [(name, getattr(message, name)) for name in message.ARRAYS]
+    values = message.__dict__
+    items = [(name, values[name]) for name in message.ARRAYS]
     for name in message.ARRAY_MAPS:
-        items += [(f"{name}/{key}", value) for key, value in getattr(message, name).items()]
+        items += [(f"{name}/{key}", value) for key, value in values[name].items()]
     return [(name, value) for name, value in items if value is not None]
 
 
-def encode(topic: str, message: Message, *, seq: int, source: str, t_sent: float) -> list[Any]:
-    """Frames for `send_multipart(frames, copy=False)`; array buffers are not copied."""
+def _wire_type(dtype: np.dtype) -> tuple[str, str]:
+    """(wire code, byte order) of a native-order dtype, cached: encode runs per message."""
+    wire = _WIRE_TYPES.get(dtype)
+    if wire is None:
+        order = "|" if dtype.itemsize == 1 else _NATIVE_ORDER
+        wire = _WIRE_TYPES[dtype] = (dtype_code(dtype), order)
+    return wire
+
+
+def encode(
+    topic: str,
+    message: Message,
+    *,
+    seq: int,
+    source: str,
+    t_sent: float,
+    packer: msgpack.Packer | None = None,
+) -> list[Any]:
+    """Frames for `send_multipart(frames, copy=False)`; array buffers are not copied.
+
+    A sender that encodes often passes its own `packer` (one per thread): reusing it
+    costs half of building one per message."""
     arrays, buffers = [], []
     for name, value in _array_items(message):
         value = np.ascontiguousarray(value)
         if value.dtype.byteorder not in ("=", "|", _NATIVE_ORDER):
             value = value.astype(value.dtype.newbyteorder("="))
-        order = "|" if value.dtype.itemsize == 1 else _NATIVE_ORDER
-        arrays.append(
-            {
-                "name": name,
-                "dtype": dtype_code(value.dtype),
-                "shape": list(value.shape),
-                "order": order,
-            }
-        )
+        code, order = _wire_type(value.dtype)
+        arrays.append({"name": name, "dtype": code, "shape": value.shape, "order": order})
         buffers.append(value.data)
+    values = message.__dict__
     header = {
         "schema": message.SCHEMA,
         "version": message.VERSION,
@@ -79,15 +97,18 @@ def encode(topic: str, message: Message, *, seq: int, source: str, t_sent: float
         "source": source,
         "t_capture": float(message.t_capture),
         "t_sent": float(t_sent),
-        "fields": {name: getattr(message, name) for name in message.SCALARS},
+        "fields": {name: values[name] for name in message.SCALARS},
         "arrays": arrays,
     }
-    return [topic.encode(), msgpack.packb(header, use_bin_type=True), *buffers]
+    packed = packer.pack(header) if packer else msgpack.packb(header, use_bin_type=True)
+    return [topic.encode(), packed, *buffers]
 
 
 def _view(frame: Any) -> memoryview:
     # zmq.Frame exposes its bytes as .buffer; bytes and memoryview are used as they are.
-    view = memoryview(getattr(frame, "buffer", frame))
+    if type(frame) is zmq.Frame:
+        return memoryview(frame)  # always bytes, one dimension; cheaper than .buffer
+    view = memoryview(frame)
     return view if view.format == "B" and view.ndim == 1 else view.cast("B")
 
 
@@ -101,7 +122,7 @@ def decode(
         raise DecodeError(f"frames are not byte buffers: {exc}") from None
     if len(views) < 2:
         raise DecodeError(f"expected at least 2 frames (topic, header), got {len(views)}")
-    total = sum(v.nbytes for v in views)
+    total = sum([v.nbytes for v in views])
     if total > max_bytes:
         raise DecodeError(f"message of {total} bytes exceeds the cap of {max_bytes} bytes")
     topic = _decode_topic(views[0])
@@ -116,8 +137,9 @@ def decode(
         )
     arrays = [_decode_array(spec, view) for spec, view in zip(specs, views[2:], strict=True)]
     message = _build(cls, header, arrays)
-    message.stamp = Stamp(seq=header["seq"], source=header["source"], t_sent=header["t_sent"])
-    return Received(topic=topic, message=message, frames=list(frames), t_received=t_received)
+    message.stamp = Stamp(header["seq"], header["source"], header["t_sent"])
+    frames = frames if type(frames) is list else list(frames)
+    return Received(topic, message, frames, t_received)
 
 
 def _decode_topic(view: memoryview) -> str:
@@ -134,7 +156,9 @@ def _decode_header(view: memoryview) -> dict[str, Any]:
     if view.nbytes > MAX_HEADER_BYTES:
         raise DecodeError(f"header of {view.nbytes} bytes exceeds {MAX_HEADER_BYTES}")
     try:
-        header = msgpack.unpackb(view, raw=False, strict_map_key=True, use_list=True)
+        # msgpack >= 1.0 defaults, spelled out costs a microsecond per message: strings
+        # decoded as UTF-8 (raw=False), map keys only str or bytes (strict_map_key=True).
+        header = msgpack.unpackb(view)
     except Exception as exc:  # msgpack raises several unrelated types on garbage
         raise DecodeError(f"header is not valid msgpack: {type(exc).__name__}") from None
     if type(header) is not dict or header.keys() != _HEADER_KEYS:
@@ -174,10 +198,10 @@ def _describe(header: dict[str, Any]) -> str:
 
 
 def _decode_array(spec: Any, view: memoryview) -> tuple[str, np.ndarray]:
-    if not isinstance(spec, dict) or set(spec) != {"name", "dtype", "shape", "order"}:
+    if type(spec) is not dict or spec.keys() != _ARRAY_KEYS:
         raise DecodeError(f"array spec must have name, dtype, shape, order: {spec!r:.80}")
     name, code, shape, order = spec["name"], spec["dtype"], spec["shape"], spec["order"]
-    if not isinstance(name, str):
+    if type(name) is not str:
         raise DecodeError("array name must be a string")
     dtype = _DTYPES.get((code, order)) if type(code) is str and type(order) is str else None
     if dtype is None:
@@ -186,29 +210,35 @@ def _decode_array(spec: Any, view: memoryview) -> tuple[str, np.ndarray]:
                 f"array {name!r}: dtype {code!r} is not allowed; allowed: {WIRE_DTYPES}"
             )
         raise DecodeError(f"array {name!r}: byte order {order!r} must be '<', '>' or '|'")
-    if (
-        not isinstance(shape, list)
-        or len(shape) > MAX_NDIM
-        or not all(type(d) is int and d >= 0 for d in shape)
-    ):
+    if type(shape) is not list or len(shape) > MAX_NDIM:
         raise DecodeError(f"array {name!r}: bad shape {shape!r:.80}")
-    expected = math.prod(shape) * dtype.itemsize
-    if expected != view.nbytes:
-        raise DecodeError(
-            f"array {name!r}: shape {shape} of {code} needs {expected} bytes, "
-            f"buffer has {view.nbytes}"
-        )
-    array = np.frombuffer(view, dtype=dtype).reshape(shape)
+    # numpy checks the rest in C: reshape rejects dimensions that are not integers and
+    # sizes that disagree with the buffer; comparing shapes rejects -1 ("infer").
+    try:
+        array = np.frombuffer(view, dtype=dtype).reshape(shape)
+    except (TypeError, ValueError):
+        array = None
+    if array is None or array.shape != tuple(shape):
+        raise DecodeError(_shape_error(name, code, shape, dtype, view))
     if array.flags.writeable:  # views on bytes and zmq frames are read-only already
         array.flags.writeable = False
     return name, array
+
+
+def _shape_error(name: str, code: str, shape: list, dtype: np.dtype, view: memoryview) -> str:
+    if not all(type(d) is int and d >= 0 for d in shape):
+        return f"array {name!r}: bad shape {shape!r:.80}"
+    return (
+        f"array {name!r}: shape {shape} of {code} needs {math.prod(shape) * dtype.itemsize} "
+        f"bytes, buffer has {view.nbytes}"
+    )
 
 
 def _build(
     cls: type[Message], header: dict[str, Any], arrays: list[tuple[str, np.ndarray]]
 ) -> Message:
     scalars = header["fields"]
-    if set(scalars) != set(cls.SCALARS):
+    if scalars.keys() != cls.SCALARS.keys():
         raise DecodeError(
             f"{cls.SCHEMA}: fields {sorted(map(str, scalars))} != expected {sorted(cls.SCALARS)}"
         )
@@ -226,12 +256,9 @@ def _build(
             kwargs[head] = array
         else:
             raise DecodeError(f"{cls.SCHEMA}: unexpected array {name!r}")
-    for name, spec in cls.ARRAYS.items():
-        if name not in kwargs and not spec.optional:
-            raise DecodeError(f"{cls.SCHEMA}: required array {name!r} is missing")
-    try:
+    try:  # a missing required array is a TypeError from the dataclass, as is a bad field
         return cls(t_capture=header["t_capture"], **kwargs)
     except InvalidMessage as exc:
         raise DecodeError(str(exc)) from None
-    except TypeError as exc:  # a scalar field that the dataclass does not accept
+    except TypeError as exc:
         raise DecodeError(f"{cls.SCHEMA}: {exc}") from None

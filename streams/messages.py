@@ -15,7 +15,7 @@ import re
 import time
 from dataclasses import dataclass, field, fields
 from functools import partial
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
@@ -24,6 +24,8 @@ from streams.errors import InvalidMessage
 # Array dtypes allowed on the wire, as numpy kind + item size.
 WIRE_DTYPES = ("b1", "u1", "i4", "i8", "f2", "f4", "f8")
 _KEY = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+MAX_STRING = 4096  # characters in a string field
+_NUMBER = (float, int)
 
 
 @dataclass(frozen=True)
@@ -36,24 +38,42 @@ class ArraySpec:
     finite: bool = False  # reject NaN and infinity
     optional: bool = False  # the field may be None
 
-    def check(self, name: str, value: Any) -> None:
+    def __post_init__(self) -> None:
+        # numpy dtypes in both byte orders: a set lookup costs a fraction of dtype.str.
+        allowed = {np.dtype(code).newbyteorder(order) for code in self.dtypes for order in "<>"}
+        object.__setattr__(self, "_allowed", frozenset(allowed))
+
+    def check(self, schema: str, name: str, value: Any) -> None:
+        """Raise InvalidMessage if `value` breaks the spec. Labels are built only on error:
+        this runs for every array of every message on the latency path."""
         if value is None:
             if not self.optional:
-                raise InvalidMessage(f"{name}: required array is missing")
+                raise InvalidMessage(f"{schema}.{name}: required array is missing")
             return
         if not isinstance(value, np.ndarray):
-            raise InvalidMessage(f"{name}: expected a numpy array, got {type(value).__name__}")
+            raise InvalidMessage(
+                f"{schema}.{name}: expected a numpy array, got {type(value).__name__}"
+            )
         dtype = value.dtype
-        if dtype.str[1:] not in self.dtypes:
-            raise InvalidMessage(f"{name}: dtype {dtype} not allowed, expected {self.dtypes}")
+        if dtype not in self._allowed:
+            raise InvalidMessage(
+                f"{schema}.{name}: dtype {dtype} not allowed, expected {self.dtypes}"
+            )
         if self.ndim is not None and value.ndim != self.ndim:
             raise InvalidMessage(
-                f"{name}: expected {self.ndim} dimensions, got shape {value.shape}"
+                f"{schema}.{name}: expected {self.ndim} dimensions, got shape {value.shape}"
             )
         if self.trailing and value.shape[-len(self.trailing) :] != self.trailing:
-            raise InvalidMessage(f"{name}: shape {value.shape} must end with {self.trailing}")
-        if self.finite and dtype.kind == "f" and value.size and not np.isfinite(value).all():
-            raise InvalidMessage(f"{name}: contains NaN or infinity")
+            raise InvalidMessage(
+                f"{schema}.{name}: shape {value.shape} must end with {self.trailing}"
+            )
+        if self.finite and dtype.kind == "f" and not _all_finite(value):
+            raise InvalidMessage(f"{schema}.{name}: contains NaN or infinity")
+
+
+def _all_finite(value: np.ndarray) -> bool:
+    # logical_and.reduce skips the Python wrapper of ndarray.all(); True when empty.
+    return bool(np.logical_and.reduce(np.isfinite(value), axis=None))
 
 
 def dtype_code(dtype: np.dtype) -> str:
@@ -61,9 +81,10 @@ def dtype_code(dtype: np.dtype) -> str:
     return f"{dtype.kind}{dtype.itemsize}"
 
 
-@dataclass(frozen=True)
-class Stamp:
-    """Set by the transport: who sent a message, its place in that sender's topic, when."""
+class Stamp(NamedTuple):
+    """Set by the transport: who sent a message, its place in that sender's topic, when.
+
+    A named tuple rather than a frozen dataclass: one is built per received message."""
 
     seq: int
     source: str
@@ -91,20 +112,31 @@ class Message:
         self.validate()
 
     def validate(self) -> None:
-        if not (type(self.t_capture) in (float, int) and math.isfinite(self.t_capture)):
-            raise InvalidMessage(f"{self.SCHEMA}.t_capture: must be a finite number")
+        values, schema = self.__dict__, self.SCHEMA
+        t_capture = values["t_capture"]
+        if not (type(t_capture) in _NUMBER and math.isfinite(t_capture)):
+            raise InvalidMessage(f"{schema}.t_capture: must be a finite number")
         for name, kind in self.SCALARS.items():
-            _check_scalar(f"{self.SCHEMA}.{name}", getattr(self, name), kind)
+            value = values[name]
+            # Inline test of the common valid case; _check_scalar explains any other.
+            common = (
+                type(value) is kind
+                and kind is not dict
+                and (kind is not float or math.isfinite(value))
+                and (kind is not str or len(value) <= MAX_STRING)
+            )
+            if not common:
+                _check_scalar(f"{schema}.{name}", value, kind)
         for name, spec in self.ARRAYS.items():
-            spec.check(f"{self.SCHEMA}.{name}", getattr(self, name))
+            spec.check(schema, name, values[name])
         for name, spec in self.ARRAY_MAPS.items():
-            mapping = getattr(self, name)
-            if not isinstance(mapping, dict):
-                raise InvalidMessage(f"{self.SCHEMA}.{name}: expected a dict of arrays")
+            mapping = values[name]
+            if type(mapping) is not dict:
+                raise InvalidMessage(f"{schema}.{name}: expected a dict of arrays")
             for key, value in mapping.items():
-                if not (isinstance(key, str) and _KEY.match(key)):
-                    raise InvalidMessage(f"{self.SCHEMA}.{name}: bad key {key!r}")
-                spec.check(f"{self.SCHEMA}.{name}[{key}]", value)
+                if not (type(key) is str and _KEY.match(key)):
+                    raise InvalidMessage(f"{schema}.{name}: bad key {key!r}")
+                spec.check(schema, f"{name}[{key}]", value)
         self.check()
 
     def check(self) -> None:
@@ -138,8 +170,6 @@ def _values_equal(a: Any, b: Any) -> bool:
 
 
 def _check_scalar(name: str, value: Any, kind: type | tuple[type, ...]) -> None:
-    if type(value) is kind and kind is not float and kind is not dict:
-        return  # the common case: an int or str of the declared type
     kinds = kind if isinstance(kind, tuple) else (kind,)
     if float in kinds and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
@@ -151,8 +181,8 @@ def _check_scalar(name: str, value: Any, kind: type | tuple[type, ...]) -> None:
         )
     if isinstance(value, float) and not math.isfinite(value):
         raise InvalidMessage(f"{name}: must be finite")
-    if isinstance(value, str) and len(value) > 4096:
-        raise InvalidMessage(f"{name}: string longer than 4096 characters")
+    if isinstance(value, str) and len(value) > MAX_STRING:
+        raise InvalidMessage(f"{name}: string longer than {MAX_STRING} characters")
     if isinstance(value, dict):
         for key, item in value.items():
             if not (isinstance(key, str) and _KEY.match(key)):

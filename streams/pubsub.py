@@ -7,8 +7,9 @@ newest message (`Latest`) or a bounded queue (`Queue(depth)`):
 
 - inside `recv()` the caller's thread drains and waits on the socket itself, so a
   message costs no thread hand-off on the latency path;
-- while the caller is busy elsewhere, a keeper thread drains every few milliseconds,
-  so nothing piles up inside ZeroMQ and memory stays bounded.
+- once the caller has been away from `recv()` for a keeper period, a keeper thread
+  drains every few milliseconds, so nothing piles up inside ZeroMQ and memory stays
+  bounded.
 
 One lock guards the socket, so only one thread touches it at a time.
 
@@ -27,6 +28,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from itertools import count
 
+import msgpack
 import zmq
 
 from streams.codec import DEFAULT_MAX_MESSAGE_BYTES, Received, decode, encode
@@ -92,6 +94,7 @@ class Publisher(SocketUser):
         self.source = source
         self._owned = OwnedSocket(zmq.PUB, [endpoint], context, {zmq.SNDHWM: send_hwm})
         self._seq: dict[str, count] = {}
+        self._packer = msgpack.Packer(use_bin_type=True)  # a Publisher is not thread-safe
 
     @property
     def address(self) -> str:
@@ -99,8 +102,18 @@ class Publisher(SocketUser):
 
     def publish(self, topic: str, message: Message) -> int:
         """Send `message` on `topic`; return its seq."""
-        seq = next(self._seq.setdefault(topic, count()))
-        frames = encode(topic, message, seq=seq, source=self.source, t_sent=time.monotonic())
+        counter = self._seq.get(topic)
+        if counter is None:
+            counter = self._seq[topic] = count()
+        seq = next(counter)
+        frames = encode(
+            topic,
+            message,
+            seq=seq,
+            source=self.source,
+            t_sent=time.monotonic(),
+            packer=self._packer,
+        )
         self._owned.socket.send_multipart(frames, copy=False)
         return seq
 
@@ -157,6 +170,7 @@ class Subscriber(SocketUser):
         self.stats = SubscriberStats(topics={t: TopicStats() for t in topics})
         self._lock = threading.Lock()
         self._callers = 0
+        self._left_recv = 0.0  # monotonic time the caller last left recv()
         self._stop = threading.Event()
         self._keeper = threading.Thread(
             target=self._keep_draining, name="warmloop-sub", daemon=True
@@ -180,19 +194,27 @@ class Subscriber(SocketUser):
         self._callers += 1  # tells the keeper to stand aside (see _keep_draining)
         with self._lock:
             self._callers -= 1
-            socket = self._owned.socket
-            while True:
-                # A queued message is served as it is; a Latest topic first takes in
-                # whatever arrived, so that it returns the newest.
-                if not self._queued(topic):
-                    self._drain()
-                item = self._pop(topic)
-                if item is not None:
-                    return item
-                remaining = 0.1 if deadline is None else deadline - time.monotonic()
-                if remaining <= 0:
-                    return None
-                zmq.zmq_poll([(socket, zmq.POLLIN)], max(1, int(min(remaining, 0.1) * 1000)))
+            try:
+                return self._recv_locked(topic, deadline)
+            finally:
+                self._left_recv = time.monotonic()
+
+    def _recv_locked(self, topic: str | None, deadline: float | None) -> Received | None:
+        socket = self._owned.socket
+        ready = False  # poll said a message is waiting: no need to ask EVENTS again
+        while True:
+            # A queued message is served as it is; a Latest topic first takes in
+            # whatever arrived, so that it returns the newest.
+            if not self._queued(topic):
+                self._drain(ready=ready)
+            item = self._pop(topic)
+            if item is not None:
+                return item
+            remaining = 0.1 if deadline is None else deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            wait_ms = max(1, int(min(remaining, 0.1) * 1000))
+            ready = bool(zmq.zmq_poll([(socket, zmq.POLLIN)], wait_ms))
 
     def _queued(self, topic: str | None) -> bool:
         topics = self._buffers if topic is None else (topic,)
@@ -212,17 +234,19 @@ class Subscriber(SocketUser):
         # would stall the caller's own work (its control loop, its publishing).
         while not self._stop.wait(self.KEEPER_PERIOD):
             # A caller inside recv() drains the socket itself; one waiting for the lock
-            # goes first.
-            if self._callers == 0 and self._lock.acquire(blocking=False):
+            # goes first; one that called within the period is consuming, and a batch
+            # drained behind its back would only hold frames alive and take the GIL.
+            idle = time.monotonic() - self._left_recv > self.KEEPER_PERIOD
+            if idle and self._callers == 0 and self._lock.acquire(blocking=False):
                 try:
                     self._drain()
                 finally:
                     self._lock.release()
 
-    def _drain(self) -> bool:
+    def _drain(self, ready: bool = False) -> bool:
         """Move what ZeroMQ holds into the topic buffers; True if more may be waiting.
 
-        Call with the lock held.
+        `ready`: a poll just said a message is waiting. Call with the lock held.
         """
         socket = self._owned.socket
         if socket.closed:
@@ -230,8 +254,9 @@ class Subscriber(SocketUser):
         # Asking EVENTS is cheaper than letting recv raise zmq.Again on an empty socket.
         # The batch bound keeps a flood from holding the caller here forever.
         for _ in range(self.DRAIN_BATCH):
-            if not socket.get(zmq.EVENTS) & zmq.POLLIN:
+            if not ready and not socket.get(zmq.EVENTS) & zmq.POLLIN:
                 return False
+            ready = False
             self._accept(socket.recv_multipart(copy=False))
         return True
 

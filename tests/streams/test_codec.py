@@ -4,7 +4,16 @@ import msgpack
 import numpy as np
 import pytest
 
-from streams import ActionChunk, DecodeError, Frame, InvalidMessage, Observation, decode, encode
+from streams import (
+    ActionChunk,
+    DecodeError,
+    Frame,
+    Heartbeat,
+    InvalidMessage,
+    Observation,
+    decode,
+    encode,
+)
 from streams.messages import REGISTRY
 from tests.streams.helpers import sample_messages
 
@@ -86,6 +95,32 @@ def test_rejects_shape_that_disagrees_with_byte_length(chunk_frames) -> None:
     arrays[0]["shape"] = [5, 2]
     with pytest.raises(DecodeError, match="needs 40 bytes, buffer has 32"):
         decode(_with_header(chunk_frames, arrays=arrays))
+
+
+@pytest.mark.parametrize("shape", [[-1, 2], [8], [4, -1], [4, 2.0], [4, True], [4, "2"]])
+def test_rejects_shapes_that_are_not_lists_of_sizes(chunk_frames, shape) -> None:
+    # numpy would infer -1 and accept some of these; the wire format does not.
+    arrays = _header(chunk_frames)["arrays"]
+    arrays[0]["shape"] = shape
+    with pytest.raises(DecodeError, match="shape"):
+        decode(_with_header(chunk_frames, arrays=arrays))
+
+
+def test_rejects_a_missing_required_array(chunk_frames) -> None:
+    header = _header(chunk_frames)
+    header["arrays"] = []
+    with pytest.raises(DecodeError, match="actions"):
+        decode([chunk_frames[0], msgpack.packb(header)])
+
+
+def test_rejects_strings_longer_than_the_limit() -> None:
+    with pytest.raises(InvalidMessage, match="longer than 4096"):
+        Heartbeat(node="n" * 4097)
+    frames = _wire(encode("hb", Heartbeat(node="n"), seq=0, source="s", t_sent=0.0))
+    header = _header(frames)
+    header["fields"]["node"] = "n" * 4097
+    with pytest.raises(DecodeError, match="longer than 4096"):
+        decode([frames[0], msgpack.packb(header)])
 
 
 def test_rejects_non_finite_values_where_schema_forbids(chunk_frames) -> None:

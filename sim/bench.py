@@ -84,6 +84,8 @@ def run(quick: bool) -> BenchResult:
         "FPS from the median frame time. Lights cast no shadows: on llvmpipe shadow maps "
         "cost ~20× (112 ms vs 5.5 ms per 96×96 frame).",
         f"Experts: seeds 0..{seeds - 1}; ± is the 95% Wilson interval half-width. The PushT "
-        "expert plans each push by rolling candidates out in a copy of the physics.",
+        "expert plans each push by rolling candidates out in a copy of the physics; from "
+        "80% coverage it tries pushes of 1-10 mm at five angles, which finish what coarse "
+        "pushes overshoot (85% -> 100% success when they were added).",
     ]
     return BenchResult(figures=f, table=table, notes=notes)

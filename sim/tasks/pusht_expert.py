@@ -49,6 +49,11 @@ _CONTACTS = np.array(
 )
 _ANGLES = (-0.5, 0.0, 0.5)  # push direction relative to the inward normal, rad
 _LENGTHS = (0.006, 0.015, 0.035, 0.07, 0.12)
+# Success needs the block within about 2 mm and 2 degrees: close to the target, pushes
+# of a few millimetres at more angles finish the job that coarse pushes overshoot.
+_FINE_FROM = 0.8  # coverage from which the fine pushes are tried
+_FINE_ANGLES = (-0.7, -0.35, 0.0, 0.35, 0.7)
+_FINE_LENGTHS = (0.001, 0.002, 0.0035, 0.006, 0.01)
 _LEVER = 0.06  # metres of position error worth one radian of yaw error
 _COVERAGE_WEIGHT = 0.05  # metres of pose error worth the whole target area
 SAFE_RADIUS = 0.135  # travel around the block this far from its centre
@@ -68,7 +73,7 @@ def pose_error(pose: np.ndarray, target: np.ndarray = TARGET_POSE) -> float:
 
 
 class PushTExpert:
-    name = "pusht-rollout-planner-v1"
+    name = "pusht-rollout-planner-v2"
 
     def __init__(self, env: MujocoScene, rng: np.random.Generator):
         self.env = env
@@ -102,16 +107,25 @@ class PushTExpert:
         pose = block_pose(physics)
         if coverage(pose) >= 0.97:
             return [pusher.copy()]  # done: stay clear and still
+        fine = coverage(pose) >= _FINE_FROM
+        angles, lengths = (_FINE_ANGLES, _FINE_LENGTHS) if fine else (_ANGLES, _LENGTHS)
         scored = sorted(
             (
                 (self._rollout(*c) + self.rng.uniform(0, 1e-4), i, c)
-                for i, c in enumerate(self._candidates(pose))
+                for i, c in enumerate(self._candidates(pose, angles, lengths))
             ),
             key=lambda t: t[:2],
         )
         improving = [c for cost, _, c in scored if cost < pose_error(pose)]
-        # The best push the pusher can reach; when none improves, a random reachable one.
-        order = improving or [scored[i][2] for i in self.rng.permutation(len(scored))]
+        # The best push the pusher can reach. When none improves: far from the target a
+        # random reachable one shakes the block loose; close to it, the least harmful
+        # fine push, since a random one undoes what the fine pushes achieved.
+        if improving:
+            order = improving
+        elif fine:
+            order = [c for _, _, c in scored]
+        else:
+            order = [scored[i][2] for i in self.rng.permutation(len(scored))]
         # Verify the few best reachable plans whole, travel included, in simulation: a
         # path that brushes the block spoils a push that looked good on its own.
         plans = []
@@ -131,13 +145,13 @@ class PushTExpert:
         self._last_direction = None
         return [np.clip(pusher + self.rng.normal(0, 0.03, 2), -0.24, 0.24)]
 
-    def _candidates(self, pose: np.ndarray):
+    def _candidates(self, pose: np.ndarray, angles: tuple, lengths: tuple):
         c, s = math.cos(pose[2]), math.sin(pose[2])
         rotation = np.array([[c, -s], [s, c]])
         for x, y, nx, ny in _CONTACTS:
             point = rotation @ np.array([x, y]) + pose[:2]
             normal = rotation @ np.array([nx, ny])
-            for angle in _ANGLES:
+            for angle in angles:
                 ca, sa = math.cos(angle), math.sin(angle)
                 direction = -np.array(
                     [ca * normal[0] - sa * normal[1], sa * normal[0] + ca * normal[1]]
@@ -145,7 +159,7 @@ class PushTExpert:
                 start = point - direction * STANDOFF
                 if np.abs(start).max() > 0.24:
                     continue  # the pusher cannot get there
-                for length in _LENGTHS:
+                for length in lengths:
                     yield start, direction, length + STANDOFF
 
     def _rollout(self, start: np.ndarray, direction: np.ndarray, length: float) -> float:

@@ -53,7 +53,7 @@ def offline_ratios(
         clean.clear()
         for i in range(len(observations)):
             window = observations[np.clip(np.arange(i - horizon + 1, i + 1), 0, None)]
-            clean.append(policy.predict_normalized(window))  # a "ddpm" policy: full chain
+            clean.append(policy.predict_normalized(window[None]))  # a "ddpm" policy: full chain
             if i >= executed:
                 guess = shift_chunk(clean[i - executed], executed)
                 energies.append(

@@ -11,8 +11,9 @@ import logging
 import sys
 import time
 from collections import deque
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -20,6 +21,7 @@ from runtime.stats import wilson_half_width
 
 log = logging.getLogger(__name__)
 EVAL_SEED = 100_000
+DEFAULT_NUM_ENVS = 8
 
 
 @dataclass
@@ -28,10 +30,32 @@ class EvalResult:
     success_rate: float
     success_ci95: float  # half-width of the Wilson interval
     mean_score: float
-    latency_p50_ms: float  # per prediction, after the first of each episode
+    latency_p50_ms: float  # per (batched) prediction, after the first of each episode
     latency_p99_ms: float
     network_calls_per_prediction: float
     actions_per_prediction: int
+    mean_batch: float  # episodes served by one prediction call, on average
+
+
+@dataclass
+class _Slot:
+    """One of the environments stepped in lockstep, and the episode it is playing."""
+
+    env: Any
+    episode: int = -1
+    history: deque = field(default_factory=deque)
+    queue: deque = field(default_factory=deque)
+    first: bool = True  # no prediction made yet in this episode
+    best: float = 0.0
+
+
+@dataclass
+class _Tally:
+    successes: int = 0
+    scores: list[float] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)
+    batches: list[int] = field(default_factory=list)
+    calls: int = 0
 
 
 def evaluate(
@@ -42,56 +66,121 @@ def evaluate(
     seed: int = EVAL_SEED,
     video: Path | None = None,
     progress: bool = True,
+    num_envs: int = 1,
 ) -> EvalResult:
-    """Run `episodes` episodes; `executed` actions of each predicted chunk are played."""
+    """Run `episodes` episodes, `num_envs` at a time in lockstep with batched inference.
+
+    Episode i is reset with seed + i whatever `num_envs` is; `executed` actions of each
+    predicted chunk are played. With num_envs > 1 the policy needs `infer_batch`.
+    """
     from tqdm import tqdm
 
     from sim.envs import make_env
 
-    env = make_env(task)
-    start = policy.obs_horizon - 1  # the chunk's action for the current step
-    successes, scores, latencies, calls, predictions = 0, [], [], 0, 0
-    frames: list[np.ndarray] = []
-    for episode in tqdm(range(episodes), desc=f"eval {task}", disable=not progress):
-        observation, info = env.reset(seed=seed + episode)
-        policy.reset()
-        history = deque([observation] * policy.obs_horizon, maxlen=policy.obs_horizon)
-        queue: deque[np.ndarray] = deque()
-        done, best, first = False, 0.0, True
-        while not done:
-            if not queue:
-                calls_before, began = policy.network_calls, time.perf_counter()
-                chunk = policy.infer(np.stack(history))
-                if not first:  # the first prediction of an episode always denoises fully
-                    latencies.append(time.perf_counter() - began)
-                    calls += policy.network_calls - calls_before
-                    predictions += 1
-                first = False
-                queue.extend(chunk[start : start + executed])
-            observation, reward, terminated, truncated, info = env.step(queue.popleft())
-            history.append(observation)
-            best = max(best, float(info.get("score", reward)))
-            done = terminated or truncated
-            if video is not None and episode == 0:
-                frames.append(env.unwrapped.render_camera(width=240, height=240, depth=False).rgb)
-        successes += bool(info["success"])
-        scores.append(best)
-    env.close()
+    if num_envs > 1 and not hasattr(policy, "infer_batch"):
+        raise ValueError("this policy predicts one episode at a time: use num_envs=1")
+    slots = [_Slot(make_env(task)) for _ in range(min(num_envs, episodes))]
+    tally, frames = _Tally(), []
+    upcoming = iter(range(episodes))
+    bar = tqdm(total=episodes, desc=f"eval {task}", disable=not progress)
+    for index, slot in enumerate(slots):
+        _start_episode(slot, index, next(upcoming), policy, seed)
+    active = list(enumerate(slots))
+    while active:
+        waiting = [(i, s) for i, s in active if not s.queue]
+        for group in _prediction_groups(policy, waiting):
+            _predict(policy, group, executed, tally)
+        for index, slot in list(active):
+            info = _step(slot, frames if video is not None else None)
+            if info is not None:  # the episode ended
+                tally.successes += bool(info["success"])
+                tally.scores.append(slot.best)
+                bar.update()
+                episode = next(upcoming, None)
+                if episode is None:
+                    active.remove((index, slot))
+                else:
+                    _start_episode(slot, index, episode, policy, seed)
+    bar.close()
+    fps = slots[0].env.unwrapped.metadata["render_fps"]
+    for slot in slots:
+        slot.env.close()
     if video is not None and frames:
-        import imageio.v2 as imageio
+        _write_video(video, frames, fps)
+    return _result(tally, episodes, executed)
 
-        video.parent.mkdir(parents=True, exist_ok=True)
-        imageio.mimwrite(video, frames, fps=env.unwrapped.metadata["render_fps"])
-    ms = np.array(latencies) * 1e3 if latencies else np.array([np.nan])
+
+def _step(slot: _Slot, frames: list[np.ndarray] | None) -> dict | None:
+    """Play the slot's next queued action; the final info when its episode ends."""
+    observation, reward, terminated, truncated, info = slot.env.step(slot.queue.popleft())
+    slot.history.append(observation)
+    slot.best = max(slot.best, float(info.get("score", reward)))
+    if frames is not None and slot.episode == 0:  # the video shows the first episode
+        frames.append(slot.env.unwrapped.render_camera(width=240, height=240, depth=False).rgb)
+    return info if terminated or truncated else None
+
+
+def _start_episode(slot: _Slot, index: int, episode: int, policy, seed: int) -> None:
+    observation, _ = slot.env.reset(seed=seed + episode)
+    if hasattr(policy, "infer_batch"):
+        policy.reset(index)  # this slot's warm-start guess only
+    else:
+        policy.reset()
+    slot.episode, slot.first, slot.best = episode, True, 0.0
+    slot.history = deque([observation] * policy.obs_horizon, maxlen=policy.obs_horizon)
+    slot.queue.clear()
+
+
+def _prediction_groups(policy, waiting: list[tuple[int, _Slot]]) -> list[list]:
+    """Episodes to predict for together. Under RTI a first prediction denoises fully and
+    later ones warm-start: each kind gets its own call, so that only later ones are
+    timed. Other samplers cost the same every time: one call serves all."""
+    if getattr(policy, "sampler", None) != "rti":
+        return [waiting] if waiting else []
+    first = [w for w in waiting if w[1].first]
+    later = [w for w in waiting if not w[1].first]
+    return [group for group in (first, later) if group]
+
+
+def _predict(policy, group: list[tuple[int, _Slot]], executed: int, tally: _Tally) -> None:
+    """One prediction call for every episode in `group`; queue each one's actions."""
+    first = all(slot.first for _, slot in group)
+    observations = np.stack([np.stack(s.history) for _, s in group])
+    calls_before, began = policy.network_calls, time.perf_counter()
+    if hasattr(policy, "infer_batch"):
+        chunks = policy.infer_batch(observations, [i for i, _ in group])
+    else:
+        chunks = policy.infer(observations[0])[None]
+    if not first:  # RTI's first prediction of an episode always denoises fully
+        tally.latencies.append(time.perf_counter() - began)
+        tally.calls += policy.network_calls - calls_before
+        tally.batches.append(len(group))
+    start = policy.obs_horizon - 1  # the chunk's action for the current step
+    for (_, slot), chunk in zip(group, chunks, strict=True):
+        slot.queue.extend(chunk[start : start + executed])
+        slot.first = False
+
+
+def _write_video(path: Path, frames: list[np.ndarray], fps: float) -> None:
+    import imageio.v2 as imageio
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    imageio.mimwrite(path, frames, fps=fps)
+
+
+def _result(tally: _Tally, episodes: int, executed: int) -> EvalResult:
+    ms = np.array(tally.latencies) * 1e3 if tally.latencies else np.array([np.nan])
+    predictions = max(len(tally.batches), 1)
     return EvalResult(
         episodes=episodes,
-        success_rate=successes / episodes,
-        success_ci95=wilson_half_width(successes, episodes),
-        mean_score=float(np.mean(scores)),
+        success_rate=tally.successes / episodes,
+        success_ci95=wilson_half_width(tally.successes, episodes),
+        mean_score=float(np.mean(tally.scores)),
         latency_p50_ms=float(np.percentile(ms, 50)),
         latency_p99_ms=float(np.percentile(ms, 99)),
-        network_calls_per_prediction=calls / max(predictions, 1),
+        network_calls_per_prediction=tally.calls / predictions,
         actions_per_prediction=executed,
+        mean_batch=float(np.mean(tally.batches)) if tally.batches else 1.0,
     )
 
 
@@ -107,6 +196,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--execute", type=int, help="actions executed per prediction (default: 1 for rti, Ta else)"
     )
     parser.add_argument("--seed", type=int, default=EVAL_SEED, help="first evaluation seed")
+    parser.add_argument(
+        "--num-envs",
+        type=int,
+        help="environments stepped in lockstep, their predictions batched (default: 8 for "
+        "a checkpoint, 1 for an export); latency is per batched call, so use 1 to see what "
+        "one robot would",
+    )
     parser.add_argument("--video", type=Path, help="write an MP4 of the first episode here")
 
 
@@ -115,10 +211,20 @@ def main_from_args(args: argparse.Namespace) -> int:
         policy, task, executed = load_policy(args)
         if args.episodes < 1:
             raise ValueError(f"--episodes must be at least 1, got {args.episodes}")
+        exported = not hasattr(policy, "infer_batch")
+        num_envs = args.num_envs
+        if num_envs is None:
+            num_envs = 1 if exported else DEFAULT_NUM_ENVS
+        if num_envs < 1:
+            raise ValueError(f"--num-envs must be at least 1, got {num_envs}")
+        if num_envs > 1 and exported:
+            raise ValueError("an exported policy predicts one episode at a time: --num-envs 1")
     except ValueError as exc:  # CheckpointError and ExportError are ValueErrors
         sys.stderr.write(f"warmloop eval: {exc}\n")
         return 2
-    result = evaluate(policy, task, args.episodes, executed, args.seed, args.video)
+    result = evaluate(
+        policy, task, args.episodes, executed, args.seed, args.video, num_envs=num_envs
+    )
     for key, value in asdict(result).items():
         sys.stdout.write(
             f"{key}: {value:.4g}\n" if isinstance(value, float) else f"{key}: {value}\n"

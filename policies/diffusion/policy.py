@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -53,58 +54,103 @@ class DiffusionPolicy:
         self.schedule = NoiseSchedule(config.train_steps)
         self.device = device
         self.generator = torch.Generator(device=device).manual_seed(seed)
-        self.rti = RTIState(
-            config.discrete_dims, config.discrete_factor if config.rti_clip else None
-        )
+        self._rti_states: dict[int, RTIState] = {}
         self.network_calls = 0
 
-    def reset(self) -> None:
-        self.rti.reset()
+    @property
+    def rti(self) -> RTIState:
+        """The warm-start state of slot 0, the one `infer` uses."""
+        return self._rti_state(0)
+
+    def _rti_state(self, slot: int) -> RTIState:
+        state = self._rti_states.get(slot)
+        if state is None:
+            clip = self.config.discrete_factor if self.config.rti_clip else None
+            state = self._rti_states[slot] = RTIState(self.config.discrete_dims, clip)
+        return state
+
+    def reset(self, slot: int | None = None) -> None:
+        """Forget the warm-start guess of one episode slot, or of every slot."""
+        if slot is None:
+            self._rti_states.clear()
+        else:
+            self._rti_states.pop(slot, None)
 
     def infer(self, observations: np.ndarray) -> np.ndarray:
-        chunk = self.predict_normalized(observations)
-        actions = self.action_normalizer.unnormalize(chunk[0].cpu().numpy())
+        return self.infer_batch(np.asarray(observations)[None], (0,))[0]
+
+    def infer_batch(self, observations: np.ndarray, slots: Sequence[int]) -> np.ndarray:
+        """(B, To, D) observations of B independent episodes -> (B, Tp, A) actions.
+
+        `slots` names the episode of each row: RTI keeps one warm-start guess per slot,
+        so a batch may mix episodes that have just started with warm ones.
+        """
+        chunk = self.predict_normalized(observations, slots)
+        actions = self.action_normalizer.unnormalize(chunk.cpu().numpy())
         for d in self.config.discrete_dims:
-            actions[:, d] = np.where(actions[:, d] > 0, 1.0, -1.0)
+            actions[..., d] = np.where(actions[..., d] > 0, 1.0, -1.0)
         return actions
 
     @torch.no_grad()
-    def predict_normalized(self, observations: np.ndarray) -> torch.Tensor:
-        """(To, D) observations -> (1, Tp, A) chunk in the network's normalised units."""
-        expected = (self.obs_horizon, self.config.obs_dim)
+    def predict_normalized(
+        self, observations: np.ndarray, slots: Sequence[int] = (0,)
+    ) -> torch.Tensor:
+        """(B, To, D) observations -> (B, Tp, A) chunks in the network's normalised units."""
+        observations = self._check_batch(observations, slots)
+        flat = self.obs_normalizer.normalize(observations).reshape(len(slots), -1)
+        cond = torch.from_numpy(flat).to(self.device)
+        if self.sampler == "ddim":
+            timesteps = self.schedule.ddim_timesteps(self.ddim_steps)
+            noise = self._noise(len(slots))
+            return sample_ddim(self._eps_fn(cond), self.schedule, noise, timesteps)
+        if self.sampler == "ddpm":
+            return self._sample_full(cond)
+        warm = [i for i, slot in enumerate(slots) if self._rti_state(slot).warm]
+        cold = [i for i in range(len(slots)) if i not in warm]
+        chunk = torch.empty(
+            (len(slots), self.pred_horizon, self.config.action_dim), device=self.device
+        )
+        if warm:
+            guess = torch.cat([self._rti_state(slots[i]).guess for i in warm])
+            chunk[warm] = rti_update(
+                self._eps_fn(cond[warm]),
+                self.schedule,
+                guess,
+                self.executed,
+                self.k_prime,
+                lambda: self._noise(len(warm)),
+                self.config.rti_mode,
+            )
+        if cold:  # the first prediction of an episode denoises fully
+            chunk[cold] = self._sample_full(cond[cold])
+        for i, slot in enumerate(slots):
+            self._rti_state(slot).store(chunk[i : i + 1])
+        return chunk
+
+    def _check_batch(self, observations: np.ndarray, slots: Sequence[int]) -> np.ndarray:
+        expected = (len(slots), self.obs_horizon, self.config.obs_dim)
         observations = np.asarray(observations, np.float32)
         if observations.shape != expected:
             raise ValueError(f"observations must have shape {expected}, got {observations.shape}")
+        if len(set(slots)) != len(slots):
+            raise ValueError(f"slots must be distinct, got {list(slots)}")
         if not np.isfinite(observations).all():
             raise ValueError("observations contain NaN or infinity")
-        cond = torch.from_numpy(self.obs_normalizer.normalize(observations).reshape(1, -1))
-        cond = cond.to(self.device)
+        return observations
 
+    def _eps_fn(self, cond: torch.Tensor):
         def eps_fn(x: torch.Tensor, t: int) -> torch.Tensor:
-            self.network_calls += 1
+            self.network_calls += 1  # one batched call counts once
             return self.network(x, torch.full((x.shape[0],), t, device=self.device), cond)
 
-        shape = (1, self.pred_horizon, self.config.action_dim)
+        return eps_fn
 
-        def noise() -> torch.Tensor:
-            return torch.randn(shape, generator=self.generator, device=self.device)
+    def _noise(self, batch: int) -> torch.Tensor:
+        shape = (batch, self.pred_horizon, self.config.action_dim)
+        return torch.randn(shape, generator=self.generator, device=self.device)
 
-        if self.sampler == "ddim":
-            chunk = sample_ddim(
-                eps_fn, self.schedule, noise(), self.schedule.ddim_timesteps(self.ddim_steps)
-            )
-        elif self.sampler == "rti" and self.rti.warm:
-            chunk = rti_update(
-                eps_fn,
-                self.schedule,
-                self.rti.guess,
-                self.executed,
-                self.k_prime,
-                noise,
-                self.config.rti_mode,
-            )
-        else:
-            chunk = sample_ddpm(eps_fn, self.schedule, noise(), noise)
-        if self.sampler == "rti":
-            self.rti.store(chunk)
-        return chunk
+    def _sample_full(self, cond: torch.Tensor) -> torch.Tensor:
+        batch = cond.shape[0]
+        return sample_ddpm(
+            self._eps_fn(cond), self.schedule, self._noise(batch), lambda: self._noise(batch)
+        )

@@ -103,6 +103,14 @@ def test_eval_reports_success_latency_and_calls(dataset, tmp_path, capsys) -> No
     report = dict(line.split(": ") for line in capsys.readouterr().out.strip().splitlines())
     assert float(report["network_calls_per_prediction"]) == 4.0
     assert report["actions_per_prediction"] == "8"
+    # Vectorised: three episodes on two environments, predictions batched.
+    args = ["eval", str(out), "--sampler", "rti", "--k-prime", "2", "--episodes", "3"]
+    assert main([*args, "--num-envs", "2"]) == 0
+    report = dict(line.split(": ") for line in capsys.readouterr().out.strip().splitlines())
+    assert report["episodes"] == "3"
+    assert float(report["network_calls_per_prediction"]) == 3.0  # per batched call
+    assert 1.0 < float(report["mean_batch"]) <= 2.0
+    assert main([*args, "--num-envs", "0"]) == 2
     assert main(["eval", str(tmp_path / "missing"), "--episodes", "1"]) == 2
 
 

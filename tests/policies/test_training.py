@@ -67,6 +67,27 @@ def test_rti_warm_starts_after_the_first_call_and_reset_clears_it(trained) -> No
     assert policy.network_calls == 203
 
 
+def test_a_batch_keeps_one_warm_start_per_slot(trained) -> None:
+    out, _ = trained
+    policy = DiffusionPolicy(out, sampler="rti", k_prime=2, seed=3)
+    zeros = np.zeros((2, 2, 1), np.float32)
+    first = policy.infer_batch(zeros, [0, 1])
+    assert (
+        first.shape == (2, policy.pred_horizon, 1) and policy.network_calls == 100
+    )  # one batched chain
+    policy.reset(1)  # slot 1 starts a new episode; slot 0 stays warm
+    assert policy._rti_state(0).warm and not policy._rti_state(1).warm
+    policy.infer_batch(zeros, [0, 1])
+    assert policy.network_calls == 100 + 3 + 100  # warm rows K'+1, the new episode fully
+    # Each slot keeps its own mode: the guesses are the rows of the last batch.
+    guesses = [policy._rti_state(slot).guess for slot in (0, 1)]
+    assert all(g.shape == (1, policy.pred_horizon, 1) for g in guesses)
+    with pytest.raises(ValueError, match="distinct"):
+        policy.infer_batch(zeros, [0, 0])
+    with pytest.raises(ValueError, match="shape"):
+        policy.infer_batch(zeros, [0, 1, 2])
+
+
 def test_bad_observations_are_refused(trained) -> None:
     policy = DiffusionPolicy(trained[0], sampler="ddim", ddim_steps=4)
     with pytest.raises(ValueError, match="shape"):

@@ -28,7 +28,7 @@ from runtime.supervisor import LaunchReport, Supervisor
 
 log = logging.getLogger(__name__)
 CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
-CHECKPOINT = CHECKPOINTS / "pickplace"
+MANIPULATION_TASKS = ("pickplace", "pusht")
 ECHOED = ("episode ", "restart", "exited", "ERROR", "Traceback")
 
 
@@ -53,6 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "name", nargs="?", default="manipulation", choices=["manipulation", "explore"]
     )
     parser.add_argument("--episodes", type=int, default=10, help="manipulation")
+    parser.add_argument(
+        "--task", choices=MANIPULATION_TASKS, default="pickplace", help="manipulation"
+    )
     parser.add_argument("--backend", choices=["onnx", "torch"], default="onnx")
     parser.add_argument("--segments", type=int, default=12, help="explore: 8 frames each")
     parser.add_argument("--controls", default="loop", help="explore: trajectory or key script")
@@ -81,13 +84,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     run_dir.mkdir(parents=True, exist_ok=True)
     for stale in ("sim.json", "policy.json", "run.mcap", "episode0.mp4"):
         (run_dir / stale).unlink(missing_ok=True)
-    overrides: dict[str, Any] = {"sim.episodes": args.episodes}
+    overrides: dict[str, Any] = {"sim.episodes": args.episodes, "sim.task": args.task}
     if args.backend == "torch":
         overrides.update({"policy.type": "policy_torch", "policy.policy": str(args.checkpoint)})
     else:
         ensure_export(args.checkpoint, run_dir / "exported")
     graph = load(resolve(args.name), run_dir, overrides)
-    print(f"running {args.episodes} PickPlace episodes at 10 Hz ({args.backend} policy) ...")
+    print(f"running {args.episodes} {args.task} episodes at 10 Hz ({args.backend} policy) ...")
     began = time.monotonic()
     with open(run_dir / "launch.log", "w", encoding="utf-8") as log_file:
         report = Supervisor(graph, output=_LogTee(log_file, sys.stdout)).run()
@@ -201,7 +204,10 @@ def main_from_args(args: argparse.Namespace) -> int:
         print(render_explore(result))
         (args.run_dir / "demo.json").write_text(json.dumps(result, indent=2, default=str))
         return 0 if result["world"].get("counters", {}).get("frames") else 1
-    args.checkpoint = args.checkpoint or CHECKPOINT
+    args.checkpoint = args.checkpoint or CHECKPOINTS / args.task
+    if not (args.checkpoint / "config.json").exists():
+        sys.stderr.write(f"warmloop demo: no checkpoint at {args.checkpoint}\n")
+        return 2
     if args.episodes < 1:
         sys.stderr.write(f"warmloop demo: --episodes must be >= 1, got {args.episodes}\n")
         return 2

@@ -22,12 +22,8 @@ import json
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
-
-if TYPE_CHECKING:
-    pass
 
 
 @dataclass
@@ -48,22 +44,21 @@ def offline_ratios(
 
     schedule, horizon = policy.schedule, policy.obs_horizon
     energies: list[torch.Tensor] = []
-    clean: list[torch.Tensor] = []  # A₀ at each step of the current episode
     for observations in observation_episodes:
-        clean.clear()
-        for i in range(len(observations)):
-            window = observations[np.clip(np.arange(i - horizon + 1, i + 1), 0, None)]
-            clean.append(policy.predict_normalized(window[None]))  # a "ddpm" policy: full chain
-            if i >= executed:
-                guess = shift_chunk(clean[i - executed], executed)
-                energies.append(
-                    torch.stack(
-                        [
-                            ((guess - schedule.alpha_bar(k) ** 0.5 * clean[i]) ** 2).mean()
-                            for k in range(max_k)
-                        ]
-                    )
+        steps = np.arange(len(observations))
+        windows = observations[np.clip(steps[:, None] + np.arange(1 - horizon, 1), 0, None)]
+        # A₀ at every step of the episode: one batched full chain (a "ddpm" policy).
+        clean = policy.predict_normalized(windows, range(len(windows)))
+        for i in range(executed, len(windows)):
+            guess = shift_chunk(clean[i - executed : i - executed + 1], executed)
+            energies.append(
+                torch.stack(
+                    [
+                        ((guess - schedule.alpha_bar(k) ** 0.5 * clean[i : i + 1]) ** 2).mean()
+                        for k in range(max_k)
+                    ]
                 )
+            )
     if not energies:
         raise ValueError("need episodes longer than the executed actions")
     mean = torch.stack(energies).mean(0)
@@ -94,7 +89,7 @@ def calibrate(
     progress: bool = True,
 ) -> Calibration:
     from policies.diffusion.checkpoint import load
-    from policies.diffusion.evaluate import evaluate
+    from policies.diffusion.evaluate import DEFAULT_NUM_ENVS, evaluate
     from policies.diffusion.policy import DiffusionPolicy
     from runtime.stats import wilson_half_width
     from sim.dataset import load_episodes
@@ -109,7 +104,12 @@ def calibrate(
     for k in check_candidates(offline):
         candidate = DiffusionPolicy(checkpoint, sampler="rti", k_prime=k, executed=1, seed=k)
         success[k] = evaluate(
-            candidate, checkpoint.config.task, check_episodes, executed=1, progress=progress
+            candidate,
+            checkpoint.config.task,
+            check_episodes,
+            executed=1,
+            progress=progress,
+            num_envs=DEFAULT_NUM_ENVS,
         ).success_rate
     best = max(success.values())
     margin = wilson_half_width(round(best * check_episodes), check_episodes)

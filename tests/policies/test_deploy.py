@@ -53,12 +53,13 @@ def real_conditions(policy: DiffusionPolicy, count: int) -> np.ndarray:
     return policy.obs_normalizer.normalize(pairs).reshape(count, -1)
 
 
-def test_export_writes_checked_graphs_and_a_manifest(exported: Path) -> None:
+def test_export_writes_checked_graphs_and_a_manifest(exported: Path, torch_policy) -> None:
     manifest = read_manifest(exported)
     assert set(manifest.graphs) == {"network", "rti_update"}
     for entry in manifest.graphs.values():
         onnx.checker.check_model(str(exported / entry.file), full_check=True)
-    assert manifest.k_prime == 2 and manifest.noise_draws == 2
+    # K' is the checkpoint's; DDPM steps K'..1 each draw noise, step 0 does not.
+    assert manifest.k_prime == torch_policy.k_prime and manifest.noise_draws == manifest.k_prime
     assert manifest.task == "pickplace" and manifest.discrete_dims == [3]
 
 
@@ -85,7 +86,8 @@ def test_unrolled_rti_graph_reproduces_the_torch_update_from_the_same_noise(
     rng = np.random.default_rng(1)
     cond = real_conditions(torch_policy, 1)
     previous = rng.uniform(-1, 1, (1, 16, 4)).astype(np.float32)
-    noise = rng.standard_normal((2, 1, 16, 4), dtype=np.float32)
+    k_prime = policy.k_prime
+    noise = rng.standard_normal((k_prime, 1, 16, 4), dtype=np.float32)
     draws = iter(torch.from_numpy(noise))
     with torch.no_grad():
         expected = rti_update(
@@ -93,7 +95,7 @@ def test_unrolled_rti_graph_reproduces_the_torch_update_from_the_same_noise(
             torch_policy.schedule,
             torch.from_numpy(previous),
             1,
-            2,
+            k_prime,
             lambda: next(draws),
         ).numpy()
     got = policy.rti_update(shift_chunk(previous, 1), cond, noise)
@@ -108,11 +110,11 @@ def test_onnx_policy_follows_the_policy_interface(exported) -> None:
     first = policy.infer(observations)
     assert first.shape == (16, 4) and policy.network_calls == 100  # full DDPM first
     policy.infer(observations)
-    assert policy.network_calls == 103  # then one RTI update: K'+1 calls
+    assert policy.network_calls == 100 + policy.k_prime + 1  # then one RTI update
     assert set(np.unique(first[:, 3])) <= {-1.0, 1.0}
     policy.reset()
     policy.infer(observations)
-    assert policy.network_calls == 203
+    assert policy.network_calls == 200 + policy.k_prime + 1
     again = OnnxPolicy(exported, seed=0)
     np.testing.assert_array_equal(again.infer(observations), first)  # seeded: reproducible
 

@@ -1,0 +1,40 @@
+"""The policy benchmark's JSON keys and target notes, from given evaluation results."""
+
+from __future__ import annotations
+
+from policies.diffusion.bench import _result
+from policies.diffusion.evaluate import EvalResult
+
+
+def _eval(success: float, latency_ms: float) -> EvalResult:
+    return EvalResult(100, success, 0.05, success, latency_ms, 2 * latency_ms, 3, 1, 1.0)
+
+
+def test_keys_and_targets_per_task() -> None:
+    results = {
+        "pickplace": {
+            "ddpm100": _eval(0.90, 300.0),
+            "ddim10": _eval(0.80, 40.0),
+            "rti": _eval(0.92, 10.0),
+            "rti_chunk": _eval(0.50, 10.0),
+        },
+        "pusht": {
+            "ddpm100": _eval(0.60, 600.0),
+            "ddim10": _eval(0.50, 60.0),
+            "rti": _eval(0.50, 30.0),
+            "rti_chunk": _eval(0.10, 30.0),
+        },
+    }
+    out = _result(results, {"pickplace": 2, "pusht": 30}, 1.05, 100)
+    figures = out.figures
+    for task in ("pickplace", "pusht"):
+        for label in ("ddpm100", "ddim10", "rti"):
+            assert f"success_{label}_{task}" in figures
+        assert f"rti_k_prime_{task}" in figures
+    assert figures["latency_p50_ms_rti"] == 10.0  # the issue's keys are PickPlace's
+    assert figures["latency_p50_ms_rti_pusht"] == 30.0
+    assert figures["sampler_overhead_ratio"] == 1.05
+    pick, push = out.notes[0], out.notes[1]
+    assert "+0.02 (met)" in pick and "30.0x below DDPM-100" in pick
+    assert "-0.10 (NOT met)" in push and "2.0x below DDIM-10" in push
+    assert len(out.table) == 1 + 8

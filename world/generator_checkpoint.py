@@ -18,10 +18,10 @@ from policies.diffusion.checkpoint import (
     CheckpointError,
     check_version,
     load_into,
-    read_json,
     read_weights,
     write,
 )
+from policies.json_file import read_json
 from world.generator import GeneratorConfig, WorldGenerator
 
 SCHEMA_VERSION = 1
@@ -64,7 +64,7 @@ def load(directory: Path) -> GeneratorCheckpoint:
     """Read and verify a checkpoint; CheckpointError names the file and what is wrong."""
     directory = Path(directory)
     path = directory / "config.json"
-    meta = read_json(path, "a world checkpoint")
+    meta = read_json(path, "a world checkpoint", CheckpointError)
     if meta.get("kind") != KIND:
         raise CheckpointError(f"{path}: not a world-generator checkpoint")
     check_version(path, meta, SCHEMA_VERSION)

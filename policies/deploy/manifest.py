@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from policies.json_file import read_json
+
 MANIFEST_SCHEMA_VERSION = 1
 MANIFEST_FILE = "manifest.json"
 NETWORK_GRAPH = "network.onnx"
@@ -76,14 +78,7 @@ def rti_noise_draws(k_prime: int, mode: str) -> int:
 
 def read_manifest(directory: Path) -> Manifest:
     path = Path(directory) / MANIFEST_FILE
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ExportError(f"{path}: missing (is {directory} an exported policy?)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ExportError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise ExportError(f"{path}: expected a JSON object")
+    data = read_json(path, "an exported policy", ExportError)
     version = data.get("schema_version")
     if version != MANIFEST_SCHEMA_VERSION:
         raise ExportError(

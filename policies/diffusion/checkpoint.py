@@ -19,6 +19,7 @@ from safetensors.torch import load_file, save_file
 
 from policies.diffusion.configuration import DiffusionConfig
 from policies.diffusion.data import Normalizer
+from policies.json_file import read_json
 
 SCHEMA_VERSION = 1
 
@@ -69,19 +70,6 @@ def write(
     tmp = directory / "config.json.tmp"
     tmp.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     tmp.replace(directory / "config.json")
-
-
-def read_json(path: Path, what: str) -> dict[str, Any]:
-    """A JSON object from `path`; CheckpointError when missing or not JSON."""
-    try:
-        meta = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: missing (is {Path(path).parent} {what}?)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(meta, dict):
-        raise CheckpointError(f"{path}: expected a JSON object")
-    return meta
 
 
 def check_version(path: Path, meta: dict[str, Any], version: int) -> None:
@@ -139,7 +127,7 @@ def load(directory: Path) -> Checkpoint:
 
 def read_meta(directory: Path) -> dict[str, Any]:
     path = Path(directory) / "config.json"
-    meta = read_json(path, "a checkpoint")
+    meta = read_json(path, "a checkpoint", CheckpointError)
     check_version(path, meta, SCHEMA_VERSION)
     return meta
 

@@ -155,9 +155,9 @@ def test_choose_picks_the_ratio_nearest_one() -> None:
     assert choose({0: 0.9, 1: 0.2}) == 0
 
 
-def test_the_closed_loop_check_also_tries_small_k_prime() -> None:
+def test_the_closed_loop_check_tries_small_and_large_k_prime() -> None:
     from policies.diffusion.calibrate import check_candidates
 
-    assert check_candidates(14) == [1, 2, 7, 13, 14, 15]
+    assert check_candidates(14) == [1, 2, 7, 13, 14, 15, 28]
     assert check_candidates(1) == [0, 1, 2]
     assert check_candidates(0) == [0, 1, 2]

@@ -3,15 +3,18 @@
 Each task's shipped checkpoint is evaluated closed-loop on the same seeds (100,000
 onwards) under every sampler: DDPM-100 and DDIM-10 executing Ta = 8 actions per
 prediction, RTI with the checkpoint's K' executing one action per prediction (RTI mode)
-and Ta = 8 (chunk mode). Success comes from 8 environments stepped in lockstep with
-batched predictions; latency is per prediction at batch 1, torch eager, measured in a
-few more closed-loop episodes (seeds 200,000 onwards; RTI's first prediction of each
-episode, a full chain, excluded). The sampler overhead is
-one timed RTI update over (K'+1) timed network calls, on the same inputs.
+and Ta = 8 (chunk mode), and RTI with the guess re-noised to level K' (Diffuser-style)
+instead of taken as the state at K' (the paper's way, the checkpoints' default).
+Success comes from 8 environments stepped in lockstep with batched predictions;
+latency is per prediction at batch 1, torch eager, measured in a few more closed-loop
+episodes (seeds 200,000 onwards; RTI's first prediction of each episode, a full chain,
+excluded). The sampler overhead is one timed RTI update over (K'+1) timed network
+calls, on the same inputs.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -24,17 +27,19 @@ from policies.diffusion.policy import DiffusionPolicy
 from runtime.bench import BenchResult, project_root
 
 TASKS = ("pickplace", "pusht")
-LABELS = ("ddpm100", "ddim10", "rti", "rti_chunk")
+LABELS = ("ddpm100", "ddim10", "rti", "rti_chunk", "rti_renoise")
 NUM_ENVS = 8
 LATENCY_SEED = 200_000  # episodes timed at batch 1, apart from the scored ones
 LATENCY_EPISODES = {"pickplace": 10, "pusht": 3}  # PushT episodes are up to 300 steps
 PLOT = Path("docs") / "img" / "policy_success_latency.png"
-# (label, sampler, actions executed per prediction or None for the checkpoint's Ta)
+# (label, sampler, actions executed per prediction or None for the checkpoint's Ta,
+#  RTI warm start or None for the checkpoint's: "state" unless it says otherwise)
 VARIANTS = (
-    ("ddpm100", "ddpm", None),
-    ("ddim10", "ddim", None),
-    ("rti", "rti", 1),
-    ("rti_chunk", "rti", None),
+    ("ddpm100", "ddpm", None, None),
+    ("ddim10", "ddim", None, None),
+    ("rti", "rti", 1, None),
+    ("rti_chunk", "rti", None, None),
+    ("rti_renoise", "rti", 1, "renoise"),
 )
 
 
@@ -42,8 +47,14 @@ def _evaluate_task(checkpoint: Path, episodes: int, latency_episodes: int) -> di
     """Success from `episodes` episodes on NUM_ENVS lockstep environments (batched);
     latency from `latency_episodes` more at batch 1, as one robot would see it."""
     results = {}
-    for label, sampler, executed in VARIANTS:
-        policy = DiffusionPolicy(checkpoint, sampler=sampler, ddim_steps=10, executed=executed or 1)
+    for label, sampler, executed, warm_start in VARIANTS:
+        policy = DiffusionPolicy(
+            checkpoint,
+            sampler=sampler,
+            ddim_steps=10,
+            executed=executed or 1,
+            warm_start=warm_start,
+        )
         executed = executed or policy.config.action_horizon
         policy.executed = executed
         task = policy.config.task
@@ -104,7 +115,21 @@ def run(quick: bool) -> BenchResult:
             k_primes[task] = DiffusionPolicy(checkpoint).k_prime
     overhead = sampler_overhead(root / "checkpoints" / "pickplace")
     _plot(results, root / PLOT)
-    return _result(results, k_primes, overhead, episodes)
+    return _result(results, k_primes, overhead, episodes, _expert_success(root))
+
+
+def _expert_success(root: Path) -> dict[str, float]:
+    """The scripted experts' success rates from the last `warmloop bench sim`, if any:
+    the training target is DDPM-100 at >= 90% of them."""
+    path = root / "benchmarks" / "results" / "sim.json"
+    if not path.exists():
+        return {}
+    figures = json.loads(path.read_text(encoding="utf-8"))
+    return {
+        task: figures[f"expert_success_{task}"]
+        for task in TASKS
+        if isinstance(figures.get(f"expert_success_{task}"), float)
+    }
 
 
 def _plot(results: dict[str, dict[str, EvalResult]], path: Path) -> None:
@@ -114,7 +139,7 @@ def _plot(results: dict[str, dict[str, EvalResult]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     figure, axis = plt.subplots(figsize=(6, 4))
-    markers = {"ddpm100": "s", "ddim10": "^", "rti": "o", "rti_chunk": "D"}
+    markers = {"ddpm100": "s", "ddim10": "^", "rti": "o", "rti_chunk": "D", "rti_renoise": "v"}
     for task, variants in results.items():
         for label, result in variants.items():
             axis.errorbar(
@@ -141,7 +166,9 @@ def _plot(results: dict[str, dict[str, EvalResult]], path: Path) -> None:
     plt.close(figure)
 
 
-def _result(results, k_primes, overhead: float, episodes: int) -> BenchResult:
+def _result(
+    results, k_primes, overhead: float, episodes: int, experts: dict[str, float] | None = None
+) -> BenchResult:
     figures: dict[str, float | None] = {"sampler_overhead_ratio": overhead, "episodes": episodes}
     for task in TASKS:
         variants = results.get(task, {})
@@ -155,7 +182,9 @@ def _result(results, k_primes, overhead: float, episodes: int) -> BenchResult:
             figures[f"latency_p99_ms_{label}{suffix}"] = result.latency_p99_ms if result else None
         figures[f"rti_k_prime_{task}"] = k_primes.get(task)
     return BenchResult(
-        figures=figures, table=_table(results), notes=_notes(results, k_primes, overhead)
+        figures=figures,
+        table=_table(results),
+        notes=_notes(results, k_primes, overhead, experts or {}),
     )
 
 
@@ -185,9 +214,14 @@ def _table(results: dict[str, dict[str, EvalResult]]) -> list[list[str]]:
     return table
 
 
-def _notes(results: dict[str, dict[str, EvalResult]], k_primes: dict, overhead: float) -> list:
-    notes = [_targets(task, variants) for task, variants in results.items()]
+def _notes(
+    results: dict[str, dict[str, EvalResult]], k_primes: dict, overhead: float, experts: dict
+) -> list:
+    notes = [_targets(task, variants, experts.get(task)) for task, variants in results.items()]
     notes += [
+        "rti_renoise: RTI with the shifted guess re-noised to level K' by the forward "
+        "process (Diffuser-style) instead of taken as the state at K' (the paper's way, "
+        "the rti rows); one action per prediction.",
         f"Sampler overhead: one RTI update takes {overhead:.2f} of (K'+1) network calls "
         "(target <= 1.15).",
         "K' is each checkpoint's stored value, chosen by `warmloop calibrate-rti` "
@@ -201,12 +235,19 @@ def _notes(results: dict[str, dict[str, EvalResult]], k_primes: dict, overhead: 
     return notes
 
 
-def _targets(task: str, variants: dict[str, EvalResult]) -> str:
+def _targets(task: str, variants: dict[str, EvalResult], expert: float | None) -> str:
     rti, ddpm, ddim = (variants[k] for k in ("rti", "ddpm100", "ddim10"))
     gap = ddpm.success_rate - rti.success_rate
-    return (
+    text = (
         f"{task} targets: RTI success within 3 points of DDPM-100: {-gap:+.2f} "
         f"({'met' if gap <= 0.03 else 'NOT met'}); RTI latency "
         f"{ddpm.latency_p50_ms / rti.latency_p50_ms:.1f}x below DDPM-100 (target 25x) and "
-        f"{ddim.latency_p50_ms / rti.latency_p50_ms:.1f}x below DDIM-10 (target 3x)."
+        f"{ddim.latency_p50_ms / rti.latency_p50_ms:.1f}x below DDIM-10 (target 3x)"
     )
+    if expert:
+        met = ddpm.success_rate >= 0.9 * expert
+        text += (
+            f"; DDPM-100 success {ddpm.success_rate:.2f} against the expert's {expert:.2f} "
+            f"(target >= 90% of it: {'met' if met else 'NOT met'})"
+        )
+    return text + "."

@@ -191,6 +191,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sampler", choices=["ddpm", "ddim", "rti"], default="rti")
     parser.add_argument("--steps", type=int, default=10, help="DDIM steps")
     parser.add_argument("--k-prime", type=int, help="RTI warm-start step (default: checkpoint)")
+    parser.add_argument(
+        "--warm-start",
+        choices=["state", "renoise"],
+        help="RTI: the shifted guess as the state at K' (the paper) or re-noised to level K' "
+        "(Diffuser); default: the checkpoint's",
+    )
     parser.add_argument("--episodes", type=int, default=50)
     parser.add_argument(
         "--execute", type=int, help="actions executed per prediction (default: 1 for rti, Ta else)"
@@ -238,8 +244,11 @@ def load_policy(args: argparse.Namespace):
         from policies.deploy.manifest import read_manifest
         from policies.deploy.runtime import OnnxPolicy
 
-        if args.k_prime is not None:
-            raise ValueError("--k-prime is fixed in an exported policy; export again to change it")
+        if args.k_prime is not None or args.warm_start is not None:
+            raise ValueError(
+                "--k-prime and --warm-start are fixed in an exported policy; export again "
+                "to change them"
+            )
         manifest = read_manifest(args.checkpoint)
         executed = args.execute or (1 if args.sampler == "rti" else manifest.action_horizon)
         policy = OnnxPolicy(args.checkpoint, args.sampler, executed, ddim_steps=args.steps)
@@ -257,5 +266,6 @@ def load_policy(args: argparse.Namespace):
         ddim_steps=args.steps,
         k_prime=args.k_prime,
         executed=executed,
+        warm_start=args.warm_start,
     )
     return policy, config.task, executed

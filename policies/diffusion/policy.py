@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from policies.diffusion import checkpoint as ckpt
-from policies.diffusion.configuration import SAMPLERS
+from policies.diffusion.configuration import SAMPLERS, WARM_START_MODES
 from policies.diffusion.sampler import RTIState, rti_update, sample_ddim, sample_ddpm
 from policies.diffusion.scheduler import NoiseSchedule
 from policies.diffusion.training import build_network
@@ -20,7 +20,8 @@ class DiffusionPolicy:
 
     sampler: "ddpm" (all K steps), "ddim" (`ddim_steps`), or "rti": the first call of an
     episode denoises fully with DDPM, later calls warm-start from the previous chunk
-    shifted by `executed` actions and denoise K'+1 steps.
+    shifted by `executed` actions and denoise K'+1 steps. `warm_start` ("state" or
+    "renoise") overrides the checkpoint's way into the chain.
     """
 
     def __init__(
@@ -32,6 +33,7 @@ class DiffusionPolicy:
         executed: int = 1,
         seed: int = 0,
         device: str = "cpu",
+        warm_start: str | None = None,
     ):
         if not isinstance(checkpoint, ckpt.Checkpoint):
             checkpoint = ckpt.load(Path(checkpoint))
@@ -45,6 +47,11 @@ class DiffusionPolicy:
         if not 1 <= executed <= config.pred_horizon:
             raise ValueError(f"executed must be in 1..{config.pred_horizon}, got {executed}")
         self.executed = executed
+        # How RTI enters the chain: the shifted guess as the state at K' (the paper) or
+        # re-noised to level K' (Diffuser); the checkpoint's choice unless overridden.
+        self.warm_start = config.rti_mode if warm_start is None else warm_start
+        if self.warm_start not in WARM_START_MODES:
+            raise ValueError(f"warm_start must be one of {WARM_START_MODES}, got {warm_start!r}")
         self.obs_horizon, self.pred_horizon = config.obs_horizon, config.pred_horizon
         self.obs_dim = config.obs_dim
         self.obs_normalizer = checkpoint.obs_normalizer
@@ -119,7 +126,7 @@ class DiffusionPolicy:
                 self.executed,
                 self.k_prime,
                 lambda: self._noise(len(warm)),
-                self.config.rti_mode,
+                self.warm_start,
             )
         if cold:  # the first prediction of an episode denoises fully
             chunk[cold] = self._sample_full(cond[cold])

@@ -17,18 +17,20 @@ def test_keys_and_targets_per_task() -> None:
             "ddim10": _eval(0.80, 40.0),
             "rti": _eval(0.92, 10.0),
             "rti_chunk": _eval(0.50, 10.0),
+            "rti_renoise": _eval(0.85, 10.0),
         },
         "pusht": {
             "ddpm100": _eval(0.60, 600.0),
             "ddim10": _eval(0.50, 60.0),
             "rti": _eval(0.50, 30.0),
             "rti_chunk": _eval(0.10, 30.0),
+            "rti_renoise": _eval(0.40, 30.0),
         },
     }
-    out = _result(results, {"pickplace": 2, "pusht": 30}, 1.05, 100)
+    out = _result(results, {"pickplace": 2, "pusht": 30}, 1.05, 100, {"pickplace": 1.0})
     figures = out.figures
     for task in ("pickplace", "pusht"):
-        for label in ("ddpm100", "ddim10", "rti"):
+        for label in ("ddpm100", "ddim10", "rti", "rti_renoise"):
             assert f"success_{label}_{task}" in figures
         assert f"rti_k_prime_{task}" in figures
     assert figures["latency_p50_ms_rti"] == 10.0  # the keys are PickPlace's
@@ -37,4 +39,7 @@ def test_keys_and_targets_per_task() -> None:
     pick, push = out.notes[0], out.notes[1]
     assert "+0.02 (met)" in pick and "30.0x below DDPM-100" in pick
     assert "-0.10 (NOT met)" in push and "2.0x below DDIM-10" in push
-    assert len(out.table) == 1 + 8
+    assert "DDPM-100 success 0.90 against the expert's 1.00 (target >= 90% of it: met)" in pick
+    assert "expert" not in push  # no expert figure given for PushT
+    assert figures["success_rti_renoise_pusht"] == 0.40
+    assert len(out.table) == 1 + 10

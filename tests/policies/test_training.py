@@ -67,6 +67,21 @@ def test_rti_warm_starts_after_the_first_call_and_reset_clears_it(trained) -> No
     assert policy.network_calls == 203
 
 
+def test_the_warm_start_mode_can_be_chosen_per_policy(trained) -> None:
+    out, _ = trained
+    guesses = {}
+    for mode in ("state", "renoise"):
+        policy = DiffusionPolicy(out, sampler="rti", k_prime=2, seed=4, warm_start=mode)
+        assert policy.warm_start == mode
+        for _ in range(2):  # a full chain, then one warm start from the same guess
+            policy.infer(np.zeros((2, 1), np.float32))
+        guesses[mode] = policy.rti.guess
+    # Same seed, same first chain: only the way into the chain at K' differs.
+    assert not torch.allclose(guesses["state"], guesses["renoise"])
+    with pytest.raises(ValueError, match="warm_start"):
+        DiffusionPolicy(out, sampler="rti", warm_start="diffuser")
+
+
 def test_a_batch_keeps_one_warm_start_per_slot(trained) -> None:
     out, _ = trained
     policy = DiffusionPolicy(out, sampler="rti", k_prime=2, seed=3)

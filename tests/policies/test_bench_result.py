@@ -15,7 +15,7 @@ def test_keys_and_targets_per_task() -> None:
         "pickplace": {
             "ddpm100": _eval(0.90, 300.0),
             "ddim10": _eval(0.80, 40.0),
-            "rti": _eval(0.92, 10.0),
+            "rti": _eval(0.87, 10.0),  # 0.90 - 0.87 is 0.030000000000000027
             "rti_chunk": _eval(0.50, 10.0),
             "rti_renoise": _eval(0.85, 10.0),
         },
@@ -37,7 +37,7 @@ def test_keys_and_targets_per_task() -> None:
     assert figures["latency_p50_ms_rti_pusht"] == 30.0
     assert figures["sampler_overhead_ratio"] == 1.05
     pick, push = out.notes[0], out.notes[1]
-    assert "+0.02 (met)" in pick and "30.0x below DDPM-100" in pick
+    assert "-0.03 (met)" in pick and "30.0x below DDPM-100" in pick
     assert "-0.10 (NOT met)" in push and "2.0x below DDIM-10" in push
     assert "DDPM-100 success 0.90 against the expert's 1.00 (target >= 90% of it: met)" in pick
     assert "expert" not in push  # no expert figure given for PushT

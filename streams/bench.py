@@ -343,9 +343,13 @@ def _notes(plan: _Plan) -> list[str]:
         "rgb_tcp_curve: both flavours encrypted and authenticated with CURVE.",
         "Bare peers read each message as a receiver would (unpack the header, np.frombuffer) "
         "and send the pong as a new message, as the warmloop peers do.",
-        "Where warmloop trails bare: its Python work per message, the validating decode "
-        "(≈11 µs in a warm loop, ≈40 µs measured inside the ping-pong) and encode (≈3.5 µs "
-        "warm, ≈10 µs in the ping-pong). Right after a process wakes from poll its caches "
-        "and branch predictors are cold, so each hop pays ≈4× the warm cost; small "
-        "messages at flood rates are limited by the same decode.",
+        "Where warmloop trails bare: its Python work per message. For the rgb Observation "
+        "the validating decode costs ≈14 µs and encode ≈4 µs in a warm loop (bare: ≈2 µs "
+        "each); measured inside the ping-pong, right after a process wakes from poll with "
+        "cold caches, they cost 3-4× that. Small messages at flood rates are limited by "
+        "the same decode.",
+        "Under an rgb blast both peers spend most of their time waiting in poll (cProfile "
+        "of the peer): the receiver keeps up, and the rate is set by the sender and "
+        "ZeroMQ's copying threads, which share the 2 cores with warmloop's extra work per "
+        "message.",
     ]

@@ -204,8 +204,9 @@ class Subscriber(SocketUser):
         ready = False  # poll said a message is waiting: no need to ask EVENTS again
         while True:
             # A queued message is served as it is; a Latest topic first takes in
-            # whatever arrived, so that it returns the newest.
-            if not self._queued(topic):
+            # whatever arrived, so that it returns the newest. After a poll nothing for
+            # `topic` is buffered (we hold the lock): only a drain can serve it.
+            if ready or not self._queued(topic):
                 self._drain(ready=ready)
             item = self._pop(topic)
             if item is not None:
@@ -216,18 +217,24 @@ class Subscriber(SocketUser):
             wait_ms = max(1, int(min(remaining, 0.1) * 1000))
             ready = bool(zmq.zmq_poll([(socket, zmq.POLLIN)], wait_ms))
 
+    # _queued and _pop run for every message: plain loops, no generators or lambdas.
     def _queued(self, topic: str | None) -> bool:
-        topics = self._buffers if topic is None else (topic,)
-        return any(self._buffers[t] and isinstance(self._qos[t], Queue) for t in topics)
+        if topic is not None:
+            return bool(self._buffers[topic]) and type(self._qos[topic]) is Queue
+        for name, buffer in self._buffers.items():
+            if buffer and type(self._qos[name]) is Queue:
+                return True
+        return False
 
     def _pop(self, topic: str | None) -> Received | None:
         if topic is not None:
             buffer = self._buffers[topic]
             return buffer.popleft()[1] if buffer else None
-        pending = [b for b in self._buffers.values() if b]
-        if not pending:
-            return None
-        return min(pending, key=lambda b: b[0][0]).popleft()[1]
+        oldest = None  # the buffer whose head arrived first
+        for buffer in self._buffers.values():
+            if buffer and (oldest is None or buffer[0][0] < oldest[0][0]):
+                oldest = buffer
+        return None if oldest is None else oldest.popleft()[1]
 
     def _keep_draining(self) -> None:
         # The keeper never spins: it holds the GIL while it decodes, and a busy keeper

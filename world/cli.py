@@ -35,7 +35,10 @@ def train_main(args: argparse.Namespace) -> int:
             seed=args.seed,
         )
         training = TeacherTraining(
-            steps=args.steps or 6000, batch_size=args.batch_size or 16, seed=args.seed
+            steps=args.steps or 6000,
+            batch_size=args.batch_size or 16,
+            seed=args.seed,
+            **({} if args.lr is None else {"lr": args.lr}),
         )
     except (DatasetError, ValueError) as exc:
         sys.stderr.write(f"warmloop train: {exc}\n")

@@ -47,6 +47,8 @@ class TeacherTraining:
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or self.sampling_steps < 1:
             raise ValueError("steps, batch_size and sampling_steps must be at least 1")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
 
 
 def clipped_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, model: nn.Module) -> None:

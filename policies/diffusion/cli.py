@@ -28,6 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         help="U-Net widths (default 64 128 256; explore 32 64 128)",
     )
+    parser.add_argument("--lr", type=float, help="peak learning rate (default 1e-4; explore 3e-4)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto")
     parser.add_argument("--no-resume", action="store_true", help="start from scratch")
@@ -64,6 +65,7 @@ def main_from_args(args: argparse.Namespace) -> int:
             down_dims=tuple(args.down_dims or (64, 128, 256)),
             seed=args.seed,
             warmup_steps=min(500, max(1, args.steps // 10)),
+            **({} if args.lr is None else {"lr": args.lr}),
         )
     except (DatasetError, ValueError) as exc:
         sys.stderr.write(f"warmloop train: {exc}\n")

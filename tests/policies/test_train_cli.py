@@ -25,11 +25,13 @@ def dataset(tmp_path_factory):
 
 def test_train_writes_a_loadable_checkpoint(dataset, tmp_path, capsys) -> None:
     out = tmp_path / "ckpt"
-    assert main(["train", "pickplace", "--data", str(dataset), "--out", str(out), *TINY]) == 0
+    args = ["train", "pickplace", "--data", str(dataset), "--out", str(out), "--lr", "3e-4"]
+    assert main([*args, *TINY]) == 0
     assert "30 steps" in capsys.readouterr().out
     loaded = ckpt.load(out)
     assert loaded.step == 30 and loaded.config.discrete_dims == (3,)
     assert loaded.config.obs_dim == 11 and loaded.config.action_dim == 4
+    assert loaded.config.lr == 3e-4
 
 
 def test_train_refuses_missing_or_foreign_data(dataset, tmp_path, capsys) -> None:
@@ -37,6 +39,8 @@ def test_train_refuses_missing_or_foreign_data(dataset, tmp_path, capsys) -> Non
     assert "no dataset here" in capsys.readouterr().err
     assert main(["train", "pusht", "--data", str(dataset), *TINY]) == 2
     assert "holds 'pickplace' data" in capsys.readouterr().err
+    assert main(["train", "pickplace", "--data", str(dataset), "--lr", "0", *TINY]) == 2
+    assert "lr" in capsys.readouterr().err
 
 
 def test_data_parallel_replicas_agree(dataset, tmp_path) -> None:

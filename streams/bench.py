@@ -344,7 +344,7 @@ def _notes(plan: _Plan) -> list[str]:
         "Bare peers read each message as a receiver would (unpack the header, np.frombuffer) "
         "and send the pong as a new message, as the warmloop peers do.",
         "Where warmloop trails bare: its Python work per message. For the rgb Observation "
-        "the validating decode costs ≈14 µs and encode ≈4 µs in a warm loop (bare: ≈2 µs "
+        "the validating decode costs ≈13 µs and encode ≈4 µs in a warm loop (bare: ≈2 µs "
         "each); measured inside the ping-pong, right after a process wakes from poll with "
         "cold caches, they cost 3-4× that. Small messages at flood rates are limited by "
         "the same decode.",

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
@@ -39,7 +39,6 @@ _HEADER_KEYS = frozenset(
 )
 _ARRAY_KEYS = frozenset({"name", "dtype", "shape", "order"})
 _WIRE_TYPES: dict[np.dtype, tuple[str, str]] = {}
-_DIRECT: dict[type[Message], bool] = {}
 
 
 @dataclass
@@ -260,34 +259,9 @@ def _build(
             kwargs[head] = array
         else:
             raise DecodeError(f"{cls.SCHEMA}: unexpected array {name!r}")
-    kwargs["t_capture"] = header["t_capture"]
-    try:
-        if not _fills_directly(cls):
-            # A missing required array is a TypeError from the dataclass.
-            return cls(**kwargs)
-        for name in cls.ARRAYS.keys() - kwargs.keys():
-            kwargs[name] = None  # validate() rejects it unless the spec is optional
-        kwargs["stamp"] = None
-        message = object.__new__(cls)
-        message.__dict__ = kwargs
-        message.validate()
-        return message
+    try:  # a missing required array is a TypeError from the dataclass, as is a bad field
+        return cls(t_capture=header["t_capture"], **kwargs)
     except InvalidMessage as exc:
         raise DecodeError(str(exc)) from None
     except TypeError as exc:
         raise DecodeError(f"{cls.SCHEMA}: {exc}") from None
-
-
-def _fills_directly(cls: type[Message]) -> bool:
-    """Whether decode may fill a message's fields itself and then validate, instead of
-    calling the dataclass __init__ (about 2 µs per message, several times that right
-    after a poll): true when every field is a scalar, an array, t_capture or stamp and
-    the class keeps Message's __post_init__, so nothing else happens on construction."""
-    direct = _DIRECT.get(cls)
-    if direct is None:
-        declared = {*cls.SCALARS, *cls.ARRAYS, *cls.ARRAY_MAPS, "t_capture", "stamp"}
-        direct = {f.name for f in fields(cls)} == declared and (
-            cls.__post_init__ is Message.__post_init__
-        )
-        _DIRECT[cls] = direct
-    return direct

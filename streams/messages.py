@@ -137,7 +137,7 @@ class Message:
             if type(mapping) is not dict:
                 raise InvalidMessage(f"{schema}.{name}: expected a dict of arrays")
             for key, value in mapping.items():
-                if not _good_key(key):
+                if not (type(key) is str and _KEY.match(key)):
                     raise InvalidMessage(f"{schema}.{name}: bad key {key!r}")
                 spec.check(schema, f"{name}[{key}]", value)
         self.check()
@@ -156,20 +156,6 @@ class Message:
         return True
 
     __hash__ = None  # type: ignore[assignment]
-
-
-def _good_key(key: Any) -> bool:
-    """Whether `key` may name an entry of an array map. A stream repeats the same few
-    names (camera names, plane names), so good ones are remembered, up to a bound."""
-    if key in _GOOD_KEYS:
-        return True
-    good = type(key) is str and _KEY.match(key) is not None
-    if good and len(_GOOD_KEYS) < 1024:
-        _GOOD_KEYS.add(key)
-    return good
-
-
-_GOOD_KEYS: set[str] = set()
 
 
 def _values_equal(a: Any, b: Any) -> bool:

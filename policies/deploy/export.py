@@ -1,6 +1,6 @@
 """`warmloop export`: a checkpoint becomes ONNX graphs and a manifest (see manifest.py).
 
-The RTI graph unrolls the K'+1 reverse steps of one update with the schedule's
+The RTI graph unrolls the reverse steps of one update (K'+1 for DDPM) with the schedule's
 constants folded in, so a warm tick is one onnxruntime call. Shifting the previous
 chunk and snapping its discrete dimensions stay outside, in numpy: they are index
 work, and keeping them out lets the graph take exactly "the shifted guess".
@@ -29,7 +29,7 @@ from policies.deploy.manifest import (
     rti_noise_draws,
 )
 from policies.diffusion import checkpoint as ckpt
-from policies.diffusion.sampler import warm_start
+from policies.diffusion.sampler import rti_timesteps, warm_start
 from policies.diffusion.scheduler import NoiseSchedule
 from policies.diffusion.training import build_network
 
@@ -37,12 +37,21 @@ log = logging.getLogger(__name__)
 
 
 class UnrolledRTI(nn.Module):
-    """(shifted guess, cond, noise draws) -> the denoised chunk, K'+1 network calls."""
+    """(shifted guess, cond, noise draws) -> the denoised chunk, one call per step."""
 
-    def __init__(self, network: nn.Module, schedule: NoiseSchedule, k_prime: int, mode: str):
+    def __init__(
+        self,
+        network: nn.Module,
+        schedule: NoiseSchedule,
+        k_prime: int,
+        mode: str,
+        sampler: str = "ddpm",
+        steps: int = 0,
+    ):
         super().__init__()
         self.network, self.schedule = network, schedule
-        self.k_prime, self.mode = k_prime, mode
+        self.k_prime, self.mode, self.sampler = k_prime, mode, sampler
+        self.timesteps = rti_timesteps(k_prime, steps)
 
     def forward(
         self, shifted: torch.Tensor, cond: torch.Tensor, noise: torch.Tensor | None = None
@@ -55,9 +64,12 @@ class UnrolledRTI(nn.Module):
 
         x = warm_start(self.schedule, shifted, self.k_prime, self.mode, draw)
         batch_ones = torch.ones_like(cond[:, 0], dtype=torch.long)  # keeps batch dynamic
-        for t in range(self.k_prime, -1, -1):
+        for t, t_prev in zip(self.timesteps, [*self.timesteps[1:], -1], strict=True):
             eps = self.network(x, batch_ones * t, cond)
-            x = self.schedule.ddpm_step(x, eps, t, draw() if t > 0 else None)
+            if self.sampler == "ddim":
+                x = self.schedule.ddim_step(x, eps, t, t_prev)
+            else:
+                x = self.schedule.ddpm_step(x, eps, t, draw() if t > 0 else None)
         return x
 
 
@@ -76,7 +88,8 @@ def export(checkpoint_dir: Path, out: Path, k_prime: int | None = None) -> Manif
 
     horizon, action_dim = config.pred_horizon, config.action_dim
     cond_dim = config.obs_horizon * config.obs_dim
-    draws = rti_noise_draws(k_prime, config.rti_mode)
+    rti_steps = min(config.rti_steps, k_prime + 1)  # an overriding K' may hold fewer
+    draws = rti_noise_draws(k_prime, config.rti_mode, config.rti_sampler)
     sample = torch.zeros(1, horizon, action_dim)
     cond = torch.zeros(1, cond_dim)
     chunk_shape: list[int | str] = ["batch", horizon, action_dim]
@@ -100,7 +113,9 @@ def export(checkpoint_dir: Path, out: Path, k_prime: int | None = None) -> Manif
         rti_inputs["noise"] = [draws, 1, horizon, action_dim]
         rti_args = (sample, cond, torch.zeros(draws, 1, horizon, action_dim))
     graphs["rti_update"] = _export_graph(
-        UnrolledRTI(network, schedule, k_prime, config.rti_mode).eval(),
+        UnrolledRTI(
+            network, schedule, k_prime, config.rti_mode, config.rti_sampler, rti_steps
+        ).eval(),
         rti_args,
         out / RTI_GRAPH,
         inputs=rti_inputs,
@@ -123,6 +138,8 @@ def export(checkpoint_dir: Path, out: Path, k_prime: int | None = None) -> Manif
         discrete_dims=tuple(config.discrete_dims),
         discrete_factor=config.discrete_factor,
         rti_clip=config.rti_clip,
+        rti_sampler=config.rti_sampler,
+        rti_steps=rti_steps,
         checkpoint_weights_sha256=ckpt.weights_hash(checkpoint.model_state),
         graphs=graphs,
     )

@@ -2,7 +2,7 @@
 
 DIR/manifest.json     this file's contents (schema below)
 DIR/network.onnx      the noise network eps(sample, step, cond), dynamic batch
-DIR/rti_update.onnx   one whole RTI update: K'+1 denoising steps unrolled
+DIR/rti_update.onnx   one whole RTI update: its denoising steps from K' unrolled
 
 It imports numpy only. Every field is checked on load, and each error names the file
 and the field, so a robot never runs a policy half-understood.
@@ -57,6 +57,9 @@ class Manifest:
     rti_clip: bool
     checkpoint_weights_sha256: str
     graphs: dict[str, GraphEntry] = field(default_factory=dict)
+    # Added within schema 1: an export that lacks them denoises as the paper does.
+    rti_sampler: str = "ddpm"  # or "ddim", deterministic
+    rti_steps: int = 0  # DDIM steps from K' to 0; 0 = all K'+1
     schema_version: int = MANIFEST_SCHEMA_VERSION
 
     def to_json(self) -> str:
@@ -71,9 +74,9 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def rti_noise_draws(k_prime: int, mode: str) -> int:
-    """One draw per reverse step with t > 0, plus one to re-noise the guess."""
-    return k_prime + (1 if mode == "renoise" else 0)
+def rti_noise_draws(k_prime: int, mode: str, sampler: str = "ddpm") -> int:
+    """One draw per DDPM reverse step with t > 0 (DDIM: none), one to re-noise the guess."""
+    return (k_prime if sampler == "ddpm" else 0) + (1 if mode == "renoise" else 0)
 
 
 def read_manifest(directory: Path) -> Manifest:
@@ -101,10 +104,16 @@ def _check_fields(m: Manifest, path: Path) -> None:
         (1 <= m.obs_horizon <= m.pred_horizon, "obs_horizon", "must be in 1..pred_horizon"),
         (0 <= m.k_prime < m.train_steps, "k_prime", "must be in 0..train_steps-1"),
         (m.rti_mode in ("state", "renoise"), "rti_mode", "must be 'state' or 'renoise'"),
+        (m.rti_sampler in ("ddpm", "ddim"), "rti_sampler", "must be 'ddpm' or 'ddim'"),
         (
-            m.noise_draws == rti_noise_draws(m.k_prime, m.rti_mode),
+            0 <= m.rti_steps <= m.k_prime + 1 and (m.rti_steps == 0 or m.rti_sampler == "ddim"),
+            "rti_steps",
+            "must be 0, or 1..k_prime+1 with rti_sampler 'ddim'",
+        ),
+        (
+            m.noise_draws == rti_noise_draws(m.k_prime, m.rti_mode, m.rti_sampler),
             "noise_draws",
-            "disagrees with k_prime and rti_mode",
+            "disagrees with k_prime, rti_mode and rti_sampler",
         ),
         (
             all(0 <= d < m.action_dim for d in m.discrete_dims),

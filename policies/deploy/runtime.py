@@ -28,7 +28,13 @@ from policies.deploy.manifest import (
     verify_graph_file,
 )
 from policies.diffusion.data import Normalizer
-from policies.diffusion.sampler import RTIState, sample_ddim, sample_ddpm, shift_chunk
+from policies.diffusion.sampler import (
+    RTIState,
+    rti_network_calls,
+    sample_ddim,
+    sample_ddpm,
+    shift_chunk,
+)
 from policies.diffusion.scheduler import NoiseSchedule
 
 log = logging.getLogger(__name__)
@@ -166,6 +172,7 @@ class OnnxPolicy:
         self.schedule = NoiseSchedule(m.train_steps, m.clip_sample)
         self.rng = np.random.default_rng(seed)
         self.rti = RTIState(m.discrete_dims, m.discrete_factor if m.rti_clip else None)
+        self.rti_calls = rti_network_calls(m.k_prime, m.rti_sampler, m.rti_steps)
         self.network_calls = 0
 
     @property
@@ -216,7 +223,7 @@ class OnnxPolicy:
             if noise is None:
                 noise = self.noise((self.manifest.noise_draws, *shifted.shape))
             feeds["noise"] = noise
-        self.network_calls += self.k_prime + 1
+        self.network_calls += self.rti_calls
         return self.rti_graph.run(feeds)
 
     def eps_fn(self, cond: np.ndarray):
@@ -238,6 +245,7 @@ class OnnxPolicy:
 def describe(policy: OnnxPolicy) -> str:
     m: Manifest = policy.manifest
     return (
-        f"onnx policy: providers {policy.providers}, sampler {policy.sampler}, K'={m.k_prime}, "
+        f"onnx policy: providers {policy.providers}, sampler {policy.sampler}, K'={m.k_prime} "
+        f"({m.rti_sampler}, {policy.rti_calls} calls), "
         f"To={m.obs_horizon}, Tp={m.pred_horizon}, action_dim={m.action_dim}"
     )

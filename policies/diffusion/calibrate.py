@@ -12,7 +12,9 @@ Too small a K' (ratio ≫ 1) leaves more error than K'+1 steps can remove; too l
 K' wastes network calls. The estimate is the K' with ratio closest to 1 (in log).
 Then a closed-loop check evaluates K'−1, K', K'+1, 2K' and the smaller 1, 2 and K'/2
 (see `check_candidates`), and keeps the smallest K' whose success is within one Wilson
-half-width of the best.
+half-width of the best. Candidates enter and denoise the chain as the checkpoint's RTI
+does, or as `--warm-start`, `--rti-sampler` and `--rti-steps` say (stored with K'); a
+DDIM step count above a candidate's K'+1 is cut to K'+1.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ class Calibration:
     k_prime: int
     ratios: dict[int, float]  # K' -> mean residual energy / expected noise energy
     closed_loop_success: dict[int, float]
+    rti_sampler: str = "ddpm"  # how the candidates denoised from K'
+    warm_start: str = "state"  # how they entered the chain at K'
+    rti_steps: int = 0  # DDIM steps per update (0: K'+1), cut to K'+1 per candidate
 
 
 def offline_ratios(
@@ -90,6 +95,9 @@ def calibrate(
     episodes: int = 10,
     check_episodes: int = 20,
     progress: bool = True,
+    rti_sampler: str | None = None,
+    rti_steps: int | None = None,
+    warm_start: str | None = None,
 ) -> Calibration:
     from policies.diffusion.checkpoint import load
     from policies.diffusion.evaluate import DEFAULT_NUM_ENVS, evaluate
@@ -98,6 +106,13 @@ def calibrate(
     from sim.dataset import load_episodes
 
     checkpoint = load(checkpoint_dir)
+    rti_sampler = checkpoint.config.rti_sampler if rti_sampler is None else rti_sampler
+    rti_steps = checkpoint.config.rti_steps if rti_steps is None else rti_steps
+    warm_start = checkpoint.config.rti_mode if warm_start is None else warm_start
+    if rti_steps < 0 or (rti_steps and rti_sampler != "ddim"):
+        raise ValueError(
+            f"--rti-steps must be 0, or positive with --rti-sampler ddim; got {rti_steps}"
+        )
     stored = load_episodes(data_dir, with_images=False)
     held_out = [e.arrays["obs"] for e in stored[-episodes:]]  # the latest episodes
     policy = DiffusionPolicy(checkpoint, sampler="ddpm", seed=0)
@@ -105,7 +120,16 @@ def calibrate(
     offline = choose(ratios)
     success: dict[int, float] = {}
     for k in check_candidates(offline):
-        candidate = DiffusionPolicy(checkpoint, sampler="rti", k_prime=k, executed=1, seed=k)
+        candidate = DiffusionPolicy(
+            checkpoint,
+            sampler="rti",
+            k_prime=k,
+            executed=1,
+            seed=k,
+            rti_sampler=rti_sampler,
+            rti_steps=min(rti_steps, k + 1),
+            warm_start=warm_start,
+        )
         success[k] = evaluate(
             candidate,
             checkpoint.config.task,
@@ -117,14 +141,26 @@ def calibrate(
     best = max(success.values())
     margin = wilson_half_width(round(best * check_episodes), check_episodes)
     k_prime = min(k for k, s in success.items() if s >= best - margin)
-    return Calibration(offline, k_prime, ratios, success)
+    return Calibration(
+        offline,
+        k_prime,
+        ratios,
+        success,
+        rti_sampler=rti_sampler,
+        rti_steps=rti_steps,
+        warm_start=warm_start,
+    )
 
 
 def store(checkpoint_dir: Path, calibration: Calibration) -> None:
     """Write K' into config.json (weights untouched, so their hash still holds)."""
     path = Path(checkpoint_dir) / "config.json"
     meta = json.loads(path.read_text(encoding="utf-8"))
-    meta["config"]["rti_k_prime"] = calibration.k_prime
+    config = meta["config"]
+    config["rti_k_prime"] = calibration.k_prime
+    config["rti_sampler"] = calibration.rti_sampler
+    config["rti_mode"] = calibration.warm_start
+    config["rti_steps"] = min(calibration.rti_steps, calibration.k_prime + 1)
     meta.setdefault("extra", {})["rti_calibration"] = {
         **asdict(calibration),
         "ratios": {str(k): v for k, v in calibration.ratios.items()},
@@ -147,6 +183,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--check-episodes", type=int, default=20, help="closed-loop episodes per K' candidate"
     )
+    parser.add_argument(
+        "--warm-start",
+        choices=["state", "renoise"],
+        help="how warm updates enter the chain at K' (stored with it): the shifted guess "
+        "as the state (the paper) or re-noised to level K'; default: the checkpoint's",
+    )
+    parser.add_argument(
+        "--rti-sampler",
+        choices=["ddpm", "ddim"],
+        help="how warm updates denoise from K' (stored with it); default: the checkpoint's",
+    )
+    parser.add_argument(
+        "--rti-steps",
+        type=int,
+        help="with ddim: network calls per update, spaced from K' to 0 (0: K'+1); "
+        "default: the checkpoint's",
+    )
 
 
 def main_from_args(args: argparse.Namespace) -> int:
@@ -154,7 +207,15 @@ def main_from_args(args: argparse.Namespace) -> int:
     from sim.dataset import DatasetError
 
     try:
-        result = calibrate(args.checkpoint, args.data, args.episodes, args.check_episodes)
+        result = calibrate(
+            args.checkpoint,
+            args.data,
+            args.episodes,
+            args.check_episodes,
+            rti_sampler=args.rti_sampler,
+            rti_steps=args.rti_steps,
+            warm_start=args.warm_start,
+        )
     except (CheckpointError, DatasetError, ValueError) as exc:
         sys.stderr.write(f"warmloop calibrate-rti: {exc}\n")
         return 2
@@ -163,7 +224,9 @@ def main_from_args(args: argparse.Namespace) -> int:
     sys.stdout.write(
         f"offline ratio (K': residual/noise energy) {ratios} ...\n"
         f"offline K' = {result.k_prime_offline}; closed-loop success "
-        f"{result.closed_loop_success}; chose K' = {result.k_prime}, stored in "
+        f"{result.closed_loop_success} ({result.warm_start}, {result.rti_sampler}"
+        f"{f', {result.rti_steps} steps' if result.rti_steps else ''}); "
+        f"chose K' = {result.k_prime}, stored in "
         f"{args.checkpoint / 'config.json'}\n"
     )
     return 0

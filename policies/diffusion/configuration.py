@@ -7,6 +7,7 @@ from typing import Any
 
 SAMPLERS = ("ddpm", "ddim", "rti")
 WARM_START_MODES = ("state", "renoise")
+RTI_SAMPLERS = ("ddpm", "ddim")  # how a warm RTI update denoises from K'
 
 
 @dataclass
@@ -28,6 +29,8 @@ class DiffusionConfig:
     discrete_factor: float = 10.0  # RTI "scale": discrete dims of actions divided by it
     rti_k_prime: int = 2  # warm-start step; `warmloop calibrate-rti` chooses it per task
     rti_mode: str = "state"
+    rti_sampler: str = "ddpm"  # stochastic, as in the paper; or deterministic "ddim"
+    rti_steps: int = 0  # DDIM: network calls per warm update, spaced K'..0; 0 = K'+1
     rti_clip: bool = True  # RTI "clip": snap discrete dims of the stored guess
     # Training.
     batch_size: int = 256
@@ -85,6 +88,19 @@ class DiffusionConfig:
             self.rti_mode in WARM_START_MODES,
             "rti_mode",
             f"must be one of {WARM_START_MODES}",
+        )
+        _require(
+            self,
+            self.rti_sampler in RTI_SAMPLERS,
+            "rti_sampler",
+            f"must be one of {RTI_SAMPLERS}",
+        )
+        _require(
+            self,
+            0 <= self.rti_steps <= self.rti_k_prime + 1
+            and (self.rti_steps == 0 or self.rti_sampler == "ddim"),
+            "rti_steps",
+            "must be 0, or 1..rti_k_prime+1 with rti_sampler 'ddim'",
         )
         _require(
             self,

@@ -197,6 +197,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="RTI: the shifted guess as the state at K' (the paper) or re-noised to level K' "
         "(Diffuser); default: the checkpoint's",
     )
+    parser.add_argument(
+        "--rti-sampler",
+        choices=["ddpm", "ddim"],
+        help="RTI: denoise from K' with stochastic DDPM (the paper) or deterministic DDIM; "
+        "default: the checkpoint's",
+    )
+    parser.add_argument(
+        "--rti-steps",
+        type=int,
+        help="RTI with DDIM: network calls per update, spaced evenly from K' to 0 "
+        "(0: all K'+1); default: the checkpoint's",
+    )
     parser.add_argument("--episodes", type=int, default=50)
     parser.add_argument(
         "--execute", type=int, help="actions executed per prediction (default: 1 for rti, Ta else)"
@@ -244,10 +256,11 @@ def load_policy(args: argparse.Namespace):
         from policies.deploy.manifest import read_manifest
         from policies.deploy.runtime import OnnxPolicy
 
-        if args.k_prime is not None or args.warm_start is not None:
+        fixed = (args.k_prime, args.warm_start, args.rti_sampler, args.rti_steps)
+        if any(value is not None for value in fixed):
             raise ValueError(
-                "--k-prime and --warm-start are fixed in an exported policy; export again "
-                "to change them"
+                "--k-prime, --warm-start, --rti-sampler and --rti-steps are fixed in an "
+                "exported policy; export again to change them"
             )
         manifest = read_manifest(args.checkpoint)
         executed = args.execute or (1 if args.sampler == "rti" else manifest.action_horizon)
@@ -267,5 +280,7 @@ def load_policy(args: argparse.Namespace):
         k_prime=args.k_prime,
         executed=executed,
         warm_start=args.warm_start,
+        rti_sampler=args.rti_sampler,
+        rti_steps=args.rti_steps,
     )
     return policy, config.task, executed

@@ -9,8 +9,14 @@ import numpy as np
 import torch
 
 from policies.diffusion import checkpoint as ckpt
-from policies.diffusion.configuration import SAMPLERS, WARM_START_MODES
-from policies.diffusion.sampler import RTIState, rti_update, sample_ddim, sample_ddpm
+from policies.diffusion.configuration import RTI_SAMPLERS, SAMPLERS, WARM_START_MODES
+from policies.diffusion.sampler import (
+    RTIState,
+    rti_timesteps,
+    rti_update,
+    sample_ddim,
+    sample_ddpm,
+)
 from policies.diffusion.scheduler import NoiseSchedule
 from policies.diffusion.training import build_network
 
@@ -20,8 +26,9 @@ class DiffusionPolicy:
 
     sampler: "ddpm" (all K steps), "ddim" (`ddim_steps`), or "rti": the first call of an
     episode denoises fully with DDPM, later calls warm-start from the previous chunk
-    shifted by `executed` actions and denoise K'+1 steps. `warm_start` ("state" or
-    "renoise") overrides the checkpoint's way into the chain.
+    shifted by `executed` actions and denoise from K'. `warm_start` ("state" or
+    "renoise"), `rti_sampler` ("ddpm": K'+1 stochastic steps; "ddim": deterministic)
+    and `rti_steps` (DDIM steps from K'; 0 = K'+1) override the checkpoint's.
     """
 
     def __init__(
@@ -34,6 +41,8 @@ class DiffusionPolicy:
         seed: int = 0,
         device: str = "cpu",
         warm_start: str | None = None,
+        rti_sampler: str | None = None,
+        rti_steps: int | None = None,
     ):
         if not isinstance(checkpoint, ckpt.Checkpoint):
             checkpoint = ckpt.load(Path(checkpoint))
@@ -52,6 +61,14 @@ class DiffusionPolicy:
         self.warm_start = config.rti_mode if warm_start is None else warm_start
         if self.warm_start not in WARM_START_MODES:
             raise ValueError(f"warm_start must be one of {WARM_START_MODES}, got {warm_start!r}")
+        self.rti_sampler = config.rti_sampler if rti_sampler is None else rti_sampler
+        self.rti_steps = config.rti_steps if rti_steps is None else rti_steps
+        rti_timesteps(self.k_prime, self.rti_steps)  # refuses a step count K' cannot hold
+        if self.rti_sampler not in RTI_SAMPLERS or (self.rti_steps and self.rti_sampler != "ddim"):
+            raise ValueError(
+                f"rti_sampler must be one of {RTI_SAMPLERS} (strided rti_steps need 'ddim'), "
+                f"got {self.rti_sampler!r} with rti_steps={self.rti_steps}"
+            )
         self.obs_horizon, self.pred_horizon = config.obs_horizon, config.pred_horizon
         self.obs_dim = config.obs_dim
         self.obs_normalizer = checkpoint.obs_normalizer
@@ -127,6 +144,8 @@ class DiffusionPolicy:
                 self.k_prime,
                 lambda: self._noise(len(warm)),
                 self.warm_start,
+                self.rti_sampler,
+                self.rti_steps,
             )
         if cold:  # the first prediction of an episode denoises fully
             chunk[cold] = self._sample_full(cond[cold])

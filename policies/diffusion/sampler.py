@@ -12,6 +12,9 @@ RTI (Real-Time Iteration Scheme for Diffusion Policy, IROS 2025), one control ti
     warm start          x_{K'} := shifted      ("state", as in the paper)
                     or  x_{K'} := √ᾱ_{K'}·shifted + √(1−ᾱ_{K'})·z   ("renoise", Diffuser)
     denoise             K', K'−1, ..., 0       K'+1 network calls instead of K
+
+The paper denoises with stochastic DDPM steps. With DDIM the chain from K' may also be
+strided: n deterministic steps spaced evenly from K' to 0 (`rti_timesteps`), n calls.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from policies.diffusion.configuration import RTI_SAMPLERS
 from policies.diffusion.scheduler import NoiseSchedule
 
 Array = Any
@@ -84,6 +88,22 @@ def warm_start(
     raise ValueError(f"warm-start mode must be 'state' or 'renoise', got {mode!r}")
 
 
+def rti_timesteps(k_prime: int, steps: int = 0) -> list[int]:
+    """`steps` training steps spaced evenly from K' down to 0; 0 means every one (K'+1)."""
+    if k_prime < 0:
+        raise ValueError(f"k_prime must be at least 0, got {k_prime}")
+    if not 0 <= steps <= k_prime + 1:
+        raise ValueError(f"RTI steps must be in 0..K'+1 = {k_prime + 1}, got {steps}")
+    count = steps or k_prime + 1
+    # Spacing is at least 1 when count <= K'+1, so the rounded steps stay distinct.
+    return [int(t) for t in np.rint(np.linspace(k_prime, 0, count))]
+
+
+def rti_network_calls(k_prime: int, sampler: str = "ddpm", steps: int = 0) -> int:
+    """Network calls of one warm update: K'+1 for DDPM, the DDIM step count else."""
+    return len(rti_timesteps(k_prime, steps if sampler == "ddim" else 0))
+
+
 def rti_update(
     eps_fn: EpsFn,
     schedule: NoiseSchedule,
@@ -93,16 +113,24 @@ def rti_update(
     noise: NoiseFn,
     mode: str = "state",
     sampler: str = "ddpm",
+    steps: int = 0,
 ) -> Array:
-    """One RTI prediction: shift the previous chunk, warm-start at K', denoise to 0."""
+    """One RTI prediction: shift the previous chunk, warm-start at K', denoise to 0.
+
+    sampler "ddpm" runs every step K'..0 (`steps` must be 0); "ddim" runs `steps`
+    deterministic steps from K' (0: all K'+1).
+    """
     if not 0 <= k_prime < schedule.train_steps:
         raise ValueError(f"k_prime must be in 0..{schedule.train_steps - 1}, got {k_prime}")
+    timesteps = rti_timesteps(k_prime, steps)
+    if sampler not in RTI_SAMPLERS:
+        raise ValueError(f"RTI sampler must be one of {RTI_SAMPLERS}, got {sampler!r}")
+    if sampler == "ddpm" and steps:
+        raise ValueError("strided RTI steps need the DDIM sampler; DDPM runs every step")
     x = warm_start(schedule, shift_chunk(previous, executed), k_prime, mode, noise)
     if sampler == "ddpm":
         return sample_ddpm(eps_fn, schedule, x, noise, start=k_prime)
-    if sampler == "ddim":
-        return sample_ddim(eps_fn, schedule, x, list(range(k_prime, -1, -1)))
-    raise ValueError(f"sampler must be 'ddpm' or 'ddim', got {sampler!r}")
+    return sample_ddim(eps_fn, schedule, x, timesteps)
 
 
 class RTIState:

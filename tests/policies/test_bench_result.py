@@ -27,7 +27,11 @@ def test_keys_and_targets_per_task() -> None:
             "rti_renoise": _eval(0.40, 30.0),
         },
     }
-    out = _result(results, {"pickplace": 2, "pusht": 30}, 1.05, 100, {"pickplace": 1.0})
+    rti = {
+        "pickplace": {"k_prime": 2, "sampler": "ddpm", "calls": 3},
+        "pusht": {"k_prime": 30, "sampler": "ddim", "calls": 4},
+    }
+    out = _result(results, rti, 1.05, 100, {"pickplace": 1.0})
     figures = out.figures
     for task in ("pickplace", "pusht"):
         for label in ("ddpm100", "ddim10", "rti", "rti_renoise"):
@@ -36,6 +40,9 @@ def test_keys_and_targets_per_task() -> None:
     assert figures["latency_p50_ms_rti"] == 10.0  # the issue's keys are PickPlace's
     assert figures["latency_p50_ms_rti_pusht"] == 30.0
     assert figures["sampler_overhead_ratio"] == 1.05
+    assert figures["rti_k_prime_pusht"] == 30 and figures["rti_calls_pusht"] == 4
+    assert figures["rti_sampler_pickplace"] == "ddpm"
+    assert any("pusht K' = 30 (ddim, 4 calls)" in note for note in out.notes)
     pick, push = out.notes[0], out.notes[1]
     assert "-0.03 (met)" in pick and "30.0x below DDPM-100" in pick
     assert "-0.10 (NOT met)" in push and "2.0x below DDIM-10" in push

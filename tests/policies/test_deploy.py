@@ -102,6 +102,36 @@ def test_unrolled_rti_graph_reproduces_the_torch_update_from_the_same_noise(
     assert np.abs(got - expected).max() <= 1e-4
 
 
+def test_strided_ddim_rti_exports_and_matches_torch(tmp_path, torch_policy) -> None:
+    checkpoint = tmp_path / "ckpt"
+    shutil.copytree(CHECKPOINT, checkpoint, ignore=shutil.ignore_patterns("train.*"))
+    meta = json.loads((checkpoint / "config.json").read_text())
+    meta["config"].update(rti_k_prime=6, rti_sampler="ddim", rti_steps=3)
+    (checkpoint / "config.json").write_text(json.dumps(meta))  # weights, so hash, unchanged
+    manifest = export(checkpoint, tmp_path / "export")
+    assert (manifest.rti_sampler, manifest.rti_steps, manifest.noise_draws) == ("ddim", 3, 0)
+    policy = OnnxPolicy(tmp_path / "export")
+    cond = real_conditions(torch_policy, 1)
+    previous = np.random.default_rng(2).uniform(-1, 1, (1, 16, 4)).astype(np.float32)
+    with torch.no_grad():
+        expected = rti_update(
+            lambda x, t: torch_policy.network(x, torch.full((1,), t), torch.from_numpy(cond)),
+            torch_policy.schedule,
+            torch.from_numpy(previous),
+            1,
+            6,
+            None,
+            sampler="ddim",
+            steps=3,
+        ).numpy()
+    assert np.abs(policy.rti_update(shift_chunk(previous, 1), cond) - expected).max() <= 1e-4
+    assert policy.network_calls == 3
+    torch_ddim = DiffusionPolicy(checkpoint, seed=0)
+    torch_ddim.infer(np.zeros((2, 11), np.float32))
+    torch_ddim.infer(np.zeros((2, 11), np.float32))
+    assert torch_ddim.network_calls == 100 + 3  # a full chain, then one 3-step update
+
+
 def test_onnx_policy_follows_the_policy_interface(exported) -> None:
     policy = OnnxPolicy(exported, seed=0)
     assert isinstance(policy, Policy)

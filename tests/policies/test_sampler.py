@@ -7,6 +7,8 @@ import torch
 from policies.diffusion.sampler import (
     RTIState,
     clip_discrete,
+    rti_network_calls,
+    rti_timesteps,
     rti_update,
     sample_ddim,
     sample_ddpm,
@@ -80,6 +82,43 @@ def test_rti_update_makes_k_prime_plus_one_calls(sampler: str, mode: str) -> Non
     assert oracle.calls == 3
     assert out.shape == previous.shape
     np.testing.assert_allclose(out, target, atol=1e-6)  # an oracle lands on its sample
+
+
+def test_strided_ddim_rti_steps_spread_from_k_prime_to_zero() -> None:
+    assert rti_timesteps(14, 3) == [14, 7, 0]
+    assert rti_timesteps(14, 1) == [14]
+    assert rti_timesteps(4, 0) == rti_timesteps(4, 5) == [4, 3, 2, 1, 0]
+    assert rti_network_calls(14, "ddim", 3) == 3 and rti_network_calls(14, "ddpm") == 15
+    for k_prime in range(12):
+        for steps in range(1, k_prime + 2):
+            timesteps = rti_timesteps(k_prime, steps)
+            assert len(set(timesteps)) == steps and timesteps[0] == k_prime
+            assert timesteps == sorted(timesteps, reverse=True)
+            assert timesteps[-1] == (0 if steps > 1 else k_prime)  # one step: K' to clean
+    with pytest.raises(ValueError, match="K'\\+1"):
+        rti_timesteps(2, 4)
+
+
+@pytest.mark.parametrize("mode", ["state", "renoise"])
+def test_strided_ddim_rti_update_is_the_ddim_chain_over_those_steps(mode: str) -> None:
+    s = NoiseSchedule(100)
+    previous = np.random.default_rng(7).uniform(-0.5, 0.5, (1, 16, 4))
+    target = shift_chunk(previous, 1)
+    oracle = CountingOracle(s, target)
+    out = rti_update(oracle, s, previous, 1, 14, _noise(previous.shape), mode, "ddim", steps=3)
+    assert oracle.calls == 3
+    np.testing.assert_allclose(out, target, atol=1e-6)
+
+    # Against a network that is not an oracle, it is exactly DDIM over [14, 7, 0].
+    def network(x, t):
+        return np.tanh(x + 0.01 * t)
+
+    start = warm_start(s, target, 14, "state", None)
+    expected = sample_ddim(network, s, start, [14, 7, 0])
+    got = rti_update(network, s, previous, 1, 14, None, "state", "ddim", steps=3)
+    np.testing.assert_array_equal(got, expected)
+    with pytest.raises(ValueError, match="DDIM"):
+        rti_update(oracle, s, previous, 1, 14, _noise(previous.shape), sampler="ddpm", steps=3)
 
 
 def test_renoise_diffuses_the_guess_to_level_k_prime() -> None:

@@ -138,6 +138,12 @@ def test_calibrate_rti_stores_a_checked_k_prime(dataset, tmp_path, capsys) -> No
                 "1",
                 "--check-episodes",
                 "1",
+                "--rti-sampler",
+                "ddim",
+                "--rti-steps",
+                "2",
+                "--warm-start",
+                "renoise",
             ]
         )
         == 0
@@ -148,7 +154,10 @@ def test_calibrate_rti_stores_a_checked_k_prime(dataset, tmp_path, capsys) -> No
     assert calibration["k_prime_offline"] == choose(ratios)
     assert meta["config"]["rti_k_prime"] == calibration["k_prime"]
     assert str(calibration["k_prime"]) in calibration["closed_loop_success"]
-    assert ckpt.load(out).config.rti_k_prime == calibration["k_prime"]  # hash still holds
+    config = ckpt.load(out).config  # the weight hash still holds
+    assert config.rti_k_prime == calibration["k_prime"] and config.rti_sampler == "ddim"
+    assert config.rti_steps == min(2, config.rti_k_prime + 1)
+    assert config.rti_mode == "renoise"
     assert "chose K'" in capsys.readouterr().out
 
 

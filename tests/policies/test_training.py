@@ -80,6 +80,10 @@ def test_the_warm_start_mode_can_be_chosen_per_policy(trained) -> None:
     assert not torch.allclose(guesses["state"], guesses["renoise"])
     with pytest.raises(ValueError, match="warm_start"):
         DiffusionPolicy(out, sampler="rti", warm_start="diffuser")
+    with pytest.raises(ValueError, match="rti_sampler"):
+        DiffusionPolicy(out, sampler="rti", k_prime=4, rti_steps=2)  # strided needs DDIM
+    with pytest.raises(ValueError, match="K'"):
+        DiffusionPolicy(out, sampler="rti", k_prime=1, rti_sampler="ddim", rti_steps=3)
 
 
 def test_a_batch_keeps_one_warm_start_per_slot(trained) -> None:
@@ -177,5 +181,10 @@ def test_learning_rate_warms_up_then_decays() -> None:
 def test_config_names_the_bad_field_and_value() -> None:
     with pytest.raises(ValueError, match=r"DiffusionConfig.pred_horizon = 10"):
         DiffusionConfig(obs_dim=1, action_dim=1, pred_horizon=10)
+    with pytest.raises(ValueError, match=r"DiffusionConfig.rti_steps = 3"):
+        DiffusionConfig(obs_dim=1, action_dim=1, rti_k_prime=4, rti_steps=3)  # DDPM: all
+    with pytest.raises(ValueError, match=r"DiffusionConfig.rti_sampler = 'euler'"):
+        DiffusionConfig(obs_dim=1, action_dim=1, rti_sampler="euler")
+    DiffusionConfig(obs_dim=1, action_dim=1, rti_k_prime=4, rti_sampler="ddim", rti_steps=3)
     with pytest.raises(ValueError, match="unknown fields"):
         DiffusionConfig.from_dict({"obs_dim": 1, "action_dim": 1, "colour": "red"})

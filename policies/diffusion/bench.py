@@ -2,9 +2,11 @@
 
 Each task's shipped checkpoint is evaluated closed-loop on the same seeds (100,000
 onwards) under every sampler: DDPM-100 and DDIM-10 executing Ta = 8 actions per
-prediction, RTI with the checkpoint's K' executing one action per prediction (RTI mode)
-and Ta = 8 (chunk mode), and RTI with the guess re-noised to level K' (Diffuser-style)
-instead of taken as the state at K' (the paper's way, the checkpoints' default).
+prediction, RTI as the checkpoint was calibrated (its K', way into the chain and
+sampler) executing one action per prediction (RTI mode) and Ta = 8 (chunk mode), and
+RTI entering the chain the other way, all else equal: "rti_renoise" re-noises the
+guess to level K' (Diffuser-style) where the checkpoint takes it as the state at K'
+(the paper's way), "rti_state" the reverse.
 Success comes from 8 environments stepped in lockstep with batched predictions;
 latency is per prediction at batch 1, torch eager, measured in a few more closed-loop
 episodes (seeds 200,000 onwards; RTI's first prediction of each episode, a full chain,
@@ -27,19 +29,19 @@ from policies.diffusion.policy import DiffusionPolicy
 from runtime.bench import BenchResult, project_root
 
 TASKS = ("pickplace", "pusht")
-LABELS = ("ddpm100", "ddim10", "rti", "rti_chunk", "rti_renoise")
+LABELS = ("ddpm100", "ddim10", "rti", "rti_chunk", "rti_state", "rti_renoise")
 NUM_ENVS = 8
 LATENCY_SEED = 200_000  # episodes timed at batch 1, apart from the scored ones
 LATENCY_EPISODES = {"pickplace": 10, "pusht": 3}  # PushT episodes are up to 300 steps
 PLOT = Path("docs") / "img" / "policy_success_latency.png"
 # (label, sampler, actions executed per prediction or None for the checkpoint's Ta,
-#  RTI warm start or None for the checkpoint's: "state" unless it says otherwise)
+#  RTI warm start or None for the checkpoint's; "other" is the one it does not use)
 VARIANTS = (
     ("ddpm100", "ddpm", None, None),
     ("ddim10", "ddim", None, None),
     ("rti", "rti", 1, None),
     ("rti_chunk", "rti", None, None),
-    ("rti_renoise", "rti", 1, "renoise"),
+    ("rti_{other}", "rti", 1, "other"),
 )
 
 
@@ -48,6 +50,10 @@ def _evaluate_task(checkpoint: Path, episodes: int, latency_episodes: int) -> di
     latency from `latency_episodes` more at batch 1, as one robot would see it."""
     results = {}
     for label, sampler, executed, warm_start in VARIANTS:
+        if warm_start == "other":
+            mode = DiffusionPolicy(checkpoint).warm_start
+            warm_start = "renoise" if mode == "state" else "state"
+            label = label.format(other=warm_start)
         policy = DiffusionPolicy(
             checkpoint,
             sampler=sampler,
@@ -117,7 +123,12 @@ def _describe_rti(policy: DiffusionPolicy) -> dict:
     from policies.diffusion.sampler import rti_network_calls
 
     calls = rti_network_calls(policy.k_prime, policy.rti_sampler, policy.rti_steps)
-    return {"k_prime": policy.k_prime, "sampler": policy.rti_sampler, "calls": calls}
+    return {
+        "k_prime": policy.k_prime,
+        "warm_start": policy.warm_start,
+        "sampler": policy.rti_sampler,
+        "calls": calls,
+    }
 
 
 def run(quick: bool) -> BenchResult:
@@ -156,7 +167,14 @@ def _plot(results: dict[str, dict[str, EvalResult]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     figure, axis = plt.subplots(figsize=(8, 4))
-    markers = {"ddpm100": "s", "ddim10": "^", "rti": "o", "rti_chunk": "D", "rti_renoise": "v"}
+    markers = {
+        "ddpm100": "s",
+        "ddim10": "^",
+        "rti": "o",
+        "rti_chunk": "D",
+        "rti_state": "<",
+        "rti_renoise": "v",
+    }
     for task, variants in results.items():
         for label, result in variants.items():
             axis.errorbar(
@@ -200,6 +218,7 @@ def _result(
         rti = k_primes.get(task)
         figures[f"rti_k_prime_{task}"] = rti["k_prime"] if rti else None
         figures[f"rti_sampler_{task}"] = rti["sampler"] if rti else None
+        figures[f"rti_warm_start_{task}"] = rti["warm_start"] if rti else None
         figures[f"rti_calls_{task}"] = rti["calls"] if rti else None
     return BenchResult(
         figures=figures,
@@ -239,16 +258,17 @@ def _notes(
 ) -> list:
     notes = [_targets(task, variants, experts.get(task)) for task, variants in results.items()]
     notes += [
-        "rti_renoise: RTI with the shifted guess re-noised to level K' by the forward "
-        "process (Diffuser-style) instead of taken as the state at K' (the paper's way, "
-        "the rti rows); one action per prediction.",
+        "rti_state, rti_renoise: RTI entering the chain the way the checkpoint does not, "
+        "all else equal, one action per prediction: the shifted guess taken as the state "
+        "at K' (the paper's way) or re-noised to level K' by the forward process "
+        "(Diffuser-style).",
         f"Sampler overhead (PickPlace): one RTI update takes {overhead:.2f} of its network "
         "calls timed alone (target <= 1.15).",
         "K' is each checkpoint's stored value, chosen by `warmloop calibrate-rti` "
         "(offline estimate, then a closed-loop check; see checkpoints/README.md), and each "
         "warm update denoises from it as the checkpoint says: "
         + ", ".join(
-            f"{task} K' = {r['k_prime']} ({r['sampler']}, {r['calls']} calls)"
+            f"{task} K' = {r['k_prime']} ({r['warm_start']}, {r['sampler']}, {r['calls']} calls)"
             for task, r in k_primes.items()
         )
         + ".",

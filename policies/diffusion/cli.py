@@ -29,6 +29,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="U-Net widths (default 64 128 256; explore 32 64 128)",
     )
     parser.add_argument("--lr", type=float, help="peak learning rate (default 1e-4; explore 3e-4)")
+    parser.add_argument(
+        "--action-horizon",
+        type=int,
+        help="Ta, actions executed per chunk outside RTI (default 8; training does not use it)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto")
     parser.add_argument("--no-resume", action="store_true", help="start from scratch")
@@ -66,6 +71,7 @@ def main_from_args(args: argparse.Namespace) -> int:
             seed=args.seed,
             warmup_steps=min(500, max(1, args.steps // 10)),
             **({} if args.lr is None else {"lr": args.lr}),
+            **({} if args.action_horizon is None else {"action_horizon": args.action_horizon}),
         )
     except (DatasetError, ValueError) as exc:
         sys.stderr.write(f"warmloop train: {exc}\n")

@@ -26,12 +26,12 @@ def dataset(tmp_path_factory):
 def test_train_writes_a_loadable_checkpoint(dataset, tmp_path, capsys) -> None:
     out = tmp_path / "ckpt"
     args = ["train", "pickplace", "--data", str(dataset), "--out", str(out), "--lr", "3e-4"]
-    assert main([*args, *TINY]) == 0
+    assert main([*args, "--action-horizon", "4", *TINY]) == 0
     assert "30 steps" in capsys.readouterr().out
     loaded = ckpt.load(out)
     assert loaded.step == 30 and loaded.config.discrete_dims == (3,)
     assert loaded.config.obs_dim == 11 and loaded.config.action_dim == 4
-    assert loaded.config.lr == 3e-4
+    assert loaded.config.lr == 3e-4 and loaded.config.action_horizon == 4
 
 
 def test_train_refuses_missing_or_foreign_data(dataset, tmp_path, capsys) -> None:
@@ -41,6 +41,9 @@ def test_train_refuses_missing_or_foreign_data(dataset, tmp_path, capsys) -> Non
     assert "holds 'pickplace' data" in capsys.readouterr().err
     assert main(["train", "pickplace", "--data", str(dataset), "--lr", "0", *TINY]) == 2
     assert "lr" in capsys.readouterr().err
+    args = ["train", "pickplace", "--data", str(dataset), "--action-horizon", "16"]
+    assert main([*args, *TINY]) == 2
+    assert "action_horizon" in capsys.readouterr().err
 
 
 def test_data_parallel_replicas_agree(dataset, tmp_path) -> None:

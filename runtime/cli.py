@@ -223,7 +223,8 @@ SUBCOMMANDS = (
     Subcommand("eval", "evaluate a checkpoint in simulation", _add_eval, _run_eval),
     Subcommand(
         "calibrate-rti",
-        "choose the RTI warm-start step K' for a checkpoint",
+        "choose the RTI warm-start step K' for a checkpoint; store it with the way the "
+        "candidates entered and denoised the chain",
         _add_calibrate,
         _run_calibrate,
     ),

@@ -29,6 +29,7 @@ from policies.deploy.manifest import (
     rti_noise_draws,
 )
 from policies.diffusion import checkpoint as ckpt
+from policies.diffusion.configuration import rti_steps_within
 from policies.diffusion.sampler import rti_timesteps, warm_start
 from policies.diffusion.scheduler import NoiseSchedule
 from policies.diffusion.training import build_network
@@ -88,7 +89,7 @@ def export(checkpoint_dir: Path, out: Path, k_prime: int | None = None) -> Manif
 
     horizon, action_dim = config.pred_horizon, config.action_dim
     cond_dim = config.obs_horizon * config.obs_dim
-    rti_steps = min(config.rti_steps, k_prime + 1)  # an overriding K' may hold fewer
+    rti_steps = rti_steps_within(k_prime, config.rti_steps)  # an overriding K' may hold fewer
     draws = rti_noise_draws(k_prime, config.rti_mode, config.rti_sampler)
     sample = torch.zeros(1, horizon, action_dim)
     cond = torch.zeros(1, cond_dim)

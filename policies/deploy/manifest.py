@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from policies.diffusion.configuration import rti_denoising_problem
 from policies.json_file import read_json
 
 MANIFEST_SCHEMA_VERSION = 1
@@ -104,12 +105,6 @@ def _check_fields(m: Manifest, path: Path) -> None:
         (1 <= m.obs_horizon <= m.pred_horizon, "obs_horizon", "must be in 1..pred_horizon"),
         (0 <= m.k_prime < m.train_steps, "k_prime", "must be in 0..train_steps-1"),
         (m.rti_mode in ("state", "renoise"), "rti_mode", "must be 'state' or 'renoise'"),
-        (m.rti_sampler in ("ddpm", "ddim"), "rti_sampler", "must be 'ddpm' or 'ddim'"),
-        (
-            0 <= m.rti_steps <= m.k_prime + 1 and (m.rti_steps == 0 or m.rti_sampler == "ddim"),
-            "rti_steps",
-            "must be 0, or 1..k_prime+1 with rti_sampler 'ddim'",
-        ),
         (
             m.noise_draws == rti_noise_draws(m.k_prime, m.rti_mode, m.rti_sampler),
             "noise_draws",
@@ -122,6 +117,9 @@ def _check_fields(m: Manifest, path: Path) -> None:
         ),
         (NETWORK_GRAPH in {g.file for g in m.graphs.values()}, "graphs", "lack the network"),
     ]
+    denoising = rti_denoising_problem(m.k_prime, m.rti_sampler, m.rti_steps)
+    if denoising:
+        checks.insert(0, (False, *denoising))
     for ok, name, message in checks:
         if not ok:
             raise ExportError(f"{path}: field {name} {message}")

@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from policies.diffusion.checkpoint import Checkpoint, load
+from policies.diffusion.configuration import DiffusionConfig
 from policies.diffusion.evaluate import EvalResult, evaluate
 from policies.diffusion.policy import DiffusionPolicy
 from runtime.bench import BenchResult, project_root
@@ -45,14 +47,13 @@ VARIANTS = (
 )
 
 
-def _evaluate_task(checkpoint: Path, episodes: int, latency_episodes: int) -> dict:
+def _evaluate_task(checkpoint: Checkpoint, episodes: int, latency_episodes: int) -> dict:
     """Success from `episodes` episodes on NUM_ENVS lockstep environments (batched);
     latency from `latency_episodes` more at batch 1, as one robot would see it."""
     results = {}
     for label, sampler, executed, warm_start in VARIANTS:
         if warm_start == "other":
-            mode = DiffusionPolicy(checkpoint).warm_start
-            warm_start = "renoise" if mode == "state" else "state"
+            warm_start = "renoise" if checkpoint.config.rti_mode == "state" else "state"
             label = label.format(other=warm_start)
         policy = DiffusionPolicy(
             checkpoint,
@@ -119,31 +120,32 @@ def sampler_overhead(checkpoint: Path, repeats: int = 200) -> float:
     return float(np.median(timings["update"]) / (calls * np.median(timings["call"])))
 
 
-def _describe_rti(policy: DiffusionPolicy) -> dict:
+def _describe_rti(config: DiffusionConfig) -> dict:
+    """The checkpoint's calibrated RTI: K', way into the chain, sampler, calls per update."""
     from policies.diffusion.sampler import rti_network_calls
 
-    calls = rti_network_calls(policy.k_prime, policy.rti_sampler, policy.rti_steps)
     return {
-        "k_prime": policy.k_prime,
-        "warm_start": policy.warm_start,
-        "sampler": policy.rti_sampler,
-        "calls": calls,
+        "k_prime": config.rti_k_prime,
+        "warm_start": config.rti_mode,
+        "sampler": config.rti_sampler,
+        "calls": rti_network_calls(config.rti_k_prime, config.rti_sampler, config.rti_steps),
     }
 
 
 def run(quick: bool) -> BenchResult:
     episodes = 10 if quick else 100
     root = project_root()
-    results, k_primes = {}, {}
+    results, rti = {}, {}
     for task in TASKS:
-        checkpoint = root / "checkpoints" / task
-        if (checkpoint / "config.json").exists():
+        directory = root / "checkpoints" / task
+        if (directory / "config.json").exists():
+            checkpoint = load(directory)  # once: every variant shares its weights
             latency_episodes = 2 if quick else LATENCY_EPISODES[task]
             results[task] = _evaluate_task(checkpoint, episodes, latency_episodes)
-            k_primes[task] = _describe_rti(DiffusionPolicy(checkpoint))
+            rti[task] = _describe_rti(checkpoint.config)
     overhead = sampler_overhead(root / "checkpoints" / "pickplace")
     _plot(results, root / PLOT)
-    return _result(results, k_primes, overhead, episodes, _expert_success(root))
+    return _result(results, rti, overhead, episodes, _expert_success(root))
 
 
 def _expert_success(root: Path) -> dict[str, float]:
@@ -202,7 +204,7 @@ def _plot(results: dict[str, dict[str, EvalResult]], path: Path) -> None:
 
 
 def _result(
-    results, k_primes, overhead: float, episodes: int, experts: dict[str, float] | None = None
+    results, rti, overhead: float, episodes: int, experts: dict[str, float] | None = None
 ) -> BenchResult:
     figures: dict[str, float | None] = {"sampler_overhead_ratio": overhead, "episodes": episodes}
     for task in TASKS:
@@ -215,15 +217,13 @@ def _result(
             suffix = "" if task == "pickplace" else f"_{task}"
             figures[f"latency_p50_ms_{label}{suffix}"] = result.latency_p50_ms if result else None
             figures[f"latency_p99_ms_{label}{suffix}"] = result.latency_p99_ms if result else None
-        rti = k_primes.get(task)
-        figures[f"rti_k_prime_{task}"] = rti["k_prime"] if rti else None
-        figures[f"rti_sampler_{task}"] = rti["sampler"] if rti else None
-        figures[f"rti_warm_start_{task}"] = rti["warm_start"] if rti else None
-        figures[f"rti_calls_{task}"] = rti["calls"] if rti else None
+        settings = rti.get(task, {})
+        for key in ("k_prime", "sampler", "warm_start", "calls"):
+            figures[f"rti_{key}_{task}"] = settings.get(key)
     return BenchResult(
         figures=figures,
         table=_table(results),
-        notes=_notes(results, k_primes, overhead, experts or {}),
+        notes=_notes(results, rti, overhead, experts or {}),
     )
 
 
@@ -254,7 +254,7 @@ def _table(results: dict[str, dict[str, EvalResult]]) -> list[list[str]]:
 
 
 def _notes(
-    results: dict[str, dict[str, EvalResult]], k_primes: dict, overhead: float, experts: dict
+    results: dict[str, dict[str, EvalResult]], rti: dict, overhead: float, experts: dict
 ) -> list:
     notes = [_targets(task, variants, experts.get(task)) for task, variants in results.items()]
     notes += [
@@ -269,7 +269,7 @@ def _notes(
         "warm update denoises from it as the checkpoint says: "
         + ", ".join(
             f"{task} K' = {r['k_prime']} ({r['warm_start']}, {r['sampler']}, {r['calls']} calls)"
-            for task, r in k_primes.items()
+            for task, r in rti.items()
         )
         + ".",
         f"![success against latency]({Path(*PLOT.parts[1:])})",

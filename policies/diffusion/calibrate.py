@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from policies.diffusion.configuration import rti_denoising_problem, rti_steps_within
+
 
 @dataclass
 class Calibration:
@@ -109,10 +111,10 @@ def calibrate(
     rti_sampler = checkpoint.config.rti_sampler if rti_sampler is None else rti_sampler
     rti_steps = checkpoint.config.rti_steps if rti_steps is None else rti_steps
     warm_start = checkpoint.config.rti_mode if warm_start is None else warm_start
-    if rti_steps < 0 or (rti_steps and rti_sampler != "ddim"):
-        raise ValueError(
-            f"--rti-steps must be 0, or positive with --rti-sampler ddim; got {rti_steps}"
-        )
+    # Checked before the offline estimate; the step count is cut per candidate K' below.
+    problem = rti_denoising_problem(checkpoint.config.train_steps - 1, rti_sampler, rti_steps)
+    if problem:
+        raise ValueError(f"--{problem[0].replace('_', '-')} {problem[1]}")
     stored = load_episodes(data_dir, with_images=False)
     held_out = [e.arrays["obs"] for e in stored[-episodes:]]  # the latest episodes
     policy = DiffusionPolicy(checkpoint, sampler="ddpm", seed=0)
@@ -127,7 +129,7 @@ def calibrate(
             executed=1,
             seed=k,
             rti_sampler=rti_sampler,
-            rti_steps=min(rti_steps, k + 1),
+            rti_steps=rti_steps_within(k, rti_steps),
             warm_start=warm_start,
         )
         success[k] = evaluate(
@@ -160,7 +162,7 @@ def store(checkpoint_dir: Path, calibration: Calibration) -> None:
     config["rti_k_prime"] = calibration.k_prime
     config["rti_sampler"] = calibration.rti_sampler
     config["rti_mode"] = calibration.warm_start
-    config["rti_steps"] = min(calibration.rti_steps, calibration.k_prime + 1)
+    config["rti_steps"] = rti_steps_within(calibration.k_prime, calibration.rti_steps)
     meta.setdefault("extra", {})["rti_calibration"] = {
         **asdict(calibration),
         "ratios": {str(k): v for k, v in calibration.ratios.items()},
@@ -172,6 +174,8 @@ def store(checkpoint_dir: Path, calibration: Calibration) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from policies.diffusion.evaluate import add_rti_arguments  # argparse and numpy only
+
     parser.add_argument("checkpoint", type=Path, help="checkpoint directory")
     parser.add_argument(
         "--data",
@@ -183,23 +187,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--check-episodes", type=int, default=20, help="closed-loop episodes per K' candidate"
     )
-    parser.add_argument(
-        "--warm-start",
-        choices=["state", "renoise"],
-        help="how warm updates enter the chain at K' (stored with it): the shifted guess "
-        "as the state (the paper) or re-noised to level K'; default: the checkpoint's",
-    )
-    parser.add_argument(
-        "--rti-sampler",
-        choices=["ddpm", "ddim"],
-        help="how warm updates denoise from K' (stored with it); default: the checkpoint's",
-    )
-    parser.add_argument(
-        "--rti-steps",
-        type=int,
-        help="with ddim: network calls per update, spaced from K' to 0 (0: K'+1); "
-        "default: the checkpoint's",
-    )
+    add_rti_arguments(parser)  # how the candidates denoise; stored with the chosen K'
 
 
 def main_from_args(args: argparse.Namespace) -> int:

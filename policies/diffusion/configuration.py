@@ -89,19 +89,9 @@ class DiffusionConfig:
             "rti_mode",
             f"must be one of {WARM_START_MODES}",
         )
-        _require(
-            self,
-            self.rti_sampler in RTI_SAMPLERS,
-            "rti_sampler",
-            f"must be one of {RTI_SAMPLERS}",
-        )
-        _require(
-            self,
-            0 <= self.rti_steps <= self.rti_k_prime + 1
-            and (self.rti_steps == 0 or self.rti_sampler == "ddim"),
-            "rti_steps",
-            "must be 0, or 1..rti_k_prime+1 with rti_sampler 'ddim'",
-        )
+        problem = rti_denoising_problem(self.rti_k_prime, self.rti_sampler, self.rti_steps)
+        if problem:
+            _require(self, False, *problem)
         _require(
             self,
             all(0 <= d < self.action_dim for d in self.discrete_dims),
@@ -123,6 +113,25 @@ class DiffusionConfig:
         if unknown:
             raise ValueError(f"DiffusionConfig: unknown fields {unknown}")
         return cls(**data)
+
+
+def rti_denoising_problem(k_prime: int, sampler: str, steps: int) -> tuple[str, str] | None:
+    """(field, what is wrong) if a warm RTI update cannot denoise this way, else None.
+
+    The one rule for config, policy, calibration, export manifest and sampler alike.
+    """
+    if sampler not in RTI_SAMPLERS:
+        return "rti_sampler", f"must be one of {RTI_SAMPLERS}"
+    if steps and sampler != "ddim":
+        return "rti_steps", "strided steps are DDIM's: need rti_sampler 'ddim' (DDPM runs K'..0)"
+    if not 0 <= steps <= k_prime + 1:
+        return "rti_steps", f"must be in 0..K'+1 = {k_prime + 1} (0: every step)"
+    return None
+
+
+def rti_steps_within(k_prime: int, steps: int) -> int:
+    """A stored DDIM step count under another K': a chain from K' has K'+1 steps at most."""
+    return min(steps, k_prime + 1)
 
 
 def _require(config: DiffusionConfig, ok: bool, field_name: str, message: str) -> None:

@@ -184,13 +184,8 @@ def _result(tally: _Tally, episodes: int, executed: int) -> EvalResult:
     )
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "checkpoint", type=Path, help="checkpoint directory, or an exported (ONNX) one"
-    )
-    parser.add_argument("--sampler", choices=["ddpm", "ddim", "rti"], default="rti")
-    parser.add_argument("--steps", type=int, default=10, help="DDIM steps")
-    parser.add_argument("--k-prime", type=int, help="RTI warm-start step (default: checkpoint)")
+def add_rti_arguments(parser: argparse.ArgumentParser) -> None:
+    """How a warm RTI update enters and walks the chain from K'; eval and calibrate-rti."""
     parser.add_argument(
         "--warm-start",
         choices=["state", "renoise"],
@@ -209,6 +204,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="RTI with DDIM: network calls per update, spaced evenly from K' to 0 "
         "(0: all K'+1); default: the checkpoint's",
     )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "checkpoint", type=Path, help="checkpoint directory, or an exported (ONNX) one"
+    )
+    parser.add_argument("--sampler", choices=["ddpm", "ddim", "rti"], default="rti")
+    parser.add_argument("--steps", type=int, default=10, help="DDIM steps")
+    parser.add_argument("--k-prime", type=int, help="RTI warm-start step (default: checkpoint)")
+    add_rti_arguments(parser)
     parser.add_argument("--episodes", type=int, default=50)
     parser.add_argument(
         "--execute", type=int, help="actions executed per prediction (default: 1 for rti, Ta else)"

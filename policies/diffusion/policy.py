@@ -9,14 +9,13 @@ import numpy as np
 import torch
 
 from policies.diffusion import checkpoint as ckpt
-from policies.diffusion.configuration import RTI_SAMPLERS, SAMPLERS, WARM_START_MODES
-from policies.diffusion.sampler import (
-    RTIState,
-    rti_timesteps,
-    rti_update,
-    sample_ddim,
-    sample_ddpm,
+from policies.diffusion.configuration import (
+    SAMPLERS,
+    WARM_START_MODES,
+    rti_denoising_problem,
+    rti_steps_within,
 )
+from policies.diffusion.sampler import RTIState, rti_update, sample_ddim, sample_ddpm
 from policies.diffusion.scheduler import NoiseSchedule
 from policies.diffusion.training import build_network
 
@@ -62,13 +61,13 @@ class DiffusionPolicy:
         if self.warm_start not in WARM_START_MODES:
             raise ValueError(f"warm_start must be one of {WARM_START_MODES}, got {warm_start!r}")
         self.rti_sampler = config.rti_sampler if rti_sampler is None else rti_sampler
-        self.rti_steps = config.rti_steps if rti_steps is None else rti_steps
-        rti_timesteps(self.k_prime, self.rti_steps)  # refuses a step count K' cannot hold
-        if self.rti_sampler not in RTI_SAMPLERS or (self.rti_steps and self.rti_sampler != "ddim"):
-            raise ValueError(
-                f"rti_sampler must be one of {RTI_SAMPLERS} (strided rti_steps need 'ddim'), "
-                f"got {self.rti_sampler!r} with rti_steps={self.rti_steps}"
-            )
+        # A K' below the calibrated one keeps every step the stored DDIM count allows.
+        stored_steps = rti_steps_within(self.k_prime, config.rti_steps)
+        self.rti_steps = stored_steps if rti_steps is None else rti_steps
+        problem = rti_denoising_problem(self.k_prime, self.rti_sampler, self.rti_steps)
+        if problem:
+            name, message = problem
+            raise ValueError(f"{name} = {getattr(self, name)!r} (K' = {self.k_prime}): {message}")
         self.obs_horizon, self.pred_horizon = config.obs_horizon, config.pred_horizon
         self.obs_dim = config.obs_dim
         self.obs_normalizer = checkpoint.obs_normalizer

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from policies.diffusion.configuration import RTI_SAMPLERS
+from policies.diffusion.configuration import rti_denoising_problem
 from policies.diffusion.scheduler import NoiseSchedule
 
 Array = Any
@@ -95,8 +95,11 @@ def rti_timesteps(k_prime: int, steps: int = 0) -> list[int]:
     if not 0 <= steps <= k_prime + 1:
         raise ValueError(f"RTI steps must be in 0..K'+1 = {k_prime + 1}, got {steps}")
     count = steps or k_prime + 1
+    if count == 1:
+        return [k_prime]
     # Spacing is at least 1 when count <= K'+1, so the rounded steps stay distinct.
-    return [int(t) for t in np.rint(np.linspace(k_prime, 0, count))]
+    # Plain Python: the policy calls this on every warm update.
+    return [round(k_prime * (count - 1 - i) / (count - 1)) for i in range(count)]
 
 
 def rti_network_calls(k_prime: int, sampler: str = "ddpm", steps: int = 0) -> int:
@@ -122,15 +125,13 @@ def rti_update(
     """
     if not 0 <= k_prime < schedule.train_steps:
         raise ValueError(f"k_prime must be in 0..{schedule.train_steps - 1}, got {k_prime}")
-    timesteps = rti_timesteps(k_prime, steps)
-    if sampler not in RTI_SAMPLERS:
-        raise ValueError(f"RTI sampler must be one of {RTI_SAMPLERS}, got {sampler!r}")
-    if sampler == "ddpm" and steps:
-        raise ValueError("strided RTI steps need the DDIM sampler; DDPM runs every step")
+    problem = rti_denoising_problem(k_prime, sampler, steps)
+    if problem:
+        raise ValueError(f"RTI {problem[0]} ({sampler!r}, {steps} steps): {problem[1]}")
     x = warm_start(schedule, shift_chunk(previous, executed), k_prime, mode, noise)
     if sampler == "ddpm":
         return sample_ddpm(eps_fn, schedule, x, noise, start=k_prime)
-    return sample_ddim(eps_fn, schedule, x, timesteps)
+    return sample_ddim(eps_fn, schedule, x, rti_timesteps(k_prime, steps))
 
 
 class RTIState:

@@ -53,6 +53,19 @@ def real_conditions(policy: DiffusionPolicy, count: int) -> np.ndarray:
     return policy.obs_normalizer.normalize(pairs).reshape(count, -1)
 
 
+@torch.no_grad()
+def torch_rti_update(torch_policy, cond, previous, k_prime, noise, **how) -> np.ndarray:
+    """The torch sampler's RTI update with the policy's network, one action executed."""
+
+    def eps(x: torch.Tensor, t: int) -> torch.Tensor:
+        return torch_policy.network(x, torch.full((1,), t), torch.from_numpy(cond))
+
+    update = rti_update(
+        eps, torch_policy.schedule, torch.from_numpy(previous), 1, k_prime, noise, **how
+    )
+    return update.numpy()
+
+
 def test_export_writes_checked_graphs_and_a_manifest(exported: Path, torch_policy) -> None:
     manifest = read_manifest(exported)
     assert set(manifest.graphs) == {"network", "rti_update"}
@@ -89,15 +102,7 @@ def test_unrolled_rti_graph_reproduces_the_torch_update_from_the_same_noise(
     k_prime = policy.k_prime
     noise = rng.standard_normal((k_prime, 1, 16, 4), dtype=np.float32)
     draws = iter(torch.from_numpy(noise))
-    with torch.no_grad():
-        expected = rti_update(
-            lambda x, t: torch_policy.network(x, torch.full((1,), t), torch.from_numpy(cond)),
-            torch_policy.schedule,
-            torch.from_numpy(previous),
-            1,
-            k_prime,
-            lambda: next(draws),
-        ).numpy()
+    expected = torch_rti_update(torch_policy, cond, previous, k_prime, lambda: next(draws))
     got = policy.rti_update(shift_chunk(previous, 1), cond, noise)
     assert np.abs(got - expected).max() <= 1e-4
 
@@ -113,17 +118,7 @@ def test_strided_ddim_rti_exports_and_matches_torch(tmp_path, torch_policy) -> N
     policy = OnnxPolicy(tmp_path / "export")
     cond = real_conditions(torch_policy, 1)
     previous = np.random.default_rng(2).uniform(-1, 1, (1, 16, 4)).astype(np.float32)
-    with torch.no_grad():
-        expected = rti_update(
-            lambda x, t: torch_policy.network(x, torch.full((1,), t), torch.from_numpy(cond)),
-            torch_policy.schedule,
-            torch.from_numpy(previous),
-            1,
-            6,
-            None,
-            sampler="ddim",
-            steps=3,
-        ).numpy()
+    expected = torch_rti_update(torch_policy, cond, previous, 6, None, sampler="ddim", steps=3)
     assert np.abs(policy.rti_update(shift_chunk(previous, 1), cond) - expected).max() <= 1e-4
     assert policy.network_calls == 3
     torch_ddim = DiffusionPolicy(checkpoint, seed=0)

@@ -7,7 +7,7 @@
       observation: queue(256)
     nodes:
       - name: sim
-        type: sim                    # one of NODE_TYPES
+        type: sim                    # one of NODE_MODULES
         ends_run: true               # when it exits, the launch shuts everything down
         restart: never               # or {policy: on-failure, max_restarts: 3, backoff: 0.5}
         params: {publish: $sim, actions: $policy, episodes: 5}
@@ -26,13 +26,15 @@ An endpoint with CURVE keys, for a graph split across machines:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import importlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import yaml
 
+from runtime.node import ArgumentError, NodeType
 from streams import parse_endpoint, parse_qos
 
 
@@ -40,137 +42,24 @@ class LaunchError(ValueError):
     """A launch file that cannot run; the message names the file and line."""
 
 
-@dataclass(frozen=True)
-class NodeType:
-    module: str
-    params: frozenset[str]
-    binds: frozenset[str] = frozenset()  # params that are endpoints this node binds
-    connects: frozenset[str] = frozenset()  # params that are endpoints it connects to
-    qos: dict[str, str] = field(default_factory=dict)  # param -> topic whose QoS it takes
-    fixed: tuple[str, ...] = ()  # arguments always passed
-    positional: str = ""  # the param passed without a flag
-    lists: frozenset[str] = frozenset()  # params given once per item (--flag a --flag b)
-
-
-_SIM_PARAMS = (
-    "task",
-    "publish",
-    "actions",
-    "action_qos",
-    "merge",
-    "episodes",
-    "seed",
-    "staleness",
-    "clock_offset",
-    "images",
-    "image_size",
-    "rate_scale",
-    "overrun",
-    "wait_for_policy",
-    "video",
-    "summary",
-    "script",
-)
-_POLICY_PARAMS = (
-    "policy",
-    "observations",
-    "publish",
-    "observation_qos",
-    "dt",
-    "sampler",
-    "seed",
-    "summary",
-)
-
-
-_RECONSTRUCTION_PARAMS = (
-    "frames",
-    "publish",
-    "resolution",
-    "channels",
-    "time_steps",
-    "t_end",
-    "deform",
-    "steps_per_frame",
-    "rays_per_step",
-    "samples",
-    "keyframes",
-    "publish_hz",
-    "device",
-    "threads",
-    "summary",
-    "topic",
-    "lr_planes",
-)
-_WORLD_PARAMS = (
-    "checkpoint",
-    "publish",
-    "memory",
-    "controls",
-    "segments",
-    "frames_per_segment",
-    "schedule",
-    "fit",
-    "sampling_steps",
-    "guidance_size",
-    "max_fps",
-    "device",
-    "seed",
-    "video",
-    "threads",
-    "summary",
-)
-
-
-def _policy(backend: str) -> NodeType:
-    return NodeType(
-        module="runtime.policy_node",
-        params=frozenset(_POLICY_PARAMS),
-        binds=frozenset({"publish"}),
-        connects=frozenset({"observations"}),
-        qos={"observation_qos": "observation"},
-        fixed=("--backend", backend),
-        positional="policy",
-    )
-
-
-NODE_TYPES = {
-    "sim": NodeType(
-        module="sim.node",
-        params=frozenset(_SIM_PARAMS),
-        binds=frozenset({"publish"}),
-        connects=frozenset({"actions"}),
-        qos={"action_qos": "action"},
-    ),
-    "policy_onnx": _policy("onnx"),
-    "policy_torch": _policy("torch"),
-    "reconstruction": NodeType(
-        module="world.node",
-        params=frozenset(_RECONSTRUCTION_PARAMS),
-        binds=frozenset({"publish"}),
-        connects=frozenset({"frames"}),
-    ),
-    "world": NodeType(
-        module="world.world_node",
-        params=frozenset(_WORLD_PARAMS),
-        binds=frozenset({"publish"}),
-        connects=frozenset({"memory"}),
-    ),
-    "viewer": NodeType(
-        module="viz.viewer",
-        params=frozenset({"source", "out", "video", "resolution", "threshold", "max_height"}),
-        connects=frozenset({"source"}),
-        positional="source",
-        lists=frozenset({"source"}),
-    ),
-    "recorder": NodeType(
-        module="runtime.recorder_node",
-        params=frozenset({"out", "connect", "topics", "publish", "summary"}),
-        binds=frozenset({"publish"}),
-        connects=frozenset({"connect"}),
-        lists=frozenset({"connect", "topics"}),
-    ),
+# The node types a launch file may name, and the module that runs each. A module lists
+# its types in NODE_TYPES (runtime.node.NodeType: the config dataclass whose fields are
+# the type's parameters, and its endpoints). A module is imported only when a graph
+# uses one of its types, so a robot's graph never imports torch or Open3D.
+NODE_MODULES = {
+    "sim": "sim.node",
+    "policy_onnx": "policies.node",
+    "policy_torch": "policies.node",
+    "reconstruction": "world.reconstruction.node",
+    "world": "world.generation.node",
+    "viewer": "viz.viewer",
+    "recorder": "runtime.recorder_node",
 }
+
+
+def lookup_node_type(kind: str) -> NodeType:
+    """The NodeType named `kind`, from its module."""
+    return importlib.import_module(NODE_MODULES[kind]).NODE_TYPES[kind]
 
 
 @dataclass(frozen=True)
@@ -323,11 +212,11 @@ class _Builder:
         unknown = set(entry) - {"name", "type", "params", "restart", "ends_run"}
         if unknown:
             raise self.fail(line, f"node {name!r}: unknown keys {sorted(unknown)}")
-        if kind not in NODE_TYPES:
+        if kind not in NODE_MODULES:
             raise self.fail(
-                line, f"node {name!r}: unknown type {kind!r} (known: {sorted(NODE_TYPES)})"
+                line, f"node {name!r}: unknown type {kind!r} (known: {sorted(NODE_MODULES)})"
             )
-        node_type = NODE_TYPES[kind]
+        module, node_type = NODE_MODULES[kind], lookup_node_type(kind)
         params = dict(entry.get("params") or {})
         for key in [k for k in self.overrides if k.startswith(f"{name}.")]:
             params[key.split(".", 1)[1]] = self.overrides.pop(key)
@@ -337,11 +226,15 @@ class _Builder:
         for param, topic in node_type.qos.items():
             if topic in self.qos and param not in params:
                 params[param] = self.qos[topic]
-        argv = [*node_type.fixed]
+        argv = node_type.fixed_argv
         for key, value in params.items():
             argv += self._arguments(name, node_type, key, value, line)
+        try:  # exactly what the node will do with these arguments when it starts
+            node_type.parse(argv, prog=module)
+        except (ArgumentError, ValueError) as exc:
+            raise self.fail(line, f"node {name!r} ({kind}): {exc}") from None
         restart = self._restart(entry.get("restart"), name, line)
-        return NodeSpec(name, node_type.module, argv, restart, bool(entry.get("ends_run")), line)
+        return NodeSpec(name, module, argv, restart, bool(entry.get("ends_run")), line)
 
     def _arguments(self, name: str, node_type: NodeType, key: str, value: Any, line: int):
         values = value if key in node_type.lists and isinstance(value, list) else [value]

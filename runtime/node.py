@@ -24,6 +24,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -98,15 +99,93 @@ class Node:
         return {"node": self.name, "counters": dict(self.counters), **self.status()}
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, config_class: type) -> None:
-    """One --flag per field of a config dataclass; booleans as --flag / --no-flag."""
+class ArgumentError(ValueError):
+    """A node's command line that its parser refuses (raised instead of exiting)."""
+
+
+class _CheckingParser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise ArgumentError(message)
+
+
+@dataclass(frozen=True)
+class NodeType:
+    """How a node is configured and wired: its config dataclass and its endpoints.
+
+    The fields of `config` are the node's parameters, both on its command line (one
+    --flag per field) and in launch files (runtime/launch_file.py), so the two cannot
+    drift apart. A node module lists its types in `NODE_TYPES`.
+    """
+
+    config: type  # a dataclass validated in __post_init__
+    binds: frozenset[str] = frozenset()  # params that are endpoints this node binds
+    connects: frozenset[str] = frozenset()  # params that are endpoints it connects to
+    qos: dict[str, str] = field(default_factory=dict)  # param -> topic whose QoS it takes
+    fixed: dict[str, str] = field(default_factory=dict)  # params the type sets, not the file
+    positional: str = ""  # the param passed without a flag
+    lists: frozenset[str] = frozenset()  # params given once per item (--flag a --flag b)
+
+    @property
+    def params(self) -> frozenset[str]:
+        """What a launch file may set."""
+        return frozenset(f.name for f in dataclasses.fields(self.config)) - set(self.fixed)
+
+    @property
+    def fixed_argv(self) -> list[str]:
+        """The fixed params as flags, ahead of a launch file's."""
+        return [item for k, v in self.fixed.items() for item in ("--" + k.replace("_", "-"), v)]
+
+    def add_arguments(self, parser: argparse.ArgumentParser, with_fixed: bool = True) -> None:
+        """The node's flags; without the fixed ones for a command that sets them itself
+        (`warmloop deploy` is the policy node with the ONNX backend)."""
+        skip = frozenset() if with_fixed else frozenset(self.fixed)
+        add_config_arguments(parser, self.config, self.positional, self.lists, skip)
+
+    def parse(self, argv: list[str], prog: str = "node") -> Any:
+        """The config the node would build from `argv`: ArgumentError or ValueError
+        (the config's own checks) where it would refuse to start."""
+        parser = _CheckingParser(prog=prog, allow_abbrev=False)
+        self.add_arguments(parser)
+        return self.config(**vars(parser.parse_args(argv)))
+
+
+def config_from_args(config_class: type, args: argparse.Namespace) -> Any:
+    """The config from a command line's namespace, ignoring the CLI's own keys."""
+    names = {item.name for item in dataclasses.fields(config_class)}
+    return config_class(**{k: v for k, v in vars(args).items() if k in names})
+
+
+def add_config_arguments(
+    parser: argparse.ArgumentParser,
+    config_class: type,
+    positional: str = "",
+    lists: frozenset[str] = frozenset(),
+    skip: frozenset[str] = frozenset(),
+) -> None:
+    """One --flag per field of a config dataclass; booleans as --flag / --no-flag; list
+    fields repeat the flag; `positional` without a flag; fields without a default are
+    required."""
     for item in dataclasses.fields(config_class):
+        if item.name in skip:
+            continue
+        # Annotations are strings here (from __future__ import annotations).
+        kind = {"int": int, "float": float}.get(str(item.type).removesuffix(" | None"), str)
+        text = item.metadata.get("help")
+        if item.name == positional:
+            many = "+" if item.name in lists else None
+            parser.add_argument(item.name, type=kind, nargs=many, help=text)
+            continue
         flag = "--" + item.name.replace("_", "-")
-        if item.type in ("bool", bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=item.default)
+        required = item.default is dataclasses.MISSING and item.name not in lists
+        default = None if required else item.default
+        if item.name in lists:
+            parser.add_argument(flag, action="append", type=kind, default=[], help=text)
+        elif item.type in ("bool", bool):
+            parser.add_argument(
+                flag, action=argparse.BooleanOptionalAction, default=default, help=text
+            )
         else:
-            kind = {"int": int, "float": float}.get(str(item.type), str)
-            parser.add_argument(flag, type=kind, default=item.default)
+            parser.add_argument(flag, type=kind, default=default, required=required, help=text)
 
 
 def run_node(node: Node, summary_path: Path | None = None) -> int:
@@ -130,34 +209,36 @@ def run_node(node: Node, summary_path: Path | None = None) -> int:
     return 0
 
 
-def config_node_main(
+def node_main(
     argv: list[str] | None,
     prog: str,
     doc: str | None,
-    config_class: type,
+    node_type: NodeType,
     make_node: Callable[[Any], Node],
-    threads: bool = True,
 ) -> int:
-    """`python -m MODULE` for a node built from a config dataclass: flags, checks, run.
+    """`python -m MODULE` for a node: flags from its type's config, checks, run.
 
-    With `threads`, the config's `threads` field sets torch's thread count: one per
-    process when several nodes share a 2-core machine.
+    A config with a `threads` field sets torch's thread count (imported only then): one
+    per process when several nodes share a 2-core machine.
     """
     parser = argparse.ArgumentParser(
-        prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=prog,
+        description=doc,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
     )
-    add_config_arguments(parser, config_class)
+    node_type.add_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        config = config_class(**vars(args))
-        if threads:
-            import torch
-
-            torch.set_num_threads(max(1, config.threads))
+        config = node_type.config(**vars(args))
     except ValueError as exc:
         log.error("%s: %s", prog, exc)
         return 2
+    if hasattr(config, "threads"):
+        import torch
+
+        torch.set_num_threads(max(1, config.threads))
     summary = getattr(config, "summary", "")
     return run_node(make_node(config), Path(summary) if summary else None)
 

@@ -8,13 +8,12 @@ closes the file readable. It publishes its own heartbeats (messages written) whe
 
 from __future__ import annotations
 
-import argparse
 import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runtime.node import Node, run_node
+from runtime.node import Node, NodeType, node_main
 from streams import Publisher, Queue, Subscriber, parse_endpoint
 from streams.recording import McapWriter
 
@@ -23,16 +22,26 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class RecorderConfig:
-    out: Path
-    connect: list[str] = field(default_factory=list)
-    topics: list[str] = field(default_factory=list)
-    publish: str = ""  # bound, for heartbeats; empty: none
-    depth: int = 10_000
+    out: Path = field(metadata={"help": "the MCAP file to write"})
+    connect: list[str] = field(
+        default_factory=list, metadata={"help": "a publisher endpoint (repeat: several)"}
+    )
+    topics: list[str] = field(
+        default_factory=list, metadata={"help": "a topic to record (required; repeat: several)"}
+    )
+    publish: str = field(default="", metadata={"help": "bind here for heartbeats"})
+    depth: int = 10_000  # messages buffered per topic while the writer is busy
     summary: str = ""
 
     def __post_init__(self) -> None:
+        self.out = Path(self.out)
         if not self.connect or not self.topics:
-            raise ValueError("a recorder needs at least one --connect and one --topic")
+            raise ValueError(
+                "a recorder needs at least one --connect and one --topics, got "
+                f"connect={self.connect} topics={self.topics}"
+            )
+        if self.depth < 1:
+            raise ValueError(f"depth must be >= 1, got {self.depth}")
 
 
 class RecorderNode(Node):
@@ -90,21 +99,20 @@ class RecorderNode(Node):
         }
 
 
+NODE_TYPES = {
+    "recorder": NodeType(
+        RecorderConfig,
+        binds=frozenset({"publish"}),
+        connects=frozenset({"connect"}),
+        lists=frozenset({"connect", "topics"}),
+    )
+}
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m runtime.recorder_node", description=__doc__)
-    parser.add_argument("--out", type=Path, required=True, help="the MCAP file to write")
-    parser.add_argument("--connect", action="append", default=[], help="a publisher endpoint")
-    parser.add_argument("--topics", action="append", default=[], help="a topic to record")
-    parser.add_argument("--publish", default="", help="bind here for heartbeats")
-    parser.add_argument("--summary", default="")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        config = RecorderConfig(**vars(args))
-    except ValueError as exc:
-        log.error("recorder: %s", exc)
-        return 2
-    return run_node(RecorderNode(config), Path(args.summary) if args.summary else None)
+    return node_main(
+        argv, "python -m runtime.recorder_node", __doc__, NODE_TYPES["recorder"], RecorderNode
+    )
 
 
 if __name__ == "__main__":

@@ -136,6 +136,17 @@ def collect(
     }
 
 
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("task", help="pickplace, pusht or explore")
+    p.add_argument("--episodes", type=int, default=100)
+    p.add_argument("--out", type=Path, required=True, help="dataset directory (zarr)")
+    p.add_argument("--seed", type=int, default=0, help="episode i is reset with seed + i")
+    p.add_argument(
+        "--images", action="store_true", help="also record camera images (always on for explore)"
+    )
+    p.add_argument("--image-size", type=int, default=96)
+
+
 def main_from_args(args: argparse.Namespace) -> int:
     try:
         summary = collect(

@@ -18,7 +18,6 @@ still, the gripper unchanged. That is the watchdog.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import time
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from runtime.chunks import STRATEGIES, ChunkExecutor
-from runtime.node import Node, add_config_arguments, run_node
+from runtime.node import Node, NodeType, node_main
 from runtime.rate import Rate
 from sim.envs import make_env
 from streams import (
@@ -115,6 +114,8 @@ class SimNode(Node):
 
             Path(self.config.video).parent.mkdir(parents=True, exist_ok=True)
             imageio.mimwrite(self.config.video, self.frames, fps=self.scene.metadata["render_fps"])
+        rate = np.mean([r.success for r in self.results]) if self.results else float("nan")
+        log.info("%d episodes, success rate %.2f", len(self.results), rate)
 
     def loop(self) -> None:
         for episode in range(self.config.episodes):
@@ -260,29 +261,18 @@ class SimNode(Node):
         self.heartbeat()
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_config_arguments(parser, SimNodeConfig)
+NODE_TYPES = {
+    "sim": NodeType(
+        SimNodeConfig,
+        binds=frozenset({"publish"}),
+        connects=frozenset({"actions"}),
+        qos={"action_qos": "action"},
+    )
+}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m sim.node",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        node = SimNode(SimNodeConfig(**vars(args)))
-    except ValueError as exc:
-        log.error("sim: %s", exc)
-        return 2
-    code = run_node(node, Path(args.summary) if args.summary else None)
-    results = node.results
-    rate = np.mean([r.success for r in results]) if results else float("nan")
-    log.info("%d episodes, success rate %.2f", len(results), rate)
-    return code
+    return node_main(argv, "python -m sim.node", __doc__, NODE_TYPES["sim"], SimNode)
 
 
 if __name__ == "__main__":

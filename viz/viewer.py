@@ -14,12 +14,13 @@ from __future__ import annotations
 import argparse
 import logging
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from runtime.node import Node, run_node
+from runtime.node import Node, NodeType, config_from_args, run_node
+from runtime.video import ImageSink
 from streams import Frame, Latest, Subscriber, TriPlanes, parse_endpoint
 
 log = logging.getLogger(__name__)
@@ -141,7 +142,7 @@ class ViewState:
         threshold: float,
         max_height: float | None = None,
     ) -> np.ndarray:
-        from world.exchange import from_message, point_cloud
+        from world.reconstruction.exchange import from_message, point_cloud
 
         time = self.frames[-1].scene_time if self.frames else self.triplanes.t_start
         points, colours = point_cloud(from_message(self.triplanes), time, resolution, threshold)
@@ -153,50 +154,48 @@ class ViewState:
         return renderer.render(points, colours, cameras, latest)
 
 
-class Output:
-    """PNG files in a directory and/or one MP4."""
+@dataclass
+class ViewerConfig:
+    source: list[str] = field(
+        default_factory=list,
+        metadata={"help": "publisher endpoints (frame, triplanes topics) or one .mcap file"},
+    )
+    out: str = field(default="", metadata={"help": "write PNG files here"})
+    video: str = field(default="", metadata={"help": "write an MP4 here"})
+    resolution: int = field(default=48, metadata={"help": "point-cloud grid size"})
+    threshold: float = field(default=2.0, metadata={"help": "density threshold"})
+    max_height: float | None = field(default=None, metadata={"help": "drop points above (m)"})
 
-    def __init__(self, directory: Path | None, video: Path | None, fps: float = 2.0):
-        self.directory, self.count = directory, 0
-        self.writer = None
-        if directory is not None:
-            directory.mkdir(parents=True, exist_ok=True)
-            for stale in directory.glob("view_*.png"):  # a previous run's pictures
-                stale.unlink()
-        if video is not None:
-            import imageio.v2 as imageio
+    def __post_init__(self) -> None:
+        if not self.source:
+            raise ValueError("a viewer needs at least one source: endpoints or one .mcap file")
+        if self.resolution < 2:
+            raise ValueError(f"resolution must be >= 2, got {self.resolution}")
+        if self.max_height is not None:
+            self.max_height = float(self.max_height)
 
-            video.parent.mkdir(parents=True, exist_ok=True)
-            self.writer = imageio.get_writer(video, fps=fps, macro_block_size=8)
+    @property
+    def recording(self) -> Path | None:
+        """The .mcap file to draw, when the source is one."""
+        if len(self.source) == 1 and self.source[0].endswith(".mcap"):
+            return Path(self.source[0])
+        return None
 
-    def write(self, image: np.ndarray) -> None:
-        if self.directory is not None:
-            import imageio.v2 as imageio
-
-            imageio.imwrite(self.directory / f"view_{self.count:05d}.png", image)
-        if self.writer is not None:
-            self.writer.append_data(image[: image.shape[0] // 8 * 8, : image.shape[1] // 8 * 8])
-        self.count += 1
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
+    def sink(self) -> ImageSink:
+        out = Path(self.out) if self.out else None
+        video = Path(self.video) if self.video else None
+        return ImageSink(out if out or video else Path("runs") / "view", video)
 
 
 class ViewerNode(Node):
     name = "viewer"
 
-    def __init__(
-        self,
-        sources: list[str],
-        output: Output,
-        resolution: int,
-        threshold: float,
-        max_height: float | None = None,
-    ):
+    def __init__(self, config: ViewerConfig):
         super().__init__()
-        self.sources, self.output = sources, output
-        self.resolution, self.threshold, self.max_height = resolution, threshold, max_height
+        self.config = config
+        self.sources, self.output = config.source, config.sink()
+        self.resolution, self.threshold = config.resolution, config.threshold
+        self.max_height = config.max_height
         self.state = ViewState()
 
     def configure(self) -> None:
@@ -231,7 +230,7 @@ class ViewerNode(Node):
 
 def view_recording(
     path: Path,
-    output: Output,
+    output: ImageSink,
     resolution: int = 48,
     threshold: float = 2.0,
     renderer: SceneRenderer | None = None,
@@ -247,27 +246,32 @@ def view_recording(
     return output.count
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "source", nargs="+", help="publisher endpoints (frame, triplanes topics) or one .mcap file"
+NODE_TYPES = {
+    "viewer": NodeType(
+        ViewerConfig,
+        connects=frozenset({"source"}),
+        positional="source",
+        lists=frozenset({"source"}),
     )
-    parser.add_argument("--out", type=Path, help="write PNG files here")
-    parser.add_argument("--video", type=Path, help="write an MP4 here")
-    parser.add_argument("--resolution", type=int, default=48, help="point-cloud grid size")
-    parser.add_argument("--threshold", type=float, default=2.0, help="density threshold")
-    parser.add_argument("--max-height", type=float, default=None, help="drop points above (m)")
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    NODE_TYPES["viewer"].add_arguments(parser)
 
 
 def main_from_args(args: argparse.Namespace) -> int:
-    if args.out is None and args.video is None:
-        args.out = Path("runs") / "view"
-    output = Output(args.out, args.video)
-    if len(args.source) == 1 and args.source[0].endswith(".mcap"):
-        drawn = view_recording(Path(args.source[0]), output, args.resolution, args.threshold)
-        print(f"drew {drawn} snapshots into {args.out or ''} {args.video or ''}".strip())
+    try:
+        config = config_from_args(ViewerConfig, args)
+    except ValueError as exc:
+        log.error("view: %s", exc)
+        return 2
+    if config.recording is not None:
+        output = config.sink()
+        drawn = view_recording(config.recording, output, config.resolution, config.threshold)
+        print(f"drew {drawn} snapshots into {config.out} {config.video}".strip())
         return 0 if drawn else 1
-    node = ViewerNode(args.source, output, args.resolution, args.threshold, args.max_height)
-    return run_node(node)
+    return run_node(ViewerNode(config))
 
 
 def main(argv: list[str] | None = None) -> int:

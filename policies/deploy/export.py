@@ -33,6 +33,7 @@ from policies.diffusion.configuration import rti_steps_within
 from policies.diffusion.sampler import rti_timesteps, warm_start
 from policies.diffusion.scheduler import NoiseSchedule
 from policies.diffusion.training import build_network
+from training.checkpoint import load_into, weights_hash
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ def export(checkpoint_dir: Path, out: Path, k_prime: int | None = None) -> Manif
     if not 0 <= k_prime < config.train_steps:
         raise ValueError(f"k_prime must be in 0..{config.train_steps - 1}, got {k_prime}")
     network = build_network(config).eval()
-    ckpt.load_into(network, checkpoint.model_state, Path(checkpoint_dir) / "model.safetensors")
+    load_into(network, checkpoint.model_state, Path(checkpoint_dir) / "model.safetensors")
     schedule = NoiseSchedule(config.train_steps)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -141,7 +142,7 @@ def export(checkpoint_dir: Path, out: Path, k_prime: int | None = None) -> Manif
         rti_clip=config.rti_clip,
         rti_sampler=config.rti_sampler,
         rti_steps=rti_steps,
-        checkpoint_weights_sha256=ckpt.weights_hash(checkpoint.model_state),
+        checkpoint_weights_sha256=weights_hash(checkpoint.model_state),
         graphs=graphs,
     )
     (out / MANIFEST_FILE).write_text(manifest.to_json(), encoding="utf-8")
@@ -179,6 +180,12 @@ def _export_graph(
     onnx.checker.check_model(str(path), full_check=True)
     log.info("wrote %s (%.1f MB)", path, path.stat().st_size / 1e6)
     return GraphEntry(path.name, file_sha256(path), inputs, outputs)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", type=Path, help="a checkpoint directory (warmloop train)")
+    parser.add_argument("--out", type=Path, required=True, help="directory for the graphs")
+    parser.add_argument("--k-prime", type=int, default=None, help="default: the checkpoint's")
 
 
 def main_from_args(args: argparse.Namespace) -> int:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from policies.diffusion.configuration import rti_denoising_problem
-from policies.json_file import read_json
+from training.json_file import read_json
 
 MANIFEST_SCHEMA_VERSION = 1
 MANIFEST_FILE = "manifest.json"

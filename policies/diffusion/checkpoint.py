@@ -1,4 +1,4 @@
-"""Checkpoints: safetensors for tensors, JSON for everything else. Never pickle.
+"""The diffusion-policy checkpoint, on training.checkpoint's files. Never pickle.
 
 DIR/config.json          schema version, DiffusionConfig, normalisers, step, weight hash
 DIR/model.safetensors    EMA weights of the noise network (what inference uses)
@@ -7,25 +7,18 @@ DIR/train.safetensors    raw weights and AdamW moments, to resume training
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
 from policies.diffusion.configuration import DiffusionConfig
 from policies.diffusion.data import Normalizer
-from policies.json_file import read_json
+from training.checkpoint import CheckpointError, check_version, read_weights, write
+from training.json_file import read_json
 
 SCHEMA_VERSION = 1
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that is missing, corrupted, from another version or of other shapes."""
 
 
 @dataclass
@@ -36,62 +29,6 @@ class Checkpoint:
     model_state: dict[str, torch.Tensor]
     step: int = 0
     extra: dict[str, Any] | None = None  # free-form JSON (for example calibration results)
-
-
-def weights_hash(state: dict[str, torch.Tensor]) -> str:
-    digest = hashlib.sha256()
-    for name in sorted(state):
-        digest.update(name.encode())
-        digest.update(state[name].detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
-
-
-def write(
-    directory: Path,
-    model_state: dict[str, torch.Tensor],
-    meta: dict[str, Any],
-    train_state: dict[str, torch.Tensor] | None = None,
-) -> None:
-    """model.safetensors, train.safetensors (optional), then config.json = meta + hash.
-
-    Tensors are written first and the JSON last: a reader never sees a config without
-    weights. Every checkpoint kind of the project goes through here.
-    """
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in model_state.items()}
-    save_file(state, str(directory / "model.safetensors"))
-    if train_state is not None:
-        save_file(
-            {k: v.detach().cpu().contiguous() for k, v in train_state.items()},
-            str(directory / "train.safetensors"),
-        )
-    meta = {**meta, "weights_sha256": weights_hash(state)}
-    tmp = directory / "config.json.tmp"
-    tmp.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(directory / "config.json")
-
-
-def check_version(path: Path, meta: dict[str, Any], version: int) -> None:
-    if meta.get("schema_version") != version:
-        raise CheckpointError(
-            f"{path}: schema_version {meta.get('schema_version')!r}; this warmloop reads "
-            f"version {version} (a newer warmloop wrote it?)"
-        )
-
-
-def read_weights(directory: Path, meta: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """model.safetensors, checked against the hash that config.json records."""
-    weights = Path(directory) / "model.safetensors"
-    try:
-        state = load_file(str(weights))
-    except FileNotFoundError:
-        raise CheckpointError(f"{weights}: missing") from None
-    except (SafetensorError, OSError) as exc:
-        raise CheckpointError(f"{weights}: unreadable ({exc})") from None
-    if weights_hash(state) != meta.get("weights_sha256"):
-        raise CheckpointError(f"{weights}: weights do not match the hash in config.json")
-    return state
 
 
 def save(
@@ -130,31 +67,3 @@ def read_meta(directory: Path) -> dict[str, Any]:
     meta = read_json(path, "a checkpoint", CheckpointError)
     check_version(path, meta, SCHEMA_VERSION)
     return meta
-
-
-def load_train_state(directory: Path) -> dict[str, torch.Tensor] | None:
-    path = Path(directory) / "train.safetensors"
-    if not path.exists():
-        return None
-    try:
-        return load_file(str(path))
-    except (SafetensorError, OSError) as exc:
-        raise CheckpointError(f"{path}: unreadable ({exc})") from None
-
-
-def load_into(model: torch.nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:
-    """load_state_dict with an error that names the file and the first bad tensor."""
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    if missing or unexpected:
-        raise CheckpointError(
-            f"{source}: tensors missing {missing[:3]}, unexpected {unexpected[:3]}"
-        )
-    for name, tensor in state.items():
-        if tensor.shape != expected[name].shape:
-            raise CheckpointError(
-                f"{source}: {name} has shape {tuple(tensor.shape)}, the "
-                f"network expects {tuple(expected[name].shape)}"
-            )
-    model.load_state_dict(state)

@@ -18,6 +18,7 @@ from policies.diffusion.configuration import (
 from policies.diffusion.sampler import RTIState, rti_update, sample_ddim, sample_ddpm
 from policies.diffusion.scheduler import NoiseSchedule
 from policies.diffusion.training import build_network
+from training.checkpoint import load_into
 
 
 class DiffusionPolicy:
@@ -73,7 +74,7 @@ class DiffusionPolicy:
         self.obs_normalizer = checkpoint.obs_normalizer
         self.action_normalizer = checkpoint.action_normalizer
         self.network = build_network(config).to(device).eval()
-        ckpt.load_into(self.network, checkpoint.model_state, Path("model.safetensors"))
+        load_into(self.network, checkpoint.model_state, Path("model.safetensors"))
         self.schedule = NoiseSchedule(config.train_steps)
         self.device = device
         self.generator = torch.Generator(device=device).manual_seed(seed)

@@ -10,8 +10,8 @@ import sys
 import pytest
 
 from policies.diffusion import checkpoint as ckpt
-from runtime.cli import main
 from sim.collect import collect
+from warmloop.cli import main
 
 TINY = ["--steps", "30", "--batch-size", "16", "--down-dims", "16", "32"]
 

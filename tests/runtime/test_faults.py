@@ -132,7 +132,7 @@ def test_malformed_and_bad_observations_are_counted_and_the_policy_goes_on(
     sim_side = Publisher(Endpoint(observations, bind=True), source="test-sim")
     policy = subprocess.Popen(
         [
-            *(sys.executable, "-m", "runtime.policy_node", str(exported)),
+            *(sys.executable, "-m", "policies.node", str(exported)),
             *("--observations", observations, "--publish", actions),
             *("--summary", str(tmp_path / "policy.json")),
         ],

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import textwrap
 from pathlib import Path
 
 import pytest
 
 from runtime.launch import main_from_args, parse_overrides, resolve
-from runtime.launch_file import LaunchError, load
+from runtime.launch_file import NODE_MODULES, LaunchError, load, lookup_node_type
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -69,6 +71,11 @@ def test_overrides_set_parameters_and_types(tmp_path) -> None:
         ("actions: $policy", "actions: $nowhere", r"graph.yaml:8: .*unknown endpoint '\$nowhere'"),
         ("queue(64)", "queue(big)", r"graph.yaml:6: qos of topic 'observation'"),
         ("max_restarts: 2", "max_restarts: -1", r"graph.yaml:12: .*restart limits"),
+        # Values the node itself would refuse at start fail here, with file and line.
+        ("episodes: 2}", "episodes: 0}", r"graph.yaml:8: node 'sim' \(sim\): episodes must"),
+        ("episodes: 2}", "episodes: two}", r"graph.yaml:8: .*--episodes: invalid int value"),
+        ("publish: $policy}", "publish: $policy, dt: -1}", r"graph.yaml:12: .*dt must be"),
+        ("publish: $policy}", "publish: $policy, sampler: fast}", r"graph.yaml:12: .*sampler"),
         ("{policy: on-failure,", "{policy: always,", r"graph.yaml:12: .*restart is 'never'"),
         (
             "  observation: queue(64)",
@@ -99,6 +106,18 @@ def test_non_loopback_bind_needs_curve_keys_in_the_file(tmp_path) -> None:
     assert connected == "tcp://10.1.2.3:5599?secret=s.key_secret&server=p.key"
 
 
+@pytest.mark.parametrize("kind", sorted(NODE_MODULES))
+def test_launch_params_of_every_node_type_are_its_config_fields(kind: str) -> None:
+    node_type = lookup_node_type(kind)
+    fields = {f.name for f in dataclasses.fields(node_type.config)}
+    assert node_type.params == fields - set(node_type.fixed)
+    # The node's own command line takes exactly these (plus what the type fixes).
+    parser = argparse.ArgumentParser()
+    node_type.add_arguments(parser)
+    assert {a.dest for a in parser._actions} - {"help"} == fields
+    assert node_type.binds | node_type.connects | set(node_type.qos) <= node_type.params
+
+
 def test_shipped_graphs_are_valid(tmp_path) -> None:
     for path in sorted((ROOT / "launch").glob("*.yaml")):
         assert load(path, tmp_path).nodes
@@ -106,8 +125,6 @@ def test_shipped_graphs_are_valid(tmp_path) -> None:
 
 
 def test_launch_check_reports_errors_in_one_line(tmp_path, capsys) -> None:
-    import argparse
-
     bad = write(tmp_path, VALID.replace("type: sim", "type: simm"))
     args = argparse.Namespace(graph=str(bad), run_dir=tmp_path, set=[], check=True)
     assert main_from_args(args) == 2

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import zarr
 
-from runtime.cli import main
 from sim.collect import collect
 from sim.dataset import DatasetError, episode_key, load_episodes, read_meta
+from warmloop.cli import main
 
 
 def test_collect_then_load_round_trip_and_resume(tmp_path) -> None:

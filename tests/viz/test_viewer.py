@@ -6,20 +6,20 @@ import numpy as np
 import pytest
 import torch
 
+from runtime.video import ImageSink
 from streams import Frame, decode, encode
 from streams.recording import McapWriter
 from viz.viewer import (
     FRUSTUM_COLOUR,
-    Output,
     SceneRenderer,
     ViewState,
     frustum_lines,
     view_recording,
 )
-from world.exchange import to_message
-from world.field import FieldConfig, TriPlaneField
-from world.fit import FitConfig, OnlineFitter
-from world.render import render_image
+from world.reconstruction.exchange import to_message
+from world.reconstruction.field import FieldConfig, TriPlaneField
+from world.reconstruction.fit import FitConfig, OnlineFitter
+from world.reconstruction.render import render_image
 
 BOUNDS = torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]])
 ORANGE = (0.9, 0.5, 0.1)
@@ -111,7 +111,7 @@ def test_a_triplanes_snapshot_is_drawn_with_frusta_and_the_latest_frame(renderer
         raw = encode(topic, message, seq=0, source="test", t_sent=0.0)
         writer.write(decode([bytes(memoryview(f)) for f in raw]))
     writer.close()
-    output = Output(tmp_path / "png", tmp_path / "view.mp4")
+    output = ImageSink(tmp_path / "png", tmp_path / "view.mp4")
     drawn = view_recording(path, output, 32, 5.0, renderer)
     assert drawn == 1 and len(list((tmp_path / "png").glob("*.png"))) == 1
     assert (tmp_path / "view.mp4").stat().st_size > 0

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 
-from world import generator_checkpoint
-from world.generator import GeneratorConfig, WorldGenerator
+from world.generation import checkpoint as generator_checkpoint
+from world.generation.generator import GeneratorConfig, WorldGenerator
 
 TINY = GeneratorConfig(image_size=16, widths=(8, 16), blocks=1, embed_dim=16)
 

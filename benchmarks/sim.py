@@ -1,0 +1,91 @@
+"""`warmloop bench sim`: physics and rendering speed, and expert success rates."""
+
+from __future__ import annotations
+
+import time
+
+import mujoco
+import numpy as np
+
+from benchmarks.harness import BenchResult
+from runtime.stats import wilson_half_width
+from sim.envs import make_env, scene
+
+
+def _physics_steps_per_s(task: str, seconds: float) -> float:
+    env = make_env(task)
+    env.reset(seed=0)
+    model, data = env.unwrapped.physics.model, env.unwrapped.physics.data
+    steps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        for _ in range(500):
+            mujoco.mj_step(model, data)
+        steps += 500
+    env.close()
+    return steps / (time.perf_counter() - start)
+
+
+def _render_fps(width: int, height: int, frames: int) -> tuple[float, float]:
+    """Median and p99 frame time turned into FPS, RGB only, PickPlace's top camera."""
+    env = make_env("pickplace")
+    env.reset(seed=0)
+    base = env.unwrapped
+    base.render_camera(width=width, height=height, depth=False)  # context creation
+    times = []
+    for _ in range(frames):
+        start = time.perf_counter()
+        base.render_camera(width=width, height=height, depth=False)
+        times.append(time.perf_counter() - start)
+    env.close()
+    return 1.0 / float(np.median(times)), float(np.percentile(times, 99)) * 1e3
+
+
+def expert_success(task: str, seeds: int) -> tuple[float, float, float]:
+    """Success rate, its 95% Wilson interval half-width, and mean episode length."""
+    spec = scene(task)
+    env = make_env(task)
+    successes, lengths = 0, []
+    for seed in range(seeds):
+        observation, info = env.reset(seed=seed)
+        expert = spec.expert(env.unwrapped, np.random.default_rng(seed))
+        done, length = False, 0
+        while not done:
+            observation, _, terminated, truncated, info = env.step(expert.act(observation))
+            done, length = terminated or truncated, length + 1
+        successes += bool(info["success"])
+        lengths.append(length)
+    env.close()
+    return successes / seeds, wilson_half_width(successes, seeds), float(np.mean(lengths))
+
+
+def run(quick: bool) -> BenchResult:
+    seeds = 20 if quick else 100
+    f: dict = {}
+    for task in ("pickplace", "pusht"):
+        f[f"physics_steps_per_s_{task}"] = _physics_steps_per_s(task, 1.0 if quick else 3.0)
+    f["render_fps_96"], f["render_p99_ms_96"] = _render_fps(96, 96, 50 if quick else 300)
+    f["render_fps_640x480"], f["render_p99_ms_640x480"] = _render_fps(
+        640, 480, 20 if quick else 100
+    )
+    for task in ("pickplace", "pusht"):
+        start = time.perf_counter()
+        rate, half, length = expert_success(task, seeds)
+        f[f"expert_success_{task}"], f[f"expert_success_ci95_{task}"] = rate, half
+        f[f"expert_mean_length_{task}"] = length
+        f[f"expert_seconds_per_episode_{task}"] = (time.perf_counter() - start) / seeds
+    f["expert_seeds"] = seeds
+    table = [
+        ["figure", "value"],
+        *[[k, f"{v:.3g}" if isinstance(v, float) else str(v)] for k, v in f.items()],
+    ]
+    notes = [
+        "Physics: raw mj_step calls per second (PickPlace 0.002 s steps; PushT likewise).",
+        "Rendering: headless EGL (Mesa llvmpipe on a CPU), RGB only, PickPlace top camera, "
+        "FPS from the median frame time. Lights cast no shadows: on llvmpipe shadow maps "
+        "cost ~20× (112 ms vs 5.5 ms per 96×96 frame).",
+        f"Experts: seeds 0..{seeds - 1}; ± is the 95% Wilson interval half-width. The PushT "
+        "expert plans each push by rolling candidates out in a copy of the physics; from "
+        "80% coverage it tries pushes of 1-10 mm at five angles, which finish what coarse "
+        "pushes overshoot (85% -> 100% success when they were added).",
+    ]
+    return BenchResult(figures=f, table=table, notes=notes)

@@ -1,0 +1,231 @@
+"""The policy node: observations in, timestamped action chunks out, over ZeroMQ.
+
+Consumes (connects to the sim's publisher at --observations):
+  observation  Observation, queued: every one enters the history
+Publishes (binds --publish):
+  action       ActionChunk
+  heartbeat    Heartbeat, once a second: predictions, latency, actions per prediction
+
+Each prediction answers the newest observation, step s, with the To observations up to
+it. The chunk sent starts at the action for step s, due at t_capture(s) in the clock of
+the observation, and action i is due i·dt later, so an answer that arrives late has its
+past actions skipped by the sim (latency compensation).
+
+RTI mode: when inference is faster than a control period, every observation gets a
+prediction and the sim executes one action of each. When it is slower, observations
+pile up between predictions; the sim has executed (s − s_previous) actions of the last
+chunk, RTI shifts its warm-start guess by as many, and the node reports the mean as
+`actions_per_prediction`: the graceful fall-back to executing several per prediction.
+
+A bad observation (NaN, wrong length) is logged, counted and skipped; the node goes on.
+The node itself never imports torch: `--backend onnx` runs on numpy and onnxruntime.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from runtime.node import Node, NodeType, config_from_args, node_main, run_node
+from streams import ActionChunk, Observation, Publisher, Subscriber, parse_endpoint, parse_qos
+
+log = logging.getLogger(__name__)
+BACKENDS = ("onnx", "torch")
+SAMPLERS = ("rti", "ddpm", "ddim")
+
+
+@dataclass
+class PolicyNodeConfig:
+    policy: Path = field(
+        default=Path("checkpoints/pickplace"),
+        metadata={"help": "a checkpoint (torch backend) or a `warmloop export` directory (onnx)"},
+    )
+    backend: str = "onnx"
+    observations: str = "tcp://127.0.0.1:5560"  # the sim's publisher, connected to
+    publish: str = "tcp://127.0.0.1:5561"  # bound: chunks and heartbeats
+    observation_qos: str = "queue(256)"
+    dt: float = 0.1  # the sim's control period (scaled, when the sim runs faster)
+    sampler: str = field(default="rti", metadata={"help": f"one of {SAMPLERS}"})
+    seed: int = 0
+    summary: str = ""  # write a JSON summary here at the end
+
+    def __post_init__(self) -> None:
+        self.policy = Path(self.policy)
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
+        if self.dt <= 0:
+            raise ValueError(f"dt must be positive, got {self.dt}")
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {SAMPLERS}, got {self.sampler!r}")
+        parse_qos(self.observation_qos)
+
+
+def load_policy(config: PolicyNodeConfig):
+    if config.backend == "onnx":
+        from policies.deploy.runtime import OnnxPolicy
+
+        return OnnxPolicy(config.policy, config.sampler, seed=config.seed)
+    from policies.diffusion.policy import DiffusionPolicy
+
+    return DiffusionPolicy(config.policy, config.sampler, seed=config.seed)
+
+
+@dataclass
+class EpisodeHistory:
+    """The last To observations of the current episode, oldest first."""
+
+    horizon: int
+    episode: int = -1
+    last_step: int = -1
+    states: deque = field(default_factory=deque)
+
+    def add(self, observation: Observation) -> bool:
+        """Take an observation in; True when it starts a new episode."""
+        new = observation.episode != self.episode or observation.step < self.last_step
+        if new:
+            self.states = deque([observation.state] * self.horizon, maxlen=self.horizon)
+            self.episode = observation.episode
+        else:
+            self.states.append(observation.state)
+        self.last_step = observation.step
+        return new
+
+
+class PolicyNode(Node):
+    name = "policy"
+
+    def __init__(self, config: PolicyNodeConfig, policy=None):
+        super().__init__()
+        self.config = config
+        self.policy = policy
+        self.latencies_ms: deque[float] = deque(maxlen=10_000)  # warm predictions only
+        self.shifts: deque[int] = deque(maxlen=10_000)
+        self._newest: Observation | None = None
+        self._predicted_step = -1
+        self.handlers = {Observation: self._on_observation}
+
+    def configure(self) -> None:
+        if self.policy is None:
+            self.policy = load_policy(self.config)
+        self.history = EpisodeHistory(self.policy.obs_horizon)
+        self.subscriber = Subscriber(
+            parse_endpoint(self.config.observations, bind=False),
+            {"observation": parse_qos(self.config.observation_qos)},
+        )
+        self.publisher = Publisher(parse_endpoint(self.config.publish, bind=True), source="policy")
+        log.info("policy: %s", getattr(self.policy, "providers", self.config.backend))
+
+    def shutdown(self) -> None:
+        self.close("subscriber", "publisher")
+
+    def loop(self) -> None:
+        while not self.stopping:
+            self._newest = None
+            # Every queued observation enters the history; the newest gets a prediction.
+            received = self.subscriber.recv("observation", timeout=0.1)
+            while self.dispatch(received):
+                received = self.subscriber.recv("observation", timeout=0)
+            if self._newest is not None:
+                self._predict(self._newest)
+            self.counters["decode_errors"] = self.subscriber.stats.decode_errors
+            self.heartbeat()
+
+    def status(self) -> dict[str, float]:
+        if not self.latencies_ms:
+            return {}
+        latencies = np.asarray(self.latencies_ms)
+        return {
+            "latency_p50_ms": float(np.percentile(latencies, 50)),
+            "latency_p99_ms": float(np.percentile(latencies, 99)),
+            "actions_per_prediction": float(np.mean(self.shifts)),
+        }
+
+    def _on_observation(self, observation: Observation) -> None:
+        if observation.state.shape != (self.policy.obs_dim,):
+            # Kept out of the history, where it would spoil the next To predictions.
+            self.counters["bad_observations"] += 1
+            log.warning(
+                "observation %d skipped: state has shape %s, the policy takes (%d,)",
+                observation.step,
+                observation.state.shape,
+                self.policy.obs_dim,
+            )
+            return
+        self._newest = observation
+        if self.history.add(observation):
+            self.policy.reset()
+            self._predicted_step = -1
+
+    def _predict(self, observation: Observation) -> None:
+        shift = observation.step - self._predicted_step
+        cold = self._predicted_step < 0 or shift > self.policy.pred_horizon
+        if cold:
+            self.policy.reset()  # nothing to warm-start from
+            self.counters["cold_starts"] += 1
+        elif hasattr(self.policy, "executed"):
+            self.policy.executed = max(1, shift)
+        began = time.perf_counter()
+        try:
+            actions = self.policy.infer(np.stack(self.history.states))
+        except ValueError as exc:
+            self.counters["bad_observations"] += 1
+            log.warning("observation %d skipped: %s", observation.step, exc)
+            return
+        if not cold:
+            self.latencies_ms.append((time.perf_counter() - began) * 1e3)
+            self.shifts.append(max(1, shift))
+        # Actions before To−1 belong to steps already executed: they are not sent.
+        self.publisher.publish(
+            "action",
+            ActionChunk(
+                actions=actions[self.policy.obs_horizon - 1 :],
+                t_first=observation.t_capture,
+                dt=self.config.dt,
+                first_index=observation.step,
+                episode=observation.episode,
+            ),
+        )
+        self._predicted_step = observation.step
+        self.counters["predictions"] += 1
+
+
+POLICY_NODE = NodeType(
+    PolicyNodeConfig,
+    binds=frozenset({"publish"}),
+    connects=frozenset({"observations"}),
+    qos={"observation_qos": "observation"},
+    positional="policy",
+)
+NODE_TYPES = {
+    "policy_onnx": replace(POLICY_NODE, fixed={"backend": "onnx"}),
+    "policy_torch": replace(POLICY_NODE, fixed={"backend": "torch"}),
+}
+
+
+def add_deploy_arguments(parser: argparse.ArgumentParser) -> None:
+    """`warmloop deploy`: the node's flags but --backend, which is always onnx."""
+    NODE_TYPES["policy_onnx"].add_arguments(parser, with_fixed=False)
+
+
+def deploy_main(args: argparse.Namespace) -> int:
+    args.backend = "onnx"
+    try:
+        config = config_from_args(PolicyNodeConfig, args)
+    except ValueError as exc:
+        log.error("deploy: %s", exc)
+        return 2
+    return run_node(PolicyNode(config), Path(config.summary) if config.summary else None)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return node_main(argv, "python -m policies.node", __doc__, POLICY_NODE, PolicyNode)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,54 @@
+"""The policy benchmark's JSON keys and target notes, from given evaluation results."""
+
+from __future__ import annotations
+
+from benchmarks.policy import _result
+from policies.diffusion.evaluate import EvalResult
+
+
+def _eval(success: float, latency_ms: float) -> EvalResult:
+    return EvalResult(100, success, 0.05, success, latency_ms, 2 * latency_ms, 3, 1, 1.0)
+
+
+def test_keys_and_targets_per_task() -> None:
+    results = {
+        "pickplace": {
+            "ddpm100": _eval(0.90, 300.0),
+            "ddim10": _eval(0.80, 40.0),
+            "rti": _eval(0.87, 10.0),  # 0.90 - 0.87 is 0.030000000000000027
+            "rti_chunk": _eval(0.50, 10.0),
+            "rti_renoise": _eval(0.85, 10.0),
+        },
+        "pusht": {
+            "ddpm100": _eval(0.60, 600.0),
+            "ddim10": _eval(0.50, 60.0),
+            "rti": _eval(0.50, 30.0),
+            "rti_chunk": _eval(0.10, 30.0),
+            "rti_state": _eval(0.40, 30.0),
+        },
+    }
+    rti = {
+        "pickplace": {"k_prime": 2, "warm_start": "state", "sampler": "ddpm", "calls": 3},
+        "pusht": {"k_prime": 30, "warm_start": "renoise", "sampler": "ddim", "calls": 4},
+    }
+    out = _result(results, rti, 1.05, 100, {"pickplace": 1.0})
+    figures = out.figures
+    for task in ("pickplace", "pusht"):
+        for label in ("ddpm100", "ddim10", "rti", "rti_state", "rti_renoise"):
+            assert f"success_{label}_{task}" in figures
+        assert f"rti_k_prime_{task}" in figures
+    assert figures["latency_p50_ms_rti"] == 10.0  # the issue's keys are PickPlace's
+    assert figures["latency_p50_ms_rti_pusht"] == 30.0
+    assert figures["sampler_overhead_ratio"] == 1.05
+    assert figures["rti_k_prime_pusht"] == 30 and figures["rti_calls_pusht"] == 4
+    assert figures["rti_sampler_pickplace"] == "ddpm"
+    assert any("pusht K' = 30 (renoise, ddim, 4 calls)" in note for note in out.notes)
+    assert figures["rti_warm_start_pusht"] == "renoise"
+    pick, push = out.notes[0], out.notes[1]
+    assert "-0.03 (met)" in pick and "30.0x below DDPM-100" in pick
+    assert "-0.10 (NOT met)" in push and "2.0x below DDIM-10" in push
+    assert "DDPM-100 success 0.90 against the expert's 1.00 (target >= 90% of it: met)" in pick
+    assert "expert" not in push  # no expert figure given for PushT
+    assert figures["success_rti_state_pusht"] == 0.40
+    assert figures["success_rti_renoise_pusht"] is None  # PushT's rti row is the renoise one
+    assert len(out.table) == 1 + 10

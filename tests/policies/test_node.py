@@ -1,0 +1,149 @@
+"""The policy node: `warmloop deploy` drives the sim node closed-loop, without torch."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from policies.deploy.export import export
+from policies.node import EpisodeHistory
+from streams import Observation, Queue, Subscriber
+from tests.no_torch import ROOT, popen_without_torch
+
+RATE_SCALE = 4  # the sim runs 4x real time: 40 Hz, a 25 ms budget per step
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("export")
+    export(ROOT / "checkpoints" / "pickplace", out)
+    return out
+
+
+def _sim(observations: str, actions: str, episodes: int, summary: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [
+            *(sys.executable, "-m", "sim.node", "--task", "pickplace"),
+            *("--publish", observations, "--actions", actions, "--episodes", str(episodes)),
+            *("--seed", "100000", "--rate-scale", str(RATE_SCALE), "--staleness", "0.2"),
+            *("--wait-for-policy", "60", "--summary", str(summary)),
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+
+
+def test_deployed_policy_drives_the_sim_without_torch(exported: Path, tmp_path: Path) -> None:
+    observations, actions = f"ipc://{tmp_path}/obs", f"ipc://{tmp_path}/act"
+    sim = _sim(observations, actions, episodes=2, summary=tmp_path / "sim.json")
+    args = [
+        "deploy",
+        str(exported),
+        "--observations",
+        observations,
+        "--publish",
+        actions,
+        "--dt",
+        str(0.1 / RATE_SCALE),
+    ]
+    policy = popen_without_torch(
+        f"from warmloop.cli import main; sys.exit(main({args!r}))",
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert sim.wait(timeout=120) == 0, sim.communicate()[1][-2000:]
+    finally:
+        policy.send_signal(signal.SIGTERM)
+        _, policy_log = policy.communicate(timeout=20)
+        if sim.poll() is None:
+            sim.kill()
+        sim.communicate()
+    summary = json.loads((tmp_path / "sim.json").read_text())
+    counters = summary["counters"]
+    assert len(summary["episodes"]) == 2
+    # The policy answered nearly every step, and the sim (almost) never had to hold.
+    assert summary["executor_chunks"] >= 0.8 * counters["steps"]
+    assert counters.get("held", 0) <= 0.05 * counters["steps"]
+    assert counters.get("foreign_chunks", 0) == 0
+    assert policy.returncode == 0, policy_log[-2000:]
+    assert "CPUExecutionProvider" in policy_log or "CUDA" in policy_log
+
+
+def _observation(episode: int, step: int, value: float) -> Observation:
+    return Observation(state=np.full(3, value, np.float32), step=step, episode=episode)
+
+
+def test_history_repeats_the_first_observation_and_restarts_each_episode() -> None:
+    history = EpisodeHistory(horizon=2)
+    assert history.add(_observation(0, 0, 1.0))
+    np.testing.assert_array_equal(np.stack(history.states)[:, 0], [1.0, 1.0])
+    assert not history.add(_observation(0, 1, 2.0))
+    np.testing.assert_array_equal(np.stack(history.states)[:, 0], [1.0, 2.0])
+    assert history.add(_observation(1, 0, 5.0))  # a new episode
+    np.testing.assert_array_equal(np.stack(history.states)[:, 0], [5.0, 5.0])
+    history.add(_observation(1, 1, 6.0))
+    assert history.add(_observation(1, 0, 7.0))  # a reset with the same episode number
+
+
+def test_sim_and_deployed_policy_talk_over_curve_and_a_keyless_peer_hears_nothing(
+    exported: Path, tmp_path: Path
+) -> None:
+    from streams import generate_keys
+
+    keys = tmp_path / "keys"
+    for name in ("robot", "gpu"):
+        generate_keys(keys, name)
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    for name in ("robot", "gpu"):
+        (allowed / f"{name}.key").write_text((keys / f"{name}.key").read_text())
+    sim_port, policy_port = _free_port(), _free_port()
+    sim_bind = f"tcp://127.0.0.1:{sim_port}?secret={keys}/robot.key_secret&clients={allowed}"
+    sim_connect = f"tcp://127.0.0.1:{sim_port}?secret={keys}/gpu.key_secret&server={keys}/robot.key"
+    policy_bind = f"tcp://127.0.0.1:{policy_port}?secret={keys}/gpu.key_secret&clients={allowed}"
+    policy_connect = (
+        f"tcp://127.0.0.1:{policy_port}?secret={keys}/robot.key_secret&server={keys}/gpu.key"
+    )
+    summary = tmp_path / "sim.json"
+    sim = _sim(sim_bind, policy_connect, episodes=1, summary=summary)
+    policy = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "policies.node", str(exported)),
+            *("--observations", sim_connect, "--publish", policy_bind),
+            *("--dt", str(0.1 / RATE_SCALE)),
+        ],
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    eavesdropper = Subscriber(f"tcp://127.0.0.1:{sim_port}", {"observation": Queue(10)})
+    try:
+        heard = eavesdropper.recv("observation", timeout=3.0)
+        assert sim.wait(timeout=120) == 0, sim.communicate()[1][-2000:]
+    finally:
+        eavesdropper.close()
+        policy.send_signal(signal.SIGTERM)
+        policy.communicate(timeout=20)
+        if sim.poll() is None:
+            sim.kill()
+        sim.communicate()
+    assert heard is None  # no keys, no data
+    result = json.loads(summary.read_text())
+    assert len(result["episodes"]) == 1
+    assert result["executor_chunks"] >= 0.8 * result["counters"]["steps"]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

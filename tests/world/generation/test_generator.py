@@ -1,0 +1,242 @@
+"""The world generator: image encoding, conditioning, checkpoints, training and DMD."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.world.tiny import TINY, save_tiny, tiny_model
+from training.checkpoint import CheckpointError
+from world.generation import checkpoint as generator_checkpoint
+from world.generation.data import ExampleSampler, ExploreFrames, coverage
+from world.generation.distill import dmd_gradient, dmd_loss, student_sample
+from world.generation.generator import (
+    CONDITION_CHANNELS,
+    MOTION_DIM,
+    Conditioning,
+    from_model,
+    motion_vector,
+    sample,
+    to_model,
+)
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def _cond(batch: int = 2, size: int = 16, seed: int = 0) -> Conditioning:
+    g = torch.Generator().manual_seed(seed)
+    images = torch.rand((batch, CONDITION_CHANNELS, size, size), generator=g) * 2 - 1
+    return Conditioning(images, torch.randn((batch, MOTION_DIM), generator=g))
+
+
+def test_model_space_round_trip() -> None:
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (2, 8, 8, 3), dtype=np.uint8)
+    depth = rng.uniform(0.1, 7.9, (2, 8, 8)).astype(np.float32)
+    depth[0, 0, 0] = np.inf  # no return: the far end of the range
+    x = to_model(rgb, depth)
+    assert x.shape == (2, 4, 8, 8) and x.min() >= -1 and x.max() <= 1
+    rgb_back, depth_back = from_model(x)
+    assert np.abs(rgb_back.astype(int) - rgb).max() <= 1
+    assert np.allclose(depth_back[1], depth[1], atol=1e-4) and depth_back[0, 0, 0] == 8.0
+
+
+def test_motion_of_a_camera_that_did_not_move_is_the_identity() -> None:
+    pose = np.eye(4)
+    pose[:3, 3] = [1.0, 2.0, 0.5]
+    motion = motion_vector(pose, pose, 0.0)
+    assert motion.shape == (MOTION_DIM,)
+    assert np.allclose(motion[:9], [0, 0, 0, 1, 0, 0, 0, 1, 0]) and motion[-1] == 0.0
+    moved = pose.copy()
+    moved[:3, 3] += [0.0, 0.0, -1.0]  # one metre along the camera's view axis (-z)
+    assert np.allclose(motion_vector(moved, pose, 0.1, pose, 0.2)[:3], [0, 0, -1])
+
+
+def test_sampling_is_deterministic_given_the_noise() -> None:
+    model, cond = tiny_model(), _cond()
+    noise = torch.randn((2, 4, 16, 16), generator=torch.Generator().manual_seed(1))
+    first, second = sample(model, cond, 3, noise), sample(model, cond, 3, noise)
+    assert torch.equal(first, second) and first.abs().max() <= 1.0
+
+
+def test_checkpoints_round_trip_and_reject_tampering(tmp_path) -> None:
+    save_tiny(tmp_path / "ckpt", role="teacher", steps=8)
+    saved = generator_checkpoint.load(tmp_path / "ckpt")
+    assert (saved.role, saved.sampling_steps, saved.config) == ("teacher", 8, TINY)
+    model = saved.build()
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(
+            model.state_dict().values(), tiny_model().state_dict().values(), strict=True
+        )
+    )
+    meta = json.loads((tmp_path / "ckpt" / "config.json").read_text())
+    meta["weights_sha256"] = "0" * 64
+    (tmp_path / "ckpt" / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="hash"):
+        generator_checkpoint.load(tmp_path / "ckpt")
+    with pytest.raises(CheckpointError, match="missing"):
+        generator_checkpoint.load(tmp_path / "nothing")
+
+
+def _synthetic_frames(episodes: int = 2, length: int = 20, size: int = 16) -> ExploreFrames:
+    rng = np.random.default_rng(0)
+    poses = np.repeat(np.eye(4)[None, None], episodes * length, 0).reshape(episodes, length, 4, 4)
+    poses[..., 0, 3] = rng.normal(0, 0.2, (episodes, length))
+    frames = rng.uniform(-1, 1, (episodes, length, 4, size, size)).astype(np.float16)
+    frames[:, :, 3] = -0.5  # two metres away
+    times = np.tile(np.arange(length) * 0.1, (episodes, 1))
+    k = np.array([[12.0, 0, size / 2], [0, 12.0, size / 2], [0, 0, 1]])
+    return ExploreFrames(frames, poses, times, k)
+
+
+def test_examples_have_context_motion_and_geometric_guidance() -> None:
+    data = _synthetic_frames()
+    target, cond = ExampleSampler(data, seed=0).batch(32)
+    assert target.shape == (32, 4, 16, 16)
+    assert cond.images.shape == (32, CONDITION_CHANNELS, 16, 16)
+    assert cond.motion.shape == (32, MOTION_DIM)
+    mask = cond.images[:, -1]
+    assert set(torch.unique(mask).tolist()) <= {0.0, 1.0}
+    dropped = (mask.flatten(1).sum(1) == 0).float().mean().item()
+    assert 0.1 < dropped < 0.8  # guidance is sometimes absent, usually present
+    assert torch.all(cond.images[:, 8:12] * (1 - mask[:, None]) == 0)  # nothing outside the mask
+    depth = torch.full((1, 16, 16), 2.0)
+    same = torch.eye(4)[None]
+    assert coverage(depth, same, same, torch.tensor(data.intrinsics).float()).min() == 1.0
+    behind = same.clone()
+    behind[0, 2, 3] = -5.0  # a camera 5 m further along -z, looking away: sees nothing
+    assert coverage(depth, same, behind, torch.tensor(data.intrinsics).float()).max() == 0.0
+
+
+def test_one_dmd_step_moves_the_student_the_way_the_loss_says() -> None:
+    torch.manual_seed(0)
+    teacher = tiny_model(0)
+    fake = copy.deepcopy(teacher)
+    with torch.no_grad():
+        for p in fake.parameters():
+            p.add_(0.05 * torch.randn_like(p))  # the fake score differs: g is not zero
+    student = copy.deepcopy(teacher).train().requires_grad_(True)
+    cond, noise = _cond(4), torch.randn((4, 4, 16, 16), generator=torch.Generator().manual_seed(2))
+    x = student_sample(student, cond, noise, steps=1, train_step=0)
+    gradient = dmd_gradient(x, cond, teacher, fake, torch.Generator().manual_seed(3))
+    assert gradient.abs().mean() > 0
+    loss = dmd_loss(x, gradient)
+    # d loss / d x is g / numel: the loss is built so that its gradient is g.
+    (grad_x,) = torch.autograd.grad(loss, x, retain_graph=True)
+    assert torch.allclose(grad_x * x.numel(), gradient, atol=1e-5)
+    optimizer = torch.optim.SGD(student.parameters(), lr=0.05)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    with torch.no_grad():
+        after = student_sample(student, cond, noise, steps=1, train_step=0)
+    change = (after - x.detach()).flatten()
+    assert torch.dot(change, -gradient.flatten()) > 0  # along -g
+    target = (x - gradient).detach()
+    assert (after - target).pow(2).sum() < (x.detach() - target).pow(2).sum()
+
+
+def _warmloop(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "warmloop.cli", *args], cwd=ROOT, capture_output=True, text=True
+    )
+
+
+def test_train_resume_and_distill_from_the_command_line(tmp_path) -> None:
+    data, teacher, student = tmp_path / "data", tmp_path / "teacher", tmp_path / "student"
+    assert _warmloop("collect", "explore", "--episodes", "2", "--image-size", "16",
+                     "--out", str(data)).returncode == 0  # fmt: skip
+    common = ("--data", str(data), "--out", str(teacher), "--batch-size", "2")
+    done = _warmloop("train", "explore", "--steps", "3", *common)
+    assert done.returncode == 0, done.stderr
+    assert generator_checkpoint.load(teacher).step == 3
+    resumed = _warmloop("train", "explore", "--steps", "5", *common)
+    assert resumed.returncode == 0 and "2 steps" in resumed.stdout, resumed.stdout
+    distilled = _warmloop(
+        "distill", str(teacher), "--data", str(data), "--out", str(student),
+        "--steps", "2", "--batch-size", "2", "--student-steps", "2",
+    )  # fmt: skip
+    assert distilled.returncode == 0, distilled.stderr
+    saved = generator_checkpoint.load(student)
+    assert (saved.role, saved.sampling_steps, saved.extra["teacher_step"]) == ("student", 2, 5)
+    refused = _warmloop("distill", str(student), "--data", str(data), "--out", str(tmp_path / "x"))
+    assert refused.returncode == 2 and "not a teacher" in refused.stderr
+    warmloop = shutil.which("warmloop", path=os.path.dirname(sys.executable))
+    parallel = subprocess.run(
+        [
+            *(sys.executable, "-m", "torch.distributed.run", "--standalone"),
+            *("--nproc_per_node", "2", warmloop, "train", "explore", "--steps", "2"),
+            *("--data", str(data), "--out", str(tmp_path / "ddp"), "--batch-size", "2"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert parallel.returncode == 0, parallel.stderr[-2000:]
+    assert "replicas agree" in parallel.stdout
+
+
+def test_the_shipped_generator_follows_its_guidance_channels() -> None:
+    """Same noise, same context: the output moves towards whatever the memory shows."""
+    from sim import trajectories
+    from world.generation.rollout import explore_path
+
+    saved = generator_checkpoint.load(ROOT / "checkpoints" / "explore-student")
+    model = saved.build()
+    path = explore_path(trajectories.orbit(12, speed=0.6, turn=0.6), seed=3)
+    target, context = 6, 0
+    images = torch.from_numpy(np.concatenate([path.truth[context], np.zeros((4, 64, 64))]))
+    motion = torch.from_numpy(
+        motion_vector(path.poses[target], path.poses[context], path.times[target])
+    )
+    noise = torch.randn((1, 4, 64, 64), generator=torch.Generator().manual_seed(0))
+
+    def generate(guide: np.ndarray | None) -> np.ndarray:
+        if guide is None:
+            guidance = torch.zeros((5, 64, 64))
+        else:
+            guidance = torch.cat([torch.from_numpy(guide), torch.ones((1, 64, 64))])
+        cond = Conditioning(torch.cat([images.float(), guidance])[None], motion[None].float())
+        return sample(model, cond, saved.sampling_steps, noise)[0].numpy()
+
+    truth, other = path.truth[target], path.truth[12]
+    towards_truth, towards_other, unguided = generate(truth), generate(other), generate(None)
+
+    def error(a: np.ndarray, b: np.ndarray) -> float:
+        return float(np.mean((a[:3] - b[:3]) ** 2))
+
+    assert error(towards_other, unguided) > 1e-3  # changing the guidance changes the frame
+    assert error(towards_truth, truth) < error(towards_other, truth)
+    assert error(towards_other, other) < error(towards_truth, other)
+    assert error(towards_truth, truth) < error(unguided, truth)
+
+
+@pytest.mark.gpu
+def test_the_stream_and_a_training_step_run_on_cuda() -> None:
+    from world.generation.rollout import WorldStream
+    from world.generation.training import denoising_loss
+
+    model = tiny_model().cuda()
+    cond = _cond(2)
+    cond = Conditioning(cond.images.cuda(), cond.motion.cuda())
+    model.train().requires_grad_(True)
+    loss = denoising_loss(model, torch.zeros((2, 4, 16, 16)).cuda(), cond, torch.Generator())
+    loss.backward()
+    assert all(p.grad is not None for p in model.parameters())
+    stream = WorldStream(model.eval(), 2, 4)
+    stream.start(np.zeros((4, 16, 16), np.float32), np.eye(4), 0.0)
+    released = stream.add_segment(np.repeat(np.eye(4)[None], 4, 0), np.arange(1, 5) * 0.1)
+    released += stream.flush()
+    assert [r.index for r in released] == [1, 2, 3, 4]
+    assert all(np.isfinite(r.frame).all() for r in released)

@@ -1,0 +1,109 @@
+"""Command-line entry points of the world model: train (teacher) and distill (student).
+
+`warmloop train explore` trains the multi-step teacher on `warmloop collect explore`
+data; `warmloop distill TEACHER` distils it into a few-step student with DMD.
+Data-parallel: torchrun --nproc_per_node N $(which warmloop) train explore
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", type=Path, help="dataset directory (default data/explore)")
+    parser.add_argument("--out", type=Path, help="default checkpoints/explore-teacher")
+    parser.add_argument("--steps", type=int, default=6000, help="optimiser steps")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument(
+        "--down-dims", type=int, nargs="+", default=[32, 64, 128], help="U-Net widths"
+    )
+    parser.add_argument("--lr", type=float, default=3e-4, help="peak learning rate")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto", help="cpu, cuda or auto")
+    parser.add_argument("--no-resume", action="store_true", help="start from scratch")
+
+
+def train_main(args: argparse.Namespace) -> int:
+    from sim.dataset import DatasetError, load_episodes, read_meta
+    from training.loop import run_training
+    from world.generation.data import ExploreFrames
+    from world.generation.generator import GeneratorConfig
+    from world.generation.training import TeacherTraining, train_teacher
+
+    data_dir = args.data or Path("data") / "explore"
+    out = args.out or Path("checkpoints") / "explore-teacher"
+    try:
+        meta = read_meta(data_dir)
+        if meta["task"] != "explore":
+            raise ValueError(f"{data_dir} holds {meta['task']!r} data, not 'explore'")
+        frames = ExploreFrames.from_episodes(load_episodes(data_dir))
+        config = GeneratorConfig(
+            image_size=frames.image_size,
+            widths=tuple(args.down_dims),
+            seed=args.seed,
+        )
+        training = TeacherTraining(
+            steps=args.steps,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            lr=args.lr,
+        )
+    except (DatasetError, ValueError) as exc:
+        sys.stderr.write(f"warmloop train: {exc}\n")
+        return 2
+    return run_training(
+        out,
+        lambda device: train_teacher(
+            frames, out, config, training, resume=not args.no_resume, device=device
+        ),
+        args.device,
+    )
+
+
+def add_distill_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("teacher", type=Path, help="a teacher checkpoint (warmloop train explore)")
+    parser.add_argument("--data", type=Path, help="dataset directory (default data/explore)")
+    parser.add_argument("--out", type=Path, help="default checkpoints/explore-student")
+    parser.add_argument("--steps", type=int, default=800, help="student updates")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--student-steps", type=int, default=2, help="sampling steps, 1..4")
+    parser.add_argument("--lr", type=float, default=1e-5, help="the student's learning rate")
+    parser.add_argument("--fake-updates", type=int, default=2, help="per student update")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto", help="cpu, cuda or auto")
+
+
+def distill_main(args: argparse.Namespace) -> int:
+    from sim.dataset import DatasetError, load_episodes
+    from training.checkpoint import CheckpointError
+    from training.loop import resolve_device
+    from world.generation.data import ExploreFrames
+    from world.generation.distill import DistillConfig, distill
+
+    data_dir = args.data or Path("data") / "explore"
+    out = args.out or Path("checkpoints") / "explore-student"
+    try:
+        config = DistillConfig(
+            steps=args.steps,
+            batch_size=args.batch_size,
+            student_steps=args.student_steps,
+            lr_student=args.lr,
+            fake_updates=args.fake_updates,
+            seed=args.seed,
+        )
+        frames = ExploreFrames.from_episodes(load_episodes(data_dir))
+        result = distill(args.teacher, frames, out, config, device=resolve_device(args.device))
+    except (CheckpointError, DatasetError, ValueError) as exc:
+        sys.stderr.write(f"warmloop distill: {exc}\n")
+        return 2
+    sys.stdout.write(
+        f"{out}: {config.steps} DMD updates, |g| {result['g_norm_first']:.4f} -> "
+        f"{result['g_norm']:.4f}, fake-score loss {result['fake']:.4f}\n"
+    )
+    return 0

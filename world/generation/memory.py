@@ -1,0 +1,125 @@
+"""The 4D memory as the generator sees it: a tri-plane field that renders guidance.
+
+Guidance for a target pose is the field rendered there at half resolution (what the
+generator was trained on), upsampled: RGB-D in model space times a hard opacity mask,
+plus the mask itself. Two memories share that renderer:
+
+- `LocalMemory` fits generated frames in this process with the reconstruction node's
+  `OnlineFitter` (evaluation and benchmarks: deterministic, one process);
+- `FieldMemory` just holds the newest field, replaced whenever a TriPlanes snapshot
+  arrives from a reconstruction node over ZeroMQ (the live loop).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from world.generation.generator import from_model, to_model
+from world.reconstruction.field import EXPLORE_BOUNDS, FieldConfig, TriPlaneField
+from world.reconstruction.fit import FitConfig, OnlineFitter
+from world.reconstruction.render import render_image
+
+OPAQUE = 0.5  # rendered opacity above which the memory counts as covering a pixel
+
+
+@dataclass(frozen=True)
+class MemoryConfig:
+    image_size: int = 64
+    guidance_size: int = 32
+    samples: int = 16
+    resolution: int = 64
+    channels: int = 16
+    time_steps: int = 8
+    t_end: float = 30.0
+    rays_per_step: int = 1024
+    fit_samples: int = 32
+    keyframes: int = 32
+    steps_per_frame: int = 4
+    # 0.1 rather than the reconstruction node's 0.03: a memory must be useful after a few
+    # hundred steps. Measured on a loop path: 28.7 dB at revisited poses after 680 steps
+    # against 25.1 dB with 0.03 (26.3 dB without deformation).
+    lr_planes: float = 0.1
+
+
+def render_guidance(
+    field: TriPlaneField,
+    intrinsics: np.ndarray,
+    poses: np.ndarray,
+    times: np.ndarray,
+    config: MemoryConfig,
+) -> torch.Tensor:
+    """(B, 5, H, W): masked RGB-D in model space and the mask, one per pose."""
+    scale = config.guidance_size / config.image_size
+    small = np.array(intrinsics, dtype=np.float64)
+    small[:2] *= scale
+    out = []
+    for pose, time_s in zip(poses, times, strict=True):
+        size = config.guidance_size
+        image = render_image(
+            field, small, pose, size, size, float(time_s), field.bounds, samples=config.samples
+        )
+        opacity = image["opacity"]
+        colour = image["rgb"].astype(np.float32) / np.maximum(opacity, 1e-3)[..., None]
+        rgbd = to_model(np.clip(colour, 0, 255).astype(np.uint8), image["depth"])
+        mask = (opacity > OPAQUE).astype(np.float32)
+        out.append(np.concatenate([rgbd * mask, mask[None]], 0))
+    batch = torch.from_numpy(np.stack(out))
+    return nn.functional.interpolate(batch, size=config.image_size, mode="bilinear")
+
+
+def new_field(config: MemoryConfig) -> TriPlaneField:
+    field_config = FieldConfig(
+        resolution=config.resolution, channels=config.channels, time_steps=config.time_steps
+    )
+    return TriPlaneField(field_config, torch.tensor(EXPLORE_BOUNDS), (0.0, config.t_end))
+
+
+class FieldMemory:
+    """The newest field received; no guidance until the first one arrives."""
+
+    def __init__(self, intrinsics: np.ndarray, config: MemoryConfig = MemoryConfig()):
+        self.intrinsics, self.config = np.asarray(intrinsics), config
+        self.field: TriPlaneField | None = None
+        # Called with every frame added: the world node publishes them as keyframes.
+        self.on_add: Callable[[np.ndarray, np.ndarray, np.ndarray], None] | None = None
+
+    def guidance(self, poses: np.ndarray, times: np.ndarray) -> torch.Tensor | None:
+        if self.field is None:
+            return None
+        return render_guidance(self.field, self.intrinsics, poses, times, self.config)
+
+    def add(self, frames: np.ndarray, poses: np.ndarray, times: np.ndarray) -> None:
+        """frames (B, 4, H, W) in model space; a remote memory gets them over the wire."""
+        if self.on_add is not None:
+            self.on_add(frames, poses, times)
+
+
+class LocalMemory(FieldMemory):
+    """Fits each added frame into its own field with `steps_per_frame` updates."""
+
+    def __init__(
+        self, intrinsics: np.ndarray, config: MemoryConfig = MemoryConfig(), seed: int = 0
+    ):
+        super().__init__(intrinsics, config)
+        self._field = new_field(config)
+        fit = FitConfig(
+            rays_per_step=config.rays_per_step,
+            samples=config.fit_samples,
+            keyframes=config.keyframes,
+            lr_planes=config.lr_planes,
+        )
+        self.fitter = OnlineFitter(self._field, fit, seed=seed)
+
+    def add(self, frames: np.ndarray, poses: np.ndarray, times: np.ndarray) -> None:
+        super().add(frames, poses, times)
+        rgb, depth = from_model(frames)
+        for i in range(len(frames)):
+            self.fitter.add_frame(rgb[i], depth[i], self.intrinsics, poses[i], float(times[i]))
+            for _ in range(self.config.steps_per_frame):
+                self.fitter.step()
+        self.field = self._field

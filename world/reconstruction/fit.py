@@ -1,0 +1,163 @@
+"""Fitting a tri-plane field to RGB-D frames, online: a few steps per incoming frame.
+
+Keyframes live in a bounded buffer (oldest dropped), so memory stays flat however long
+the stream runs. Each step renders a batch of rays, half from the newest keyframe (to
+follow the scene live) and half from the whole buffer (not to forget), and minimises
+
+    ‖rgb − rgb*‖² + λ_d·|depth − depth*| + λ_tv·TV(planes) + λ_t·‖∂_t deformation‖² + λ_x·|Δx|
+
+TV is the squared difference of neighbouring cells of every plane; the temporal term
+the squared difference of neighbouring time slices of the deformation planes; |Δx| the
+mean displacement at random points and times (L1, so it is sparse: static content keeps
+Δx = 0 and stays sharp, while moving objects still pay for their motion with fit).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from world.reconstruction.field import TriPlaneField
+from world.reconstruction.render import Rays, camera_rays, render_rays
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    rays_per_step: int = 1024
+    samples: int = 32
+    keyframes: int = 32  # the buffer's bound
+    lr_planes: float = 0.03
+    lr_network: float = 0.005
+    depth_weight: float = 0.05
+    tv_weight: float = 1e-3
+    temporal_weight: float = 1e-2
+    displacement_weight: float = 1e-2  # L1 on Δx: the world holds still unless shown moving
+
+
+@dataclass
+class Keyframe:
+    rays: Rays
+    rgb: torch.Tensor  # (N, 3) in [0, 1]
+    depth: torch.Tensor  # (N,), NaN where the frame saw nothing
+
+
+class OnlineFitter:
+    def __init__(self, field: TriPlaneField, config: FitConfig = FitConfig(), seed: int = 0):
+        self.field, self.config = field, config
+        planes = [*field.canonical.values(), *field.deformation.values()]
+        plane_ids = {id(p) for p in planes}
+        network = [p for p in field.parameters() if id(p) not in plane_ids]
+        self.optimizer = torch.optim.Adam(
+            [
+                {"params": planes, "lr": config.lr_planes},
+                {"params": network, "lr": config.lr_network},
+            ]
+        )
+        self.buffer: deque[Keyframe] = deque(maxlen=config.keyframes)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.steps = 0
+        self.step_seconds: deque[float] = deque(maxlen=200)
+
+    @property
+    def device(self) -> torch.device:
+        return self.field.bounds.device
+
+    def add_frame(
+        self,
+        rgb: np.ndarray,
+        depth: np.ndarray | None,
+        intrinsics: np.ndarray,
+        pose: np.ndarray,
+        time_s: float,
+    ) -> None:
+        height, width = rgb.shape[:2]
+        rays = camera_rays(intrinsics, pose, width, height, time_s)
+        # torch.tensor copies: frames from the wire are read-only views on its buffers.
+        colours = torch.tensor(rgb.reshape(-1, 3), dtype=torch.float32) / 255.0
+        if depth is None:
+            depths = torch.full((len(rays),), float("nan"))
+        else:
+            depths = torch.tensor(depth.reshape(-1), dtype=torch.float32)
+            depths = torch.where(
+                torch.isfinite(depths), depths, torch.full_like(depths, float("nan"))
+            )
+        device = self.device
+        self.buffer.append(
+            Keyframe(
+                Rays(rays.origins.to(device), rays.directions.to(device), rays.times.to(device)),
+                colours.to(device),
+                depths.to(device),
+            )
+        )
+
+    def _batch(self) -> tuple[Rays, torch.Tensor, torch.Tensor]:
+        newest, count = self.buffer[-1], self.config.rays_per_step
+        picks = [(newest, count // 2)]
+        frames = torch.randint(len(self.buffer), (count - count // 2,), generator=self.generator)
+        for index, n in zip(*torch.unique(frames, return_counts=True), strict=True):
+            picks.append((self.buffer[int(index)], int(n)))
+        rays, rgb, depth = [], [], []
+        for frame, n in picks:
+            chosen = torch.randint(len(frame.rays), (n,), generator=self.generator).to(self.device)
+            rays.append(frame.rays.subset(chosen))
+            rgb.append(frame.rgb[chosen])
+            depth.append(frame.depth[chosen])
+        joined = Rays(
+            *(torch.cat([getattr(r, k) for r in rays]) for k in ("origins", "directions", "times"))
+        )
+        return joined, torch.cat(rgb), torch.cat(depth)
+
+    def _displacement(self) -> torch.Tensor:
+        """Mean |Δx| (normalised units) at random points and times; 0 without deformation."""
+        if not self.field.config.deform or self.config.displacement_weight == 0:
+            return torch.zeros((), device=self.device)
+        points = torch.rand(4096, 3, generator=self.generator).to(self.device) * 2 - 1
+        times = torch.rand(4096, generator=self.generator).to(self.device) * 2 - 1
+        return self.field.displacement(points, times).abs().mean()
+
+    def step(self) -> dict[str, float]:
+        """One optimisation step over the buffer; returns the loss terms."""
+        if not self.buffer:
+            raise RuntimeError("no frames yet: add_frame() first")
+        began = time.perf_counter()
+        rays, rgb, depth = self._batch()
+        out = render_rays(self.field, rays, self.field.bounds, self.config.samples, jitter=True)
+        photometric = ((out["rgb"] - rgb) ** 2).mean()
+        seen = torch.isfinite(depth)
+        depth_loss = (
+            (out["depth"][seen] - depth[seen]).abs().mean() if seen.any() else photometric * 0
+        )
+        tv, temporal = plane_regularisers(self.field)
+        loss = (
+            photometric
+            + self.config.depth_weight * depth_loss
+            + self.config.tv_weight * tv
+            + self.config.temporal_weight * temporal
+            + self.config.displacement_weight * self._displacement()
+        )
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.steps += 1
+        self.step_seconds.append(time.perf_counter() - began)
+        return {
+            "loss": float(loss.detach()),
+            "psnr_batch": float(-10 * torch.log10(photometric.detach().clamp(min=1e-10))),
+            "depth_l1": float(depth_loss.detach()),
+        }
+
+
+def plane_regularisers(field: TriPlaneField) -> tuple[torch.Tensor, torch.Tensor]:
+    """Total variation of all planes, and the time smoothness of the deformation."""
+    tv = 0.0
+    for plane in [*field.canonical.values(), *field.deformation.values()]:
+        tv = tv + ((plane[..., 1:, :] - plane[..., :-1, :]) ** 2).mean()
+        tv = tv + ((plane[..., :, 1:] - plane[..., :, :-1]) ** 2).mean()
+    temporal = sum(
+        ((d[:, 1:] - d[:, :-1]) ** 2).mean() for d in field.deformation.values() if d.shape[1] > 1
+    )
+    return tv, torch.as_tensor(temporal, dtype=torch.float32)

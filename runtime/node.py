@@ -99,6 +99,14 @@ class Node:
         return {"node": self.name, "counters": dict(self.counters), **self.status()}
 
 
+def require(checks: list[tuple[bool, str]]) -> None:
+    """A config's checks: ValueError with the message of the first that fails. Every
+    message names the field and the value it got."""
+    for ok, message in checks:
+        if not ok:
+            raise ValueError(message)
+
+
 class ArgumentError(ValueError):
     """A node's command line that its parser refuses (raised instead of exiting)."""
 

@@ -12,6 +12,11 @@ import time
 from dataclasses import dataclass, field
 
 SPIN_WINDOW = 0.001  # seconds before a deadline spent spinning instead of sleeping
+# A tick this much behind its deadline counts as late: half the spin window, well above
+# how long the spin loop takes to notice the deadline (microseconds), so a "late" tick
+# is one that the sleep overslept, not noise of the spin itself.
+LATE_AFTER = 0.0005
+OVERRUNS = ("skip", "catch_up")
 # Upper edges (ms) of the jitter histogram's bins; the last bin holds everything above.
 HISTOGRAM_EDGES_MS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0)
 
@@ -37,8 +42,8 @@ class Rate:
     def __init__(self, hz: float, overrun: str = "skip", keep_lateness: int = 100_000):
         if hz <= 0:
             raise ValueError(f"rate must be positive, got {hz}")
-        if overrun not in ("skip", "catch_up"):
-            raise ValueError(f"overrun must be 'skip' or 'catch_up', got {overrun!r}")
+        if overrun not in OVERRUNS:
+            raise ValueError(f"overrun must be one of {OVERRUNS}, got {overrun!r}")
         self.period = 1.0 / hz
         self.overrun = overrun
         self.stats = RateStats()
@@ -67,7 +72,7 @@ class Rate:
     def _account(self, lateness: float) -> None:
         stats = self.stats
         stats.ticks += 1
-        if lateness > 0.0005:
+        if lateness > LATE_AFTER:
             stats.late += 1
         if lateness > self.period:
             stats.missed += 1

@@ -107,7 +107,7 @@ def collect(
             "control_dt": env.unwrapped.task.control_dt,
             "action_dim": int(env.action_space.shape[0]),
             "obs_dim": int(env.observation_space.shape[0]),
-            "discrete_action_dims": list(env.unwrapped.task.DISCRETE_DIMS),
+            "discrete_action_dims": list(env.unwrapped.task.discrete_action_dims),
         },
     )
     done = writer.completed()

@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from runtime.chunks import STRATEGIES, ChunkExecutor
-from runtime.node import Node, NodeType, node_main
-from runtime.rate import Rate
-from sim.envs import make_env
+from runtime.node import Node, NodeType, node_main, require
+from runtime.rate import OVERRUNS, Rate
+from sim.envs import SCENES, make_env
 from streams import (
     ActionChunk,
     EpisodeResult,
@@ -64,19 +64,31 @@ class SimNodeConfig:
     summary: str = ""  # write a JSON summary here at the end
 
     def __post_init__(self) -> None:
-        checks = [
-            (self.episodes >= 1, "episodes must be >= 1"),
-            (self.staleness > 0, "staleness must be positive"),
-            (self.rate_scale > 0, "rate_scale must be positive"),
-            (self.wait_for_policy >= 0, "wait_for_policy must be >= 0"),
-            (self.merge in STRATEGIES, f"merge must be one of {STRATEGIES}"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
+        require(
+            [
+                (self.task in SCENES, f"task must be one of {sorted(SCENES)}, got {self.task!r}"),
+                (self.episodes >= 1, f"episodes must be >= 1, got {self.episodes}"),
+                (self.staleness > 0, f"staleness must be positive, got {self.staleness}"),
+                (self.rate_scale > 0, f"rate_scale must be positive, got {self.rate_scale}"),
+                (
+                    self.wait_for_policy >= 0,
+                    f"wait_for_policy must be >= 0, got {self.wait_for_policy}",
+                ),
+                (
+                    self.merge in STRATEGIES,
+                    f"merge must be one of {STRATEGIES}, got {self.merge!r}",
+                ),
+                (
+                    self.overrun in OVERRUNS,
+                    f"overrun must be one of {OVERRUNS}, got {self.overrun!r}",
+                ),
+                (
+                    not self.script or self.task == "explore",
+                    f"script drives the explore camera; task {self.task!r} needs a policy",
+                ),
+            ]
+        )
         parse_qos(self.action_qos)
-        if self.script and self.task != "explore":
-            raise ValueError("script drives the explore camera; other tasks need a policy")
 
 
 class SimNode(Node):

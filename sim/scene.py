@@ -12,6 +12,7 @@ makes a scene a problem, through hooks called in this order (as in dm_control):
 
 from __future__ import annotations
 
+import copy
 import os
 import sys
 from dataclasses import dataclass
@@ -98,8 +99,10 @@ class MujocoScene(gym.Env):
         self.physics = Physics(model, mujoco.MjData(model))
         self.n_substeps = max(1, round(task.control_dt / model.opt.timestep))
         self.metadata = {**self.metadata, "render_fps": round(1 / task.control_dt)}
-        self.action_space = task.action_space
-        self.observation_space = task.observation_space
+        # Copies: a Box carries its own random generator, and tasks declare their spaces
+        # once per class; seeding one env's action_space must not move another's samples.
+        self.action_space = copy.deepcopy(task.action_space)
+        self.observation_space = copy.deepcopy(task.observation_space)
         self.render_mode = render_mode
         self.width, self.height = width, height
         self._renderer: CameraRenderer | None = None

@@ -142,7 +142,6 @@ class ExploreTask(Task):
     cameras = ("eye",)
     action_space = gym.spaces.Box(-1.0, 1.0, shape=(5,), dtype=np.float32)
     observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(7,), dtype=np.float32)
-    DISCRETE_DIMS = ()
 
     def initialize_episode(self, physics: Physics, rng: np.random.Generator) -> None:
         self.position = np.array([*rng.uniform(-1.5, 1.5, 2), rng.uniform(1.0, 1.8)])

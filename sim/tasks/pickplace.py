@@ -86,7 +86,6 @@ class PickPlaceTask(Task):
         dtype=np.float32,
     )
     observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(11,), dtype=np.float32)
-    DISCRETE_DIMS = (3,)
 
     def initialize_episode(self, physics: Physics, rng: np.random.Generator) -> None:
         model, data = physics.model, physics.data

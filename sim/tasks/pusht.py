@@ -119,7 +119,6 @@ class PushTTask(Task):
     cameras = ("top",)
     action_space = gym.spaces.Box(-LIMIT, LIMIT, shape=(2,), dtype=np.float32)
     observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(6,), dtype=np.float32)
-    DISCRETE_DIMS = ()
 
     def initialize_episode(self, physics: Physics, rng: np.random.Generator) -> None:
         data = physics.data

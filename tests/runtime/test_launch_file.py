@@ -73,6 +73,7 @@ def test_overrides_set_parameters_and_types(tmp_path) -> None:
         ("max_restarts: 2", "max_restarts: -1", r"graph.yaml:12: .*restart limits"),
         # Values the node itself would refuse at start fail here, with file and line.
         ("episodes: 2}", "episodes: 0}", r"graph.yaml:8: node 'sim' \(sim\): episodes must"),
+        ("episodes: 2}", "episodes: 2, task: pickplac}", r"graph.yaml:8: .*got 'pickplac'"),
         ("episodes: 2}", "episodes: two}", r"graph.yaml:8: .*--episodes: invalid int value"),
         ("publish: $policy}", "publish: $policy, dt: -1}", r"graph.yaml:12: .*dt must be"),
         ("publish: $policy}", "publish: $policy, sampler: fast}", r"graph.yaml:12: .*sampler"),

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
 import time
 
 import numpy as np
+import pytest
 
+from sim.node import SimNodeConfig
 from streams import ActionChunk, Endpoint, Publisher, Queue, Subscriber
 
 
@@ -80,3 +83,22 @@ def test_sim_node_follows_chunks_then_holds_still_when_they_stop(tmp_path) -> No
         sub.close()
         pub.close()
     assert node.returncode == 0, stderr
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "says"),
+    [
+        (
+            "task",
+            "pickplac",
+            "task must be one of ['explore', 'pickplace', 'pusht'], got 'pickplac'",
+        ),
+        ("episodes", 0, "episodes must be >= 1, got 0"),
+        ("staleness", -1.0, "staleness must be positive, got -1.0"),
+        ("merge", "median", "merge must be one of"),
+        ("overrun", "wait", "overrun must be one of ('skip', 'catch_up'), got 'wait'"),
+    ],
+)
+def test_config_errors_name_the_field_and_the_value(field: str, value, says: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(says)):
+        SimNodeConfig(**{field: value})

@@ -142,3 +142,16 @@ def test_explore_keys_and_loops() -> None:
     image = env.unwrapped.render_camera(width=64, height=48)
     assert image.rgb.shape == (48, 64, 3) and np.isfinite(image.depth).all()
     assert float(image.depth.min()) > 0.05 and float(image.depth.max()) < 9.0
+
+
+@pytest.mark.parametrize("name", ["pickplace", "pusht", "explore"])
+def test_each_env_has_its_own_spaces(name: str) -> None:
+    first, second = make_env(name), make_env(name)
+    assert first.action_space is not second.action_space
+    first.action_space.seed(1)
+    second.action_space.seed(1)
+    drawn = first.action_space.sample()
+    first.action_space.seed(2)  # reseeding one env leaves the other's stream alone
+    assert np.array_equal(second.action_space.sample(), drawn)
+    first.close()
+    second.close()

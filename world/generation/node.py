@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.node import Node, NodeType, node_main
+from runtime.node import Node, NodeType, node_main, require
 from runtime.video import ImageSink
 from sim import trajectories
 from sim.envs import make_env
@@ -73,8 +73,17 @@ class WorldNodeConfig:
     summary: str = ""
 
     def __post_init__(self) -> None:
-        if self.segments < 0 or self.frames_per_segment < 1 or self.max_fps < 0:
-            raise ValueError("segments, max_fps must be >= 0 and frames_per_segment >= 1")
+        require(
+            [
+                (self.segments >= 0, f"segments must be >= 0, got {self.segments}"),
+                (
+                    self.frames_per_segment >= 1,
+                    f"frames_per_segment must be >= 1, got {self.frames_per_segment}",
+                ),
+                (self.max_fps >= 0, f"max_fps must be >= 0, got {self.max_fps}"),
+                (self.threads >= 1, f"threads must be >= 1, got {self.threads}"),
+            ]
+        )
 
 
 def parse_controls(text: str, steps: int, seed: int = 0) -> np.ndarray:

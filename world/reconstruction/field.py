@@ -33,6 +33,10 @@ AXES = {"xy": (0, 1), "xz": (0, 2), "yz": (1, 2)}
 
 EXPLORE_BOUNDS = ((-3.1, -3.1, -0.05), (3.1, 3.1, 3.1))  # the Explore room, metres
 
+# softplus(2.0) = ln(1 + e²) ≈ 2.127: the band head's output at initialisation (its bias
+# is 2, its weights 0), so dividing by it starts every band weight at ≈ 1.
+BAND_WEIGHT_SCALE = 2.127
+
 
 @dataclass(frozen=True)
 class FieldConfig:
@@ -86,7 +90,7 @@ class ShadeHead(nn.Module):
         self.value = nn.Linear(dim, dim, bias=False)
         self.out = nn.Linear(dim, 1)
         nn.init.zeros_(self.out.weight)
-        nn.init.constant_(self.out.bias, 2.0)  # softplus(2) ≈ 2.1 → scaled to ≈ 1 below
+        nn.init.constant_(self.out.bias, 2.0)  # softplus(2) = BAND_WEIGHT_SCALE → weights ≈ 1
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         """t (N,) normalised time → band weights (N, L+1)."""
@@ -98,7 +102,7 @@ class ShadeHead(nn.Module):
         keys, values = self.key(self.bands), self.value(self.bands)  # (L+1, E)
         attention = torch.softmax(query @ keys.T / math.sqrt(self.dim), -1)  # (N, L+1)
         mixed = attention[:, :, None] * values[None]  # each band attends, keeps its identity
-        return F.softplus(self.out(mixed + self.bands[None]).squeeze(-1)) / 2.127
+        return F.softplus(self.out(mixed + self.bands[None]).squeeze(-1)) / BAND_WEIGHT_SCALE
 
 
 class TriPlaneField(nn.Module):

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from runtime.node import Node, NodeType, node_main
+from runtime.node import Node, NodeType, node_main, require
 from streams import Frame, Publisher, Queue, Subscriber, parse_endpoint
 from world.reconstruction.exchange import to_message
 from world.reconstruction.field import EXPLORE_BOUNDS, FieldConfig, TriPlaneField
@@ -51,8 +51,17 @@ class ReconstructionConfig:
     summary: str = ""
 
     def __post_init__(self) -> None:
-        if self.publish_hz <= 0 or self.steps_per_frame < 0 or self.t_end <= 0:
-            raise ValueError("publish_hz and t_end must be positive, steps_per_frame >= 0")
+        require(
+            [
+                (self.publish_hz > 0, f"publish_hz must be positive, got {self.publish_hz}"),
+                (self.t_end > 0, f"t_end must be positive, got {self.t_end}"),
+                (
+                    self.steps_per_frame >= 0,
+                    f"steps_per_frame must be >= 0, got {self.steps_per_frame}",
+                ),
+                (self.threads >= 1, f"threads must be >= 1, got {self.threads}"),
+            ]
+        )
 
 
 class ReconstructionNode(Node):

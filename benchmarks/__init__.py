@@ -1,14 +1,20 @@
 """Every warmloop benchmark, one module each; `warmloop bench NAME` runs one.
 
-A benchmark module has one entry, `run(quick: bool) -> BenchResult`
-(`benchmarks/harness.py`). It imports the capability it measures; no capability
-imports a benchmark. This registry imports nothing: a module is imported when its
-benchmark runs.
+A benchmark module has one entry, `run(size) -> BenchResult` (`benchmarks/harness.py`),
+with `size` one of SIZES: "full" (the recorded figures), "quick" (a short check) or
+"smoke" (seconds, tiny models, the same code path; CI runs it). It imports the
+capability it measures; no capability imports a benchmark. This registry imports
+nothing: a module is imported when its benchmark runs.
+
+`sources` and `checkpoints` name what a benchmark's figures depend on (besides its own
+module): a result stays current while their hashes match (benchmarks/provenance.py).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+SIZES = ("full", "quick", "smoke")
 
 
 @dataclass(frozen=True)
@@ -16,31 +22,75 @@ class Benchmark:
     name: str
     summary: str
     module: str  # benchmarks.NAME, imported when the benchmark runs
+    sources: tuple[str, ...] = ()  # paths of the code measured, relative to the checkout
+    checkpoints: tuple[str, ...] = ()  # checkpoints/NAME directories the figures come from
 
 
+# The closed-loop evaluation: the policy, its checkpoints, the scenes, Wilson intervals.
+_POLICY_CODE = ("policies", "training", "sim", "runtime/stats.py")
 BENCHMARKS = {
     b.name: b
     for b in (
         Benchmark(
-            "streams", "ZeroMQ transport: warmloop streams vs bare pyzmq", "benchmarks.streams"
+            "streams",
+            "ZeroMQ transport: warmloop streams vs bare pyzmq",
+            "benchmarks.streams",
+            ("streams", "benchmarks/streams_peer.py"),
         ),
         Benchmark(
-            "sim", "MuJoCo physics and headless rendering speed, expert success", "benchmarks.sim"
+            "sim",
+            "MuJoCo physics and headless rendering speed, expert success",
+            "benchmarks.sim",
+            ("sim",),
         ),
-        Benchmark("policy", "success against latency: DDPM-100, DDIM-10, RTI", "benchmarks.policy"),
         Benchmark(
-            "runtime", "loop jitter, deadline misses, end-to-end latency", "benchmarks.runtime"
+            "policy",
+            "success against latency: DDPM-100, DDIM-10, RTI",
+            "benchmarks.policy",
+            _POLICY_CODE,
+            ("pickplace", "pusht"),
+        ),
+        Benchmark(
+            "runtime",
+            "loop jitter, deadline misses, end-to-end latency",
+            "benchmarks.runtime",
+            ("runtime", "streams", "policies", "training", "sim"),
+            ("pickplace",),
         ),
         Benchmark(
             "reconstruction",
             "tri-plane 4D fit of the Explore room: held-out PSNR",
             "benchmarks.reconstruction",
+            ("world/reconstruction", "world/metrics.py", "sim", "streams"),
         ),
         Benchmark(
-            "world", "generate -> reconstruct -> guide: FPS, revisit, drift", "benchmarks.world"
+            "world",
+            "generate -> reconstruct -> guide: FPS, revisit, drift",
+            "benchmarks.world",
+            ("world", "training", "sim"),
+            ("explore-teacher", "explore-student"),
         ),
         Benchmark(
-            "onnx", "RTI update latency: torch eager vs onnxruntime, and parity", "benchmarks.onnx"
+            "demo",
+            "the manipulation demo as a user runs it: successes, jitter, RTI latency",
+            "benchmarks.demo",
+            (
+                "warmloop/demos",
+                "runtime",
+                "sim",
+                "policies",
+                "training",
+                "streams",
+                "launch/manipulation.yaml",
+            ),
+            ("pickplace",),
+        ),
+        Benchmark(
+            "onnx",
+            "RTI update latency: torch eager vs onnxruntime, and parity",
+            "benchmarks.onnx",
+            _POLICY_CODE,
+            ("pickplace",),
         ),
     )
 }

@@ -20,15 +20,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.harness import BenchResult, project_root
+from benchmarks.harness import BenchResult
 from policies.deploy.export import export
 from policies.deploy.runtime import OnnxPolicy
 from policies.diffusion.evaluate import evaluate
 from policies.diffusion.policy import DiffusionPolicy
 from policies.diffusion.sampler import rti_update, shift_chunk
+from training.threads import INFERENCE, set_threads
 
 log = logging.getLogger(__name__)
-CHECKPOINT = Path("checkpoints") / "pickplace"
+CHECKPOINT = "pickplace"
 
 
 def _condition(policy: DiffusionPolicy) -> np.ndarray:
@@ -41,7 +42,9 @@ def _condition(policy: DiffusionPolicy) -> np.ndarray:
     return policy.obs_normalizer.normalize(pair).reshape(1, -1)
 
 
-def _torch_variants(policy: DiffusionPolicy, cond: np.ndarray, guess: np.ndarray, device: str):
+def _torch_variants(
+    policy: DiffusionPolicy, cond: np.ndarray, guess: np.ndarray, device: str, compile: bool
+):
     network, schedule, k_prime = policy.network.to(device), policy.schedule, policy.k_prime
     cond_t = torch.from_numpy(cond).to(device)
     guess_t = torch.from_numpy(guess).to(device)
@@ -69,7 +72,7 @@ def _torch_variants(policy: DiffusionPolicy, cond: np.ndarray, guess: np.ndarray
         f"torch eager network ({device})": sync(lambda: network(guess_t, step, cond_t)),
         f"torch eager RTI update ({device})": sync(update),
     }
-    compiled = _compile(network)
+    compiled = _compile(network) if compile else None
     if compiled is not None:
 
         def eps_compiled(x: torch.Tensor, t: int) -> torch.Tensor:
@@ -141,9 +144,14 @@ def _max_abs_err(torch_policy: DiffusionPolicy, onnx_policy: OnnxPolicy, cond: n
     return worst
 
 
-def run(quick: bool) -> BenchResult:
-    checkpoint = project_root() / CHECKPOINT
-    blocks, reps, episodes = (2, 20, 6) if quick else (6, 50, 50)
+# size -> (interleaved timing blocks, repetitions per block, closed-loop episodes)
+SIZES = {"full": (6, 50, 50), "quick": (2, 20, 6), "smoke": (1, 3, 1)}
+
+
+def run(size: str, checkpoints: Path) -> BenchResult:
+    checkpoint = checkpoints / CHECKPOINT
+    blocks, reps, episodes = SIZES[size]
+    set_threads(None, INFERENCE)  # one thread, as onnxruntime has and the nodes use
     with tempfile.TemporaryDirectory() as tmp:
         export(checkpoint, Path(tmp))
         torch_policy = DiffusionPolicy(checkpoint)
@@ -151,11 +159,13 @@ def run(quick: bool) -> BenchResult:
         cond = _condition(torch_policy)
         guess = np.random.default_rng(1).uniform(-1, 1, (1, 16, 4)).astype(np.float32)
         variants = {
-            **_torch_variants(torch_policy, cond, guess, "cpu"),
+            # torch.compile takes a minute to build: left out of smoke runs
+            **_torch_variants(torch_policy, cond, guess, "cpu", size != "smoke"),
             **_ort_variants(onnx_policy, cond, guess, ", ".join(onnx_policy.providers)),
         }
         if torch.cuda.is_available():
-            variants.update(_torch_variants(DiffusionPolicy(checkpoint), cond, guess, "cuda"))
+            cuda = _torch_variants(DiffusionPolicy(checkpoint), cond, guess, "cuda", True)
+            variants.update(cuda)
         times = _time_interleaved(variants, blocks, reps)
         error = _max_abs_err(torch_policy, onnx_policy, cond)
         success = {
@@ -208,8 +218,9 @@ def _result(times, error, success, providers, samples) -> BenchResult:
         f"{figures['success_rti_ort']:.0%} ± {figures['success_ci95_ort']:.0%} "
         "(95% Wilson; the two draw different noise, so they agree within sampling noise, "
         "not bit for bit).",
-        "torch runs with its default threads; onnxruntime with one intra-op thread "
-        "(faster at batch 1 on 2 cores).",
+        "torch and onnxruntime each run one intra-op thread, as the policy node does "
+        "(training/threads.py: at batch 1 a second thread gains little and, beside a "
+        "simulator, oversubscribes the cores).",
     ]
     if figures["rti_update_p50_ms_ort_per_step"] < ort_unrolled:
         notes.append(
@@ -218,5 +229,8 @@ def _result(times, error, success, providers, samples) -> BenchResult:
             "graph is the single call a non-Python runtime needs."
         )
     if not compiled:
-        notes.append("torch.compile: not usable on this machine (see the log), no row.")
+        notes.append(
+            "torch.compile: no row (a smoke run leaves it out; otherwise the log says why it "
+            "is not usable on this machine)."
+        )
     return BenchResult(figures=figures, table=table, notes=notes)

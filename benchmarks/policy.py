@@ -24,11 +24,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.harness import BenchResult, project_root
+from benchmarks.harness import BenchResult, project_root, save_figure
+from benchmarks.load import cpu_hogs
 from policies.diffusion.checkpoint import Checkpoint, load
 from policies.diffusion.configuration import DiffusionConfig
 from policies.diffusion.evaluate import EvalResult, evaluate
 from policies.diffusion.policy import DiffusionPolicy
+from training.threads import INFERENCE, cores_available, set_threads
 
 TASKS = ("pickplace", "pusht")
 LABELS = ("ddpm100", "ddim10", "rti", "rti_chunk", "rti_state", "rti_renoise")
@@ -109,7 +111,7 @@ def sampler_overhead(checkpoint: Path, repeats: int = 200) -> float:
 
     timings = {"update": [], "call": []}
     with torch.no_grad():
-        for _ in range(20):
+        for _ in range(min(20, repeats)):
             update()
         for _ in range(repeats):  # interleaved, so drift hits both alike
             for name, fn in (("update", update), ("call", call)):
@@ -132,20 +134,56 @@ def _describe_rti(config: DiffusionConfig) -> dict:
     }
 
 
-def run(quick: bool) -> BenchResult:
-    episodes = 10 if quick else 100
-    root = project_root()
+# size -> (scored episodes per variant, latency episodes per task (None: the full count),
+#          repeats of the sampler-overhead timing)
+SIZES = {"full": (100, None, 200), "quick": (10, 2, 200), "smoke": (1, 1, 5)}
+
+
+def loaded_latency(checkpoint: Checkpoint, episodes: int, threads: int) -> float:
+    """RTI p50 (ms) at batch 1 with two CPU hogs on the machine, torch at `threads`."""
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads)
+        policy = DiffusionPolicy(checkpoint, sampler="rti", executed=1)
+        with cpu_hogs(2):
+            result = evaluate(policy, "pickplace", episodes, 1, seed=LATENCY_SEED, progress=False)
+        return result.latency_p50_ms
+    finally:
+        torch.set_num_threads(previous)
+
+
+def run(size: str, checkpoints: Path) -> BenchResult:
+    episodes, latency_episodes, overhead_repeats = SIZES[size]
+    set_threads(None, INFERENCE)  # what eval and the policy node use: one thread
     results, rti = {}, {}
     for task in TASKS:
-        directory = root / "checkpoints" / task
+        directory = checkpoints / task
         if (directory / "config.json").exists():
             checkpoint = load(directory)  # once: every variant shares its weights
-            latency_episodes = 2 if quick else LATENCY_EPISODES[task]
-            results[task] = _evaluate_task(checkpoint, episodes, latency_episodes)
+            timed = latency_episodes or LATENCY_EPISODES[task]
+            results[task] = _evaluate_task(checkpoint, episodes, timed)
             rti[task] = _describe_rti(checkpoint.config)
-    overhead = sampler_overhead(root / "checkpoints" / "pickplace")
-    _plot(results, root / PLOT)
-    return _result(results, rti, overhead, episodes, _expert_success(root))
+    overhead = sampler_overhead(checkpoints / "pickplace", overhead_repeats)
+    pickplace = load(checkpoints / "pickplace")
+    loaded_episodes = latency_episodes or LATENCY_EPISODES["pickplace"]
+    loaded = {
+        "latency_p50_ms_rti_loaded": loaded_latency(pickplace, loaded_episodes, 1),
+        # torch's default: a thread per core, which two hogs leave no core for
+        "latency_p50_ms_rti_loaded_all_cores": loaded_latency(
+            pickplace, loaded_episodes, cores_available()
+        ),
+    }
+    result = _result(results, rti, overhead, episodes, _expert_success(project_root()))
+    result.figures.update(loaded)
+    result.notes.insert(
+        1,
+        f"Under load (two CPU hogs beside it), PickPlace RTI p50 at batch 1: "
+        f"{loaded['latency_p50_ms_rti_loaded']:.1f} ms with one torch thread (the default "
+        f"of eval and the policy node), {loaded['latency_p50_ms_rti_loaded_all_cores']:.1f} "
+        "ms with a thread per core (torch's own default).",
+    )
+    result.files[str(PLOT)] = save_figure(_plot(results))
+    return result
 
 
 def _expert_success(root: Path) -> dict[str, float]:
@@ -162,7 +200,7 @@ def _expert_success(root: Path) -> dict[str, float]:
     }
 
 
-def _plot(results: dict[str, dict[str, EvalResult]], path: Path) -> None:
+def _plot(results: dict[str, dict[str, EvalResult]]):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -198,9 +236,7 @@ def _plot(results: dict[str, dict[str, EvalResult]], path: Path) -> None:
     axis.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))  # off the points
     axis.grid(alpha=0.3)
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    return figure
 
 
 def _result(

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.harness import BenchResult, project_root
+from benchmarks.harness import BenchResult, save_figure
 from streams import encode
 from world.metrics import psnr, ssim
 from world.reconstruction.exchange import to_message
@@ -111,11 +111,16 @@ def evaluate(field: TriPlaneField, test: list[Sample]) -> dict[str, float]:
     }
 
 
-def run(quick: bool) -> BenchResult:
+# size -> (frames of the orbit, optimisation steps in all, steps per streamed frame)
+SIZES = {"full": (STEPS, 3000, 4), "quick": (STEPS, 300, 2), "smoke": (8, 6, 1)}
+
+
+def run(size: str, checkpoints: Path | None = None) -> BenchResult:
+    del checkpoints  # the field is fitted here, from nothing
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    frames = explore_frames()
+    steps, total, per_frame = SIZES[size]
+    frames = explore_frames(steps)
     train, test = frames[0::2], frames[1::2]
-    total, per_frame = (300, 2) if quick else (3000, 4)
     results = {}
     for deform in (True, False):
         field, updates_per_s, seconds = fit(train, deform, total, per_frame)
@@ -129,11 +134,13 @@ def run(quick: bool) -> BenchResult:
                 len(memoryview(f).cast("B"))
                 for f in encode("w", to_message(field), seq=0, source="b", t_sent=0.0)
             )
-            _plot(field, test, project_root() / PLOT)
-    return _result(results, message_bytes, total)
+            plot = _plot(field, test)
+    result = _result(results, message_bytes, total)
+    result.files[str(PLOT)] = save_figure(plot)
+    return result
 
 
-def _plot(field: TriPlaneField, test: list[Sample], path: Path) -> None:
+def _plot(field: TriPlaneField, test: list[Sample]):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -155,9 +162,7 @@ def _plot(field: TriPlaneField, test: list[Sample], path: Path) -> None:
         axis.set_xticks([])
         axis.set_yticks([])
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    return figure
 
 
 def _result(results: dict, message_bytes: int, total_steps: int) -> BenchResult:

@@ -266,20 +266,25 @@ def _run_transport(
             side.stop()
 
 
-def run(quick: bool) -> BenchResult:
+SIZES = {
+    "full": _Plan(
+        {"64b": 400, "rgb": 200, "depth": 150},
+        {"64b": 50_000, "rgb": 2_000, "depth": 1_000},
+        rounds=10,
+    ),
+    "quick": _Plan(
+        {"64b": 100, "rgb": 50, "depth": 30},
+        {"64b": 10_000, "rgb": 300, "depth": 200},
+        rounds=2,
+    ),
+    "smoke": _Plan({"64b": 10, "rgb": 5, "depth": 5}, {"64b": 200, "rgb": 10, "depth": 10}, 1),
+}
+
+
+def run(size: str, checkpoints: Path | None = None) -> BenchResult:
+    del checkpoints  # the transport needs no model
     payloads = _payloads()
-    if quick:
-        plan = _Plan(
-            {"64b": 100, "rgb": 50, "depth": 30},
-            {"64b": 10_000, "rgb": 300, "depth": 200},
-            rounds=2,
-        )
-    else:
-        plan = _Plan(
-            {"64b": 400, "rgb": 200, "depth": 150},
-            {"64b": 50_000, "rgb": 2_000, "depth": 1_000},
-            rounds=10,
-        )
+    plan = SIZES[size]
     figures: dict = {}
     with tempfile.TemporaryDirectory(prefix="warmloop-bench-") as tmp_name:
         tmp = Path(tmp_name)

@@ -53,6 +53,7 @@ class PolicyNodeConfig:
     dt: float = 0.1  # the sim's control period (scaled, when the sim runs faster)
     sampler: str = field(default="rti", metadata={"help": f"one of {SAMPLERS}"})
     seed: int = 0
+    threads: int = 1  # the network's CPU threads (torch or onnxruntime): one per process
     summary: str = ""  # write a JSON summary here at the end
 
     def __post_init__(self) -> None:
@@ -61,6 +62,8 @@ class PolicyNodeConfig:
             raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
         if self.dt <= 0:
             raise ValueError(f"dt must be positive, got {self.dt}")
+        if self.threads < 1:
+            raise ValueError(f"threads must be >= 1, got {self.threads}")
         if self.sampler not in SAMPLERS:
             raise ValueError(f"sampler must be one of {SAMPLERS}, got {self.sampler!r}")
         parse_qos(self.observation_qos)
@@ -70,9 +73,11 @@ def load_policy(config: PolicyNodeConfig):
     if config.backend == "onnx":
         from policies.deploy.runtime import OnnxPolicy
 
-        return OnnxPolicy(config.policy, config.sampler, seed=config.seed)
+        return OnnxPolicy(config.policy, config.sampler, seed=config.seed, threads=config.threads)
     from policies.diffusion.policy import DiffusionPolicy
+    from training.threads import INFERENCE, set_threads
 
+    set_threads(config.threads, INFERENCE)
     return DiffusionPolicy(config.policy, config.sampler, seed=config.seed)
 
 

@@ -8,6 +8,7 @@ only.
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
 import sys
 from importlib import resources
@@ -21,15 +22,27 @@ from runtime.supervisor import LaunchReport, Supervisor
 log = logging.getLogger(__name__)
 
 
+def _shipped() -> dict[str, Path]:
+    """The graphs that come with warmloop: launch/*.yaml of a checkout, else the package's."""
+    local = Path(__file__).resolve().parents[1] / "launch"
+    folder = local if local.is_dir() else Path(str(resources.files("warmloop_launch")))
+    return {path.stem: path for path in sorted(folder.glob("*.yaml"))}
+
+
 def resolve(name_or_path: str) -> Path:
-    """A path as given when it exists or looks like one; else launch/NAME.yaml."""
+    """A path as given when it exists or looks like one; else the shipped graph NAME."""
     path = Path(name_or_path)
     if path.exists() or path.suffix in (".yaml", ".yml") or "/" in name_or_path:
         return path
-    local = Path(__file__).resolve().parents[1] / "launch" / f"{name_or_path}.yaml"
-    if local.exists():
-        return local
-    return Path(str(resources.files("warmloop_launch") / f"{name_or_path}.yaml"))
+    graphs = _shipped()
+    if name_or_path in graphs:
+        return graphs[name_or_path]
+    close = difflib.get_close_matches(name_or_path, list(graphs), n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    raise LaunchError(
+        f"no launch graph {name_or_path!r}: {hint}the graphs are {', '.join(graphs)}, or "
+        "give a path to a YAML file"
+    )
 
 
 def parse_overrides(items: list[str]) -> dict[str, object]:

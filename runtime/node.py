@@ -226,8 +226,9 @@ def node_main(
 ) -> int:
     """`python -m MODULE` for a node: flags from its type's config, checks, run.
 
-    A config with a `threads` field sets torch's thread count (imported only then): one
-    per process when several nodes share a 2-core machine.
+    A torch node's config (one with `device` and `threads` fields) sets torch's thread
+    count, one per process by default (training/threads.py has the rule); torch is
+    imported only then. Other nodes set their own (the policy node, for its backend).
     """
     parser = argparse.ArgumentParser(
         prog=prog,
@@ -238,15 +239,16 @@ def node_main(
     node_type.add_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("OpenGL").setLevel(logging.WARNING)  # "no OpenGL_accelerate" noise
     try:
         config = node_type.config(**vars(args))
     except ValueError as exc:
         log.error("%s: %s", prog, exc)
         return 2
-    if hasattr(config, "threads"):
-        import torch
+    if getattr(config, "device", None) is not None and hasattr(config, "threads"):
+        import torch  # a torch node (it names a device): its threads, one by default
 
-        torch.set_num_threads(max(1, config.threads))
+        torch.set_num_threads(config.threads)
     summary = getattr(config, "summary", "")
     return run_node(make_node(config), Path(summary) if summary else None)
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from runtime.chunks import STRATEGIES, ChunkExecutor
 from runtime.node import Node, NodeType, node_main, require
-from runtime.rate import OVERRUNS, Rate
+from runtime.rate import OVERRUNS, SPIN_WINDOW, Rate
 from sim.envs import SCENES, make_env
 from streams import (
     ActionChunk,
@@ -58,6 +58,7 @@ class SimNodeConfig:
     image_size: int = 96
     rate_scale: float = 1.0  # 2.0 runs twice as fast as real time
     overrun: str = "skip"  # what a late tick does: "skip" or "catch_up"
+    spin: float = SPIN_WINDOW  # seconds before each deadline spent spinning (0: sleep only)
     wait_for_policy: float = 0.0  # seconds each episode waits for its first chunk (0: none)
     script: str = ""  # explore only: drive the camera along a sim.trajectories path, no policy
     video: str = ""  # write an MP4 of the first episode here
@@ -82,6 +83,7 @@ class SimNodeConfig:
                     self.overrun in OVERRUNS,
                     f"overrun must be one of {OVERRUNS}, got {self.overrun!r}",
                 ),
+                (0 <= self.spin < 0.05, f"spin must be in [0, 0.05) s, got {self.spin}"),
                 (
                     not self.script or self.task == "explore",
                     f"script drives the explore camera; task {self.task!r} needs a policy",
@@ -113,7 +115,8 @@ class SimNode(Node):
             config.clock_offset,
             self.scene.task.discrete_action_dims,
         )
-        self.rate = Rate(self.scene.metadata["render_fps"] * config.rate_scale, config.overrun)
+        hz = self.scene.metadata["render_fps"] * config.rate_scale
+        self.rate = Rate(hz, config.overrun, spin=config.spin)
         self.publisher = Publisher(parse_endpoint(config.publish, bind=True), source="sim")
         self.actions = Subscriber(
             parse_endpoint(config.actions, bind=False), {"action": parse_qos(config.action_qos)}
@@ -140,15 +143,21 @@ class SimNode(Node):
         if not hasattr(self, "rate"):
             return {}
         stats: dict[str, float] = {f"executor_{k}": v for k, v in self.executor.counters.items()}
-        lateness = np.asarray(self.rate.stats.lateness[-window:]) * 1e3
+        rate = self.rate.stats
+        lateness = np.asarray(rate.lateness[-window:]) * 1e3
+        woke = np.asarray(rate.wake_lateness[-window:]) * 1e3
         if lateness.size:
             stats.update(
                 jitter_p50_ms=float(np.percentile(lateness, 50)),
                 jitter_p99_ms=float(np.percentile(lateness, 99)),
                 jitter_max_ms=float(lateness.max()),
-                late_ticks=self.rate.stats.late,
-                missed_deadlines=self.rate.stats.missed,
-                ticks=self.rate.stats.ticks,
+                wake_p50_ms=float(np.percentile(woke, 50)),
+                wake_p99_ms=float(np.percentile(woke, 99)),
+                spin_cpu_share=rate.spin_share,
+                late_ticks=rate.late,
+                missed_deadlines=rate.missed,
+                misses_per_10k=rate.misses_per_10k(),
+                ticks=rate.ticks,
                 control_hz=1.0 / self.rate.period,
             )
         return stats

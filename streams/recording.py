@@ -172,6 +172,8 @@ class Recorder:
                 received = self.subscriber.recv(timeout=0.05)
                 if received is not None:
                     self.writer.write(received)
+                    if self.writer.written == 1:  # a sign of life for whoever waits on us
+                        log.info("first message: %r", received.topic)
             while (received := self.subscriber.recv(timeout=0.0)) is not None:
                 self.writer.write(received)
         finally:

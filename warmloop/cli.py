@@ -207,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:  # PyOpenGL's "No OpenGL_accelerate module loaded" on every run
+        logging.getLogger("OpenGL").setLevel(logging.WARNING)
     if command is None:
         build_parser().print_help()
         return EXIT_USAGE

@@ -1,4 +1,10 @@
-"""Image metrics for reconstruction: PSNR and SSIM (Wang et al. 2004), numpy only."""
+"""Image metrics for reconstruction: PSNR and SSIM (Wang et al. 2004), numpy only.
+
+SSIM follows the common convention (scikit-image's `structural_similarity` with
+`gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1`): an
+11x11 Gaussian window, the map averaged away from the border the window cannot cover.
+tests/world/test_metrics.py checks both against scikit-image.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +18,10 @@ def psnr(mse: float) -> float:
     return float("inf") if mse <= 0 else float(-10 * math.log10(mse))
 
 
-def _gaussian_blur(image: np.ndarray, sigma: float = 1.5, radius: int = 5) -> np.ndarray:
+SIGMA, RADIUS = 1.5, 5  # scikit-image: radius = int(3.5 * sigma + 0.5)
+
+
+def _gaussian_blur(image: np.ndarray, sigma: float = SIGMA, radius: int = RADIUS) -> np.ndarray:
     offsets = np.arange(-radius, radius + 1)
     kernel = np.exp(-(offsets**2) / (2 * sigma**2))
     kernel /= kernel.sum()
@@ -37,7 +46,6 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
         vx = _gaussian_blur(x * x) - mx * mx
         vy = _gaussian_blur(y * y) - my * my
         cov = _gaussian_blur(x * y) - mx * my
-        values.append(
-            ((2 * mx * my + c1) * (2 * cov + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
-        )
+        ssim_map = ((2 * mx * my + c1) * (2 * cov + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
+        values.append(ssim_map[RADIUS:-RADIUS, RADIUS:-RADIUS].mean())
     return float(np.mean(values))

@@ -174,7 +174,10 @@ def store(checkpoint_dir: Path, calibration: Calibration) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from policies.diffusion.evaluate import add_rti_arguments  # argparse and numpy only
+    from policies.diffusion.evaluate import (  # argparse and numpy only
+        add_rti_arguments,
+        add_threads_argument,
+    )
 
     parser.add_argument("checkpoint", type=Path, help="checkpoint directory")
     parser.add_argument(
@@ -188,12 +191,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--check-episodes", type=int, default=20, help="closed-loop episodes per K' candidate"
     )
     add_rti_arguments(parser)  # how the candidates denoise; stored with the chosen K'
+    add_threads_argument(parser, "1, for inference")
 
 
 def main_from_args(args: argparse.Namespace) -> int:
     from policies.diffusion.checkpoint import CheckpointError
     from sim.dataset import DatasetError
+    from training.threads import INFERENCE, set_threads
 
+    set_threads(args.threads, INFERENCE)
     try:
         result = calibrate(
             args.checkpoint,

@@ -30,6 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto")
     parser.add_argument("--no-resume", action="store_true", help="start from scratch")
+    parser.add_argument(
+        "--threads", type=int, help="CPU threads (default: every core this process may use)"
+    )
 
 
 def main_from_args(args: argparse.Namespace) -> int:
@@ -39,6 +42,9 @@ def main_from_args(args: argparse.Namespace) -> int:
     from policies.diffusion.training import prepare, train
     from sim.dataset import DatasetError, load_episodes, read_meta
     from training.loop import run_training
+    from training.threads import TRAINING, set_threads
+
+    set_threads(args.threads, TRAINING)
 
     data_dir = args.data or Path("data") / task
     out = args.out or Path("checkpoints") / task

@@ -227,6 +227,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "one robot would",
     )
     parser.add_argument("--video", type=Path, help="write an MP4 of the first episode here")
+    add_threads_argument(parser, "1, for inference")
+
+
+def add_threads_argument(parser: argparse.ArgumentParser, default: str) -> None:
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help=f"CPU threads for the network (default: {default}; docs/runtime.md has the rule)",
+    )
 
 
 def main_from_args(args: argparse.Namespace) -> int:
@@ -269,11 +279,20 @@ def load_policy(args: argparse.Namespace):
             )
         manifest = read_manifest(args.checkpoint)
         executed = args.execute or (1 if args.sampler == "rti" else manifest.action_horizon)
-        policy = OnnxPolicy(args.checkpoint, args.sampler, executed, ddim_steps=args.steps)
+        policy = OnnxPolicy(
+            args.checkpoint,
+            args.sampler,
+            executed,
+            ddim_steps=args.steps,
+            threads=args.threads or 1,
+        )
         return policy, manifest.task, executed
 
     from policies.diffusion.checkpoint import load
     from policies.diffusion.policy import DiffusionPolicy
+    from training.threads import INFERENCE, set_threads
+
+    set_threads(args.threads, INFERENCE)
 
     checkpoint = load(args.checkpoint)
     config = checkpoint.config

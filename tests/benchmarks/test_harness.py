@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
+from pathlib import Path
 
 import pytest
 
-from benchmarks import BENCHMARKS
+from benchmarks import BENCHMARKS, SIZES
 from benchmarks.harness import BenchResult, format_table, write_results
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("name", sorted(BENCHMARKS))
-def test_every_registered_benchmark_has_a_run_entry(name: str) -> None:
-    assert callable(importlib.import_module(BENCHMARKS[name].module).run)
+def test_every_registered_benchmark_runs_every_size(name: str) -> None:
+    bench = BENCHMARKS[name]
+    module = importlib.import_module(bench.module)
+    assert list(inspect.signature(module.run).parameters) == ["size", "checkpoints"]
+    assert set(module.SIZES) == set(SIZES), "each size needs its parameters"
+    for path in bench.sources:
+        assert (ROOT / path).exists(), f"{name} depends on {path}, which is not there"
+    for checkpoint in bench.checkpoints:
+        assert (ROOT / "checkpoints" / checkpoint / "config.json").exists()
 
 
 def test_bench_results_are_flat_json_with_machine_and_docs_table(tmp_path) -> None:
@@ -22,16 +33,16 @@ def test_bench_results_are_flat_json_with_machine_and_docs_table(tmp_path) -> No
         table=[["what", "value"], ["latency", "12.5"]],
         notes=["a note"],
     )
-    path = write_results("demo_bench", result, tmp_path, quick=True)
+    path = write_results("demo_bench", result, tmp_path, size="quick")
     data = json.loads(path.read_text())
     assert path == tmp_path / "benchmarks" / "results" / "demo_bench.json"
     assert data["latency_p50_us"] == 12.5 and data["missing"] is None and data["n"] == 3
-    assert "cores" in data["machine"] and data["quick"] is True
+    assert "cores" in data["machine"] and data["size"] == "quick"
     assert all(not isinstance(v, dict | list) for v in data.values())
     doc = (tmp_path / "docs" / "benchmarks.md").read_text()
     assert "| latency | 12.5  |" in doc and "a note" in doc
     # A second run replaces the section instead of appending another.
-    write_results("demo_bench", result, tmp_path, quick=False)
+    write_results("demo_bench", result, tmp_path, size="full")
     assert (tmp_path / "docs" / "benchmarks.md").read_text().count("## demo_bench") == 1
 
 

@@ -130,7 +130,9 @@ def test_strided_ddim_rti_exports_and_matches_torch(tmp_path, torch_policy) -> N
 def test_onnx_policy_follows_the_policy_interface(exported) -> None:
     policy = OnnxPolicy(exported, seed=0)
     assert isinstance(policy, Policy)
-    assert policy.providers == ["CPUExecutionProvider"] or os.path.exists("/dev/nvidia0")
+    # What the session runs on is what choose_providers offered it, the CPU last.
+    assert policy.providers[-1] == "CPUExecutionProvider"
+    assert set(policy.providers) <= set(choose_providers())
     observations = np.zeros((2, 11), np.float32)
     first = policy.infer(observations)
     assert first.shape == (16, 4) and policy.network_calls == 100  # full DDPM first
@@ -144,11 +146,35 @@ def test_onnx_policy_follows_the_policy_interface(exported) -> None:
     np.testing.assert_array_equal(again.infer(observations), first)  # seeded: reproducible
 
 
-def test_providers_never_include_a_gpu_without_one() -> None:
-    chosen = choose_providers()
-    assert chosen[-1] == "CPUExecutionProvider"
-    if not os.path.exists("/dev/nvidia0") and shutil.which("nvidia-smi") is None:
-        assert chosen == ["CPUExecutionProvider"]
+ALL = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+@pytest.mark.parametrize(
+    ("available", "gpu", "requested", "expected"),
+    [
+        (ALL, True, None, ALL),  # a GPU build on a GPU machine: the GPU first
+        (ALL, False, None, ["CPUExecutionProvider"]),  # a GPU build, no GPU visible
+        (["CPUExecutionProvider"], True, None, ["CPUExecutionProvider"]),  # a CPU build
+        (ALL, True, ["CUDAExecutionProvider"], ["CUDAExecutionProvider"]),
+        (ALL, False, ["CUDAExecutionProvider"], None),  # asked for, unusable: refused
+    ],
+)
+def test_providers_follow_the_build_and_the_gpu(
+    monkeypatch, available, gpu, requested, expected
+) -> None:
+    import policies.deploy.runtime as runtime
+
+    monkeypatch.setattr(runtime.ort, "get_available_providers", lambda: list(available))
+    monkeypatch.setattr(runtime, "gpu_visible", lambda: gpu)
+    if expected is None:
+        with pytest.raises(ExportError, match="usable"):
+            runtime.choose_providers(requested)
+    else:
+        assert runtime.choose_providers(requested) == expected
+
+
+def test_providers_on_this_machine_end_with_the_cpu() -> None:
+    assert choose_providers()[-1] == "CPUExecutionProvider"
 
 
 @pytest.mark.parametrize(

@@ -103,7 +103,7 @@ def test_eval_reports_success_latency_and_calls(dataset, tmp_path, capsys) -> No
     report = dict(line.split(": ") for line in capsys.readouterr().out.strip().splitlines())
     assert float(report["network_calls_per_prediction"]) == 3.0  # K' + 1
     assert report["actions_per_prediction"] == "1"
-    assert 0.0 <= float(report["success_rate"]) <= 1.0
+    assert float(report["success_rate"]) in (0.0, 1.0)  # one episode: it succeeded or not
     assert float(report["latency_p50_ms"]) > 0
     assert video.stat().st_size > 1000
     assert main(["eval", str(out), "--sampler", "ddim", "--steps", "4", "--episodes", "1"]) == 0

@@ -131,3 +131,8 @@ def test_launch_check_reports_errors_in_one_line(tmp_path, capsys) -> None:
     assert main_from_args(args) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "graph.yaml:8" in err and "'simm'" in err
+
+
+def test_an_unknown_graph_name_lists_the_graphs_and_a_close_match() -> None:
+    with pytest.raises(LaunchError, match=r"did you mean 'manipulation'\?.*explore-world"):
+        resolve("manipulaton")

@@ -1,6 +1,9 @@
-"""Sample messages of every type, for round trips and fuzzing."""
+"""Sample messages of every type, for round trips and fuzzing; waits on events."""
 
 from __future__ import annotations
+
+import threading
+import time
 
 import numpy as np
 
@@ -60,3 +63,36 @@ def sample_messages(rng: np.random.Generator | None = None) -> list:
         EpisodeResult(episode=4, success=True, score=0.97, length=120, seed=7, task="pusht"),
         Controls(keys="w+left"),
     ]
+
+
+def wait_for(condition, timeout: float = 30.0, interval: float = 0.005) -> bool:
+    """Poll `condition` until it holds or `timeout` passes: what a test waits on is an
+    event, not a guess of how long a busy machine takes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(interval)
+    return bool(condition())
+
+
+class LineReader:
+    """Collects a child's text stream line by line in the background, so a test can wait
+    for a line that signals an event and still see everything the child wrote."""
+
+    def __init__(self, stream):
+        self.lines: list[str] = []
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream) -> None:
+        for line in stream:
+            self.lines.append(line)
+
+    def wait_for(self, marker: str, timeout: float = 60.0) -> None:
+        if not wait_for(lambda: any(marker in line for line in self.lines), timeout):
+            raise AssertionError(f"no line with {marker!r} in {timeout} s: {self.text()[-2000:]}")
+
+    def text(self) -> str:
+        self._thread.join(timeout=0.1)
+        return "".join(self.lines)

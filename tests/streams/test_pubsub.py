@@ -1,14 +1,12 @@
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 import zmq
 
 from streams import Heartbeat, Latest, Observation, Publisher, Queue, Subscriber, parse_qos
 from streams.codec import encode
-from tests.streams.helpers import sample_messages
+from tests.streams.helpers import sample_messages, wait_for
 
 
 def _connected(pub: Publisher, sub: Subscriber, topic: str) -> None:
@@ -53,11 +51,15 @@ def test_latest_gives_a_slow_subscriber_the_newest_message() -> None:
         Subscriber(pub.address, {"obs": Latest()}) as sub,
     ):
         _connected(pub, sub, "obs")
+        stats = sub.stats.topics["obs"]
+        accounted = stats.received + stats.gaps  # every seq is received or a gap
         for round_ in range(3):
             # More messages than ZeroMQ's default high-water mark (1000) while we are busy.
             for step in range(3000):
                 pub.publish("obs", Observation(state=np.zeros(3, np.float32), step=step))
-            time.sleep(0.3)  # the slow consumer is busy elsewhere
+            accounted += 3000
+            # The slow consumer is busy elsewhere while the keeper thread takes all in.
+            assert wait_for(lambda a=accounted: stats.received + stats.gaps >= a)
             newest = sub.recv("obs", timeout=1.0)
             assert newest is not None and newest.message.step == 2999, round_
             assert sub.recv("obs", timeout=0.05) is None  # nothing stale left behind
@@ -72,9 +74,10 @@ def test_queue_keeps_a_bounded_queue_and_counts_overflow() -> None:
         Subscriber(pub.address, {"obs": Queue(5)}) as sub,
     ):
         _connected(pub, sub, "obs")
+        received = sub.stats.topics["obs"].received
         for step in range(20):
             pub.publish("obs", Observation(state=np.zeros(1, np.float32), step=step))
-        time.sleep(0.3)
+        assert wait_for(lambda: sub.stats.topics["obs"].received >= received + 20)
         steps = []
         while (r := sub.recv("obs", timeout=0.05)) is not None:
             steps.append(r.message.step)
@@ -93,13 +96,14 @@ def test_seq_gaps_are_counted_as_drops() -> None:
                 break
         while sub.recv("hb", timeout=0.05):
             pass
+        stats = sub.stats.topics["hb"]
+        received = stats.received
         for seq in (1, 2, 5, 6, 10):
             raw.send_multipart(encode("hb", Heartbeat(node="x"), seq=seq, source="s", t_sent=0.0))
-        time.sleep(0.2)
-        assert sub.stats.topics["hb"].gaps == 2 + 3
+        assert wait_for(lambda: stats.received >= received + 5)
+        assert stats.gaps == 2 + 3
         raw.send_multipart(encode("hb", Heartbeat(node="x"), seq=0, source="s", t_sent=0.0))
-        time.sleep(0.1)
-        assert sub.stats.topics["hb"].restarts >= 1
+        assert wait_for(lambda: stats.restarts >= 1)
     raw.close(linger=0)
     context.term()
 

@@ -13,16 +13,15 @@ import pytest
 from streams import DecodeError, Heartbeat, Observation, Publisher, Queue, Subscriber
 from streams.recording import Recorder, read_recording, summarize
 from streams.replay import replay
-from tests.streams.helpers import sample_messages
+from tests.streams.helpers import LineReader, sample_messages, wait_for
 
 
 def _publish_until_heard(pub: Publisher, count_received, topic: str = "probe") -> None:
-    for _ in range(300):
+    def heard() -> bool:
         pub.publish(topic, Heartbeat(node="probe"))
-        time.sleep(0.01)
-        if count_received() > 0:
-            return
-    raise AssertionError("recorder never connected")
+        return count_received() > 0
+
+    assert wait_for(heard, timeout=60.0, interval=0.01), "the recorder never connected"
 
 
 def test_record_then_replay_gives_identical_messages(tmp_path) -> None:
@@ -33,9 +32,10 @@ def test_record_then_replay_gives_identical_messages(tmp_path) -> None:
         thread = threading.Thread(target=recorder.run)
         thread.start()
         _publish_until_heard(pub, lambda: recorder.writer.written)
+        probes = recorder.writer.written
         for message in sent:
             pub.publish("data", message)
-        time.sleep(0.3)
+        assert wait_for(lambda: recorder.writer.written >= probes + len(sent))
         recorder.stop()
         thread.join()
 
@@ -45,9 +45,12 @@ def test_record_then_replay_gives_identical_messages(tmp_path) -> None:
 
     with (
         Publisher("tcp://127.0.0.1:*", source="replay") as out,
-        Subscriber(out.address, {"data": Queue(1000)}) as sub,
+        Subscriber(out.address, {"data": Queue(1000), "probe": Queue(1000)}) as sub,
     ):
-        time.sleep(0.3)  # let the subscription reach the publisher
+        for _ in range(1000):  # until the subscription has reached the publisher
+            out.publish("probe", Heartbeat(node="probe"))
+            if sub.recv("probe", timeout=0.02) is not None:
+                break
         start = time.monotonic()
         assert replay(path, out, speed=1.0, topics=["data"]) == len(sent)
         replayed = [sub.recv("data", timeout=1.0) for _ in sent]
@@ -77,18 +80,24 @@ def test_recorder_process_closes_a_readable_file_on_sigterm(tmp_path) -> None:
             stderr=subprocess.PIPE,
             text=True,
         )
+        log = LineReader(process.stderr)
         try:
-            # The recorder cannot tell us it has joined; give it a generous start-up time.
-            for _ in range(150):
+            # Probes until the recorder says it has its first message: it has joined.
+            def joined() -> bool:
                 pub.publish("probe", Heartbeat(node="probe"))
-                time.sleep(0.02)
+                return any("first message" in line for line in log.lines)
+
+            assert wait_for(joined, timeout=60.0, interval=0.02), log.text()
             for step in range(200):
                 pub.publish("obs", Observation(state=np.full(3, step, np.float32), step=step))
                 time.sleep(0.002)
-            time.sleep(0.3)
+            # Loopback delivery takes microseconds; the margin is for a loaded machine. What
+            # reached the recorder's socket before SIGTERM is drained, then the file closed.
+            time.sleep(0.5)
         finally:
             os.kill(process.pid, signal.SIGTERM)
-            _, stderr = process.communicate(timeout=10)
+            process.wait(timeout=30)
+    stderr = log.text()
     assert process.returncode == 0, stderr
     summary = summarize(path)
     assert summary["obs"].messages == 200, stderr

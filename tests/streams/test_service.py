@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +19,8 @@ from streams import (
     Service,
 )
 from streams.clock import ClockSample, estimate
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _policy(observation: Observation) -> ActionChunk:
@@ -64,7 +69,7 @@ def test_client_times_out_instead_of_hanging(tmp_path) -> None:
         start = time.monotonic()
         with pytest.raises(RequestTimeout):
             client.request(Observation(state=np.zeros(2, np.float32)))
-        assert time.monotonic() - start < 1.0
+        assert time.monotonic() - start < 3.0  # 2 tries of 0.1 s, not forever
         assert client.reconnects == 2
 
 
@@ -83,16 +88,32 @@ def test_client_recovers_after_the_server_restarts(tmp_path) -> None:
     restarted[0].stop()
 
 
+SERVE = """
+import sys
+from streams import Observation, Service
+from tests.streams.test_service import _policy
+service = Service(sys.argv[1], {Observation: _policy}, source="other-process")
+print("ready", flush=True)
+service.serve_until(lambda: False)
+"""
+
+
 def test_clock_offset_between_processes_on_one_host(tmp_path) -> None:
-    server = _Running(f"ipc://{tmp_path}/clock.ipc")
+    address = f"ipc://{tmp_path}/clock.ipc"
+    server = subprocess.Popen(
+        [sys.executable, "-c", SERVE, address], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
     try:
-        with Client(f"ipc://{tmp_path}/clock.ipc", source="ctl") as client:
+        assert server.stdout.readline().strip() == "ready"
+        with Client(address, source="ctl", timeout=5.0) as client:
             clock = client.estimate_clock(exchanges=10)
-        # Same monotonic clock on both ends: the offset is bounded by half the rtt.
-        assert 0 < clock.rtt < 0.05
-        assert abs(clock.offset) <= clock.rtt / 2 + 1e-4
+        # Two processes, one monotonic clock (CLOCK_MONOTONIC is system-wide): the true
+        # offset is 0, and an NTP estimate of it is bounded by half the round trip.
+        assert clock.rtt > 0
+        assert abs(clock.offset) <= clock.rtt / 2 + 1e-6
     finally:
-        server.stop()
+        server.kill()
+        server.wait()
 
 
 def test_clock_estimate_recovers_a_known_offset() -> None:

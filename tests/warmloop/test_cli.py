@@ -60,7 +60,7 @@ def test_version() -> None:
         (["train", "pickplac"], "did you mean 'pickplace'"),
         (["train"], "train needs one of"),
         (["bench", "--bad-flag", "streams"], "unrecognized arguments: --bad-flag"),
-        (["bench"], "the following arguments are required: name"),
+        (["bench"], "name a benchmark, or ask for --status"),
         (["eval", "x", "--episode", "3"], "unrecognized arguments: --episode"),  # no abbreviation
     ],
 )

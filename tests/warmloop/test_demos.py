@@ -33,8 +33,11 @@ def test_demo_runs_episodes_and_writes_video_and_recording(tmp_path) -> None:
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     out = result.stdout
-    assert "success: " in out and "/2 episodes" in out
-    assert "inference (RTI, warm): p50" in out and "jitter p50" in out
+    # Seeds 100,000 and 100,001 (launch/manipulation.yaml) are ones the shipped policy
+    # solves; a demo that runs but never succeeds fails here.
+    successes = int(out.split("success: ", 1)[1].split("/", 1)[0])
+    assert "/2 episodes" in out and successes >= 1, out
+    assert "inference (RTI, warm): p50" in out and "wake-up lateness p50" in out
     assert str(tmp_path / "episode0.mp4") in out and str(tmp_path / "run.mcap") in out
     frames = imageio.mimread(tmp_path / "episode0.mp4")
     assert len(frames) >= 10 and frames[0].shape == (240, 240, 3)

@@ -80,8 +80,9 @@ def render(result: dict[str, Any]) -> str:
         "",
         f"success: {successes}/{len(episodes)} episodes",
         f"control: {sim.get('control_hz', nan):.0f} Hz, {sim.get('ticks', 0)} ticks, "
-        f"jitter p50 {sim.get('jitter_p50_ms', nan):.2f} ms, "
-        f"p99 {sim.get('jitter_p99_ms', nan):.2f} ms, "
+        f"wake-up lateness p50 {sim.get('wake_p50_ms', nan):.2f} ms, "
+        f"p99 {sim.get('wake_p99_ms', nan):.2f} ms (tick jitter p99 "
+        f"{sim.get('jitter_p99_ms', nan):.2f} ms after the spin), "
         f"{sim.get('missed_deadlines', 0)} missed deadlines, "
         f"{counters.get('held', 0)} steps held by the watchdog",
         f"inference (RTI, warm): p50 {policy.get('latency_p50_ms', nan):.1f} ms, "

@@ -27,15 +27,24 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto")
     parser.add_argument("--no-resume", action="store_true", help="start from scratch")
+    _add_threads(parser)
+
+
+def _add_threads(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--threads", type=int, help="CPU threads (default: every core this process may use)"
+    )
 
 
 def train_main(args: argparse.Namespace) -> int:
     from sim.dataset import DatasetError, load_episodes, read_meta
     from training.loop import run_training
+    from training.threads import TRAINING, set_threads
     from world.generation.data import ExploreFrames
     from world.generation.generator import GeneratorConfig
     from world.generation.training import TeacherTraining, train_teacher
 
+    set_threads(args.threads, TRAINING)
     data_dir = args.data or Path("data") / "explore"
     out = args.out or Path("checkpoints") / "explore-teacher"
     try:
@@ -77,15 +86,18 @@ def add_distill_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fake-updates", type=int, default=2, help="per student update")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto")
+    _add_threads(parser)
 
 
 def distill_main(args: argparse.Namespace) -> int:
     from sim.dataset import DatasetError, load_episodes
     from training.checkpoint import CheckpointError
     from training.loop import resolve_device
+    from training.threads import TRAINING, set_threads
     from world.generation.data import ExploreFrames
     from world.generation.distill import DistillConfig, distill
 
+    set_threads(args.threads, TRAINING)
     data_dir = args.data or Path("data") / "explore"
     out = args.out or Path("checkpoints") / "explore-student"
     try:

@@ -7,6 +7,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from runtime.launch import resolve
 from runtime.launch_file import load
 from runtime.supervisor import Supervisor
 from streams import Endpoint, Frame, Publisher, Queue, Subscriber
+from tests.streams.helpers import wait_for
 from world.reconstruction.exchange import from_message
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -90,12 +92,22 @@ def test_node_publishes_snapshots_and_keeps_memory_bounded(tmp_path) -> None:
 
 
 def test_explore_reconstruct_launch_streams_to_the_viewer(tmp_path) -> None:
-    overrides = {"sim.rate_scale": 4.0, "reconstruction.publish_hz": 1.0}
+    # The sim streams for as long as it takes (episodes it will not finish); the test
+    # stops the graph once the viewer has drawn a reconstruction: an event, whatever the
+    # machine's load, not a count of updates in a fixed time.
+    overrides = {"sim.episodes": 100, "sim.rate_scale": 4.0, "reconstruction.publish_hz": 1.0}
     graph = load(resolve("explore-reconstruct"), tmp_path, overrides)
-    report = Supervisor(graph, output=io.StringIO(), handle_signals=False).run()
-    assert report.ended_by == "node sim" and not report.faults
+    supervisor, reports = Supervisor(graph, output=io.StringIO(), handle_signals=False), []
+    thread = threading.Thread(target=lambda: reports.append(supervisor.run()))
+    thread.start()
+    try:
+        drawn = wait_for(lambda: len(list((tmp_path / "view").glob("view_*.png"))) >= 2, 300)
+    finally:
+        supervisor.stop()
+        thread.join()
+    assert drawn, "the viewer drew nothing"
+    assert not reports[0].faults
     reconstruction = json.loads((tmp_path / "reconstruction.json").read_text())
-    assert reconstruction["counters"]["updates"] > 10
+    assert reconstruction["counters"]["updates"] >= 1
     assert reconstruction["counters"]["snapshots"] >= 1
-    assert list((tmp_path / "view").glob("view_*.png"))
     assert (tmp_path / "view.mp4").stat().st_size > 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import json
 import logging
 import sys
 from importlib import resources
@@ -17,7 +18,23 @@ from pathlib import Path
 import yaml
 
 from runtime.launch_file import LaunchError, LaunchGraph, load
-from runtime.supervisor import LaunchReport, Supervisor
+from runtime.supervisor import (
+    EXIT_FAULTS,
+    EXIT_GAVE_UP,
+    EXIT_INTERRUPTED,
+    EXIT_NODE_FAILED,
+    EXIT_OK,
+    LaunchReport,
+    Supervisor,
+)
+
+EXIT_MEANINGS = {
+    EXIT_OK: "completed, no faults",
+    EXIT_NODE_FAILED: "the node that ends the run failed",
+    EXIT_GAVE_UP: "a required node failed for good",
+    EXIT_FAULTS: "completed, but nodes failed on the way",
+    EXIT_INTERRUPTED: "interrupted by a signal",
+}
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +77,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run-dir", type=Path, default=None, help="default: runs/NAME")
     parser.add_argument("--set", action="append", default=[], metavar="NODE.PARAM=VALUE")
     parser.add_argument("--check", action="store_true", help="validate the file and exit")
+    parser.add_argument(
+        "--summary", type=Path, help="write the run's report here as JSON (every exit)"
+    )
 
 
 def prepare(args: argparse.Namespace) -> LaunchGraph:
@@ -72,6 +92,7 @@ def prepare(args: argparse.Namespace) -> LaunchGraph:
 
 def report_lines(report: LaunchReport) -> list[str]:
     lines = [f"launch ended by {report.ended_by}"]
+    lines += report.gave_up
     lines += [f"fault: {fault}" for fault in report.faults]
     return lines
 
@@ -89,5 +110,8 @@ def main_from_args(args: argparse.Namespace) -> int:
     report = Supervisor(graph).run()
     for line in report_lines(report):
         sys.stdout.write(line + "\n")
-    failed = [n for n, codes in report.exit_codes.items() if codes and codes[-1] not in (0, -15)]
-    return 1 if failed else 0
+    if args.summary is not None:
+        args.summary.parent.mkdir(parents=True, exist_ok=True)
+        args.summary.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
+    sys.stdout.write(f"exit code {report.exit_code} ({EXIT_MEANINGS[report.exit_code]})\n")
+    return report.exit_code

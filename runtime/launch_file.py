@@ -10,6 +10,8 @@
         type: sim                    # one of NODE_MODULES
         ends_run: true               # when it exits, the launch shuts everything down
         restart: never               # or {policy: on-failure, max_restarts: 3, backoff: 0.5}
+        required: true               # when it fails for good, the run ends (the default)
+        grace: 5                     # seconds it gets to exit after SIGTERM (the default)
         params: {publish: $sim, actions: $policy, episodes: 5}
 
 An endpoint with CURVE keys, for a graph split across machines:
@@ -35,7 +37,8 @@ from urllib.parse import urlencode
 import yaml
 
 from runtime.node import ArgumentError, NodeType
-from streams import parse_endpoint, parse_qos
+from streams import InsecureEndpointError, parse_endpoint, parse_qos
+from streams.security import check_bind
 
 
 class LaunchError(ValueError):
@@ -62,11 +65,27 @@ def lookup_node_type(kind: str) -> NodeType:
     return importlib.import_module(NODE_MODULES[kind]).NODE_TYPES[kind]
 
 
+MIN_BACKOFF = 0.2  # seconds: a crash loop never restarts faster than this
+MAX_BACKOFF = 30.0  # seconds: the doubling stops here
+MAX_RESTARTS = 100  # in a launch file; more is a crash loop, not a policy
+WINDOW_RESTARTS, WINDOW = 5, 60.0  # at most 5 restarts in any 60 s, whatever max_restarts
+DEFAULT_GRACE = 5.0  # seconds between SIGTERM and SIGKILL at shutdown
+
+
 @dataclass(frozen=True)
 class RestartPolicy:
+    """When a failed node is started again: at most `max_restarts` times, `backoff`
+    seconds after the first failure, doubling up to MAX_BACKOFF, and never more than
+    WINDOW_RESTARTS times in WINDOW seconds (a node failing faster waits for the window)."""
+
     on_failure: bool = False
     max_restarts: int = 0
     backoff: float = 0.5  # seconds before the first restart; doubles each time
+
+    def delay(self, restarts: int) -> float:
+        """Seconds before restart number `restarts + 1`: doubling, capped, no overflow."""
+        base = max(MIN_BACKOFF, self.backoff)
+        return min(MAX_BACKOFF, base * 2.0 ** min(restarts, 32))
 
 
 @dataclass
@@ -77,6 +96,8 @@ class NodeSpec:
     restart: RestartPolicy = RestartPolicy()
     ends_run: bool = False
     line: int = 0
+    required: bool = True  # when it fails for good, the run ends (and says why)
+    grace: float = DEFAULT_GRACE  # seconds it gets to exit after SIGTERM
 
 
 @dataclass
@@ -209,7 +230,15 @@ class _Builder:
             raise self.fail(getattr(entry, "line", 1), "each node needs a name and a type")
         name, line = str(entry["name"]), entry.line
         kind = str(self.overrides.pop(f"{name}.type", entry["type"]))
-        unknown = set(entry) - {"name", "type", "params", "restart", "ends_run"}
+        unknown = set(entry) - {
+            "name",
+            "type",
+            "params",
+            "restart",
+            "ends_run",
+            "required",
+            "grace",
+        }
         if unknown:
             raise self.fail(line, f"node {name!r}: unknown keys {sorted(unknown)}")
         if kind not in NODE_MODULES:
@@ -234,7 +263,35 @@ class _Builder:
         except (ArgumentError, ValueError) as exc:
             raise self.fail(line, f"node {name!r} ({kind}): {exc}") from None
         restart = self._restart(entry.get("restart"), name, line)
-        return NodeSpec(name, module, argv, restart, bool(entry.get("ends_run")), line)
+        ends_run = bool(entry.get("ends_run"))
+        if ends_run and restart.on_failure:
+            raise self.fail(
+                line,
+                f"node {name!r}: ends_run and a restart policy contradict each other: the "
+                "run ends when this node exits, so it is never restarted",
+            )
+        return NodeSpec(
+            name,
+            module,
+            argv,
+            restart,
+            ends_run,
+            line,
+            required=self._flag(entry, "required", True, name, line),
+            grace=self._seconds(entry, "grace", DEFAULT_GRACE, name, line),
+        )
+
+    def _flag(self, entry: _LineDict, key: str, default: bool, name: str, line: int) -> bool:
+        value = entry.get(key, default)
+        if not isinstance(value, bool):
+            raise self.fail(line, f"node {name!r}: {key} is true or false, got {value!r}")
+        return value
+
+    def _seconds(self, entry: _LineDict, key: str, default: float, name: str, line: int):
+        value = entry.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise self.fail(line, f"node {name!r}: {key} is seconds > 0, got {value!r}")
+        return float(value)
 
     def _arguments(self, name: str, node_type: NodeType, key: str, value: Any, line: int):
         values = value if key in node_type.lists and isinstance(value, list) else [value]
@@ -253,14 +310,18 @@ class _Builder:
                 raise self.fail(line, f"node {name!r}: {key} names unknown endpoint {value!r}")
             if key not in node_type.binds | node_type.connects:
                 raise self.fail(line, f"node {name!r}: {key} is not an endpoint parameter")
-            return self._text(endpoint["bind" if key in node_type.binds else "connect"])
+            text = self._text(endpoint["bind" if key in node_type.binds else "connect"])
+        else:
+            text = self._text(str(value))
         if key in node_type.binds | node_type.connects:
-            side = key in node_type.binds
+            bind = key in node_type.binds
             try:
-                parse_endpoint(self._text(str(value)), bind=side)
-            except ValueError as exc:
+                endpoint = parse_endpoint(text, bind=bind)
+                if bind:  # refused here, not only when the node starts and crash-loops
+                    check_bind(endpoint.address, endpoint.curve, endpoint.allow_insecure)
+            except (ValueError, InsecureEndpointError) as exc:
                 raise self.fail(line, f"node {name!r}: {key}: {exc}") from None
-        return self._text(str(value))
+        return text
 
     def _restart(self, value: Any, name: str, line: int) -> RestartPolicy:
         if value in (None, "never"):
@@ -275,8 +336,18 @@ class _Builder:
             )
         except (TypeError, ValueError) as exc:
             raise self.fail(line, f"node {name!r}: restart: {exc}") from None
-        if policy.max_restarts < 0 or policy.backoff < 0:
-            raise self.fail(line, f"node {name!r}: restart limits must be >= 0")
+        if not 0 <= policy.max_restarts <= MAX_RESTARTS:
+            raise self.fail(
+                line,
+                f"node {name!r}: max_restarts must be 0..{MAX_RESTARTS}, got "
+                f"{policy.max_restarts} (a node that fails this often is a crash loop)",
+            )
+        if policy.backoff < MIN_BACKOFF:
+            raise self.fail(
+                line,
+                f"node {name!r}: backoff must be >= {MIN_BACKOFF} s, got {policy.backoff} "
+                "(a restart without a pause burns a core in a crash loop)",
+            )
         return policy
 
 

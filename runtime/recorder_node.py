@@ -2,8 +2,10 @@
 
 Connects to each --connect endpoint (a node's publisher), writes what arrives with
 streams.recording.McapWriter, and on SIGINT/SIGTERM drains what already arrived and
-closes the file readable. It publishes its own heartbeats (messages written) when given
---publish. Read a recording with `warmloop replay FILE --info`.
+closes the file readable. When --out exists already (a restart after a crash), it
+writes OUT.1.mcap (then .2, ...) instead: a recording is never truncated. It publishes
+its own heartbeats (messages written) when given --publish. Read a recording with
+`warmloop replay FILE --info`.
 """
 
 from __future__ import annotations
@@ -44,6 +46,16 @@ class RecorderConfig:
             raise ValueError(f"depth must be >= 1, got {self.depth}")
 
 
+def fresh_path(path: Path) -> Path:
+    """`path` when nothing is there, else the first free PATH.1.mcap, PATH.2.mcap, ...:
+    a restarted recorder starts a new file and never truncates what the last one wrote."""
+    candidate, number = path, 0
+    while candidate.exists():
+        number += 1
+        candidate = path.with_name(f"{path.stem}.{number}{path.suffix}")
+    return candidate
+
+
 class RecorderNode(Node):
     name = "recorder"
 
@@ -60,7 +72,14 @@ class RecorderNode(Node):
             )
             for spec in self.config.connect
         ]
-        self.writer = McapWriter(Path(self.config.out))
+        self.path = fresh_path(Path(self.config.out))
+        if self.path != Path(self.config.out):
+            log.info(
+                "%s exists (a restart never overwrites): recording into %s",
+                self.config.out,
+                self.path,
+            )
+        self.writer = McapWriter(self.path)
         if self.config.publish:
             self.publisher = Publisher(
                 parse_endpoint(self.config.publish, bind=True), source="recorder"
@@ -85,13 +104,15 @@ class RecorderNode(Node):
             return False
         self.writer.write(received)
         self.counters["written"] += 1
+        if self.counters["written"] == 1:  # a sign of life for whoever waits on us
+            log.info("first message: %r", received.topic)
         return True
 
     def shutdown(self) -> None:
         for subscriber in getattr(self, "subscribers", []):
             subscriber.close()
         self.close("writer", "publisher")
-        log.info("recorder: %d messages in %s", self.counters["written"], self.config.out)
+        log.info("recorder: %d messages in %s", self.counters["written"], getattr(self, "path", ""))
 
     def status(self) -> dict[str, float]:
         return {

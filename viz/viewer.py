@@ -13,7 +13,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import sys
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,10 +52,37 @@ def frustum_lines(
 _OFFSCREEN: dict[tuple[int, int], object] = {}
 
 
+@contextmanager
+def native_output_silenced() -> Iterator[None]:
+    """Silence what C++ libraries print straight to the process's stdout and stderr
+    (Filament and Vulkan write ~8 lines when Open3D's renderer starts). Python's own
+    logging is unaffected; with debug logging (-v) nothing is silenced."""
+    if log.isEnabledFor(logging.DEBUG):
+        yield
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, devnull):
+            os.close(fd)
+
+
 class SceneRenderer:
     """Open3D offscreen rendering of point cloud + frusta, composed with the latest frame."""
 
     def __init__(self, width: int = 480, height: int = 360):
+        with native_output_silenced():
+            self._start(width, height)
+
+    def _start(self, width: int, height: int) -> None:
         import open3d as o3d
 
         self.o3d = o3d
@@ -234,14 +265,23 @@ def view_recording(
     resolution: int = 48,
     threshold: float = 2.0,
     renderer: SceneRenderer | None = None,
+    max_height: float | None = None,
 ) -> int:
-    """Draw every TriPlanes snapshot of an MCAP recording; the number drawn."""
+    """Draw every TriPlanes snapshot of an MCAP recording; the number drawn.
+
+    FileNotFoundError when there is no such file, DecodeError when it is not a
+    recording (both carry a one-line message)."""
     from streams.recording import read_recording
 
+    recorded_messages = iter(read_recording(path))  # fails here, before Open3D starts
+    first = next(recorded_messages, None)
+    if first is None:
+        output.close()
+        return 0
     renderer, state = renderer or SceneRenderer(), ViewState()
-    for recorded in read_recording(path):
+    for recorded in (first, *recorded_messages):
         if state.take(recorded.decode().message):
-            output.write(state.draw(renderer, resolution, threshold))
+            output.write(state.draw(renderer, resolution, threshold, max_height))
     output.close()
     return output.count
 
@@ -261,17 +301,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main_from_args(args: argparse.Namespace) -> int:
+    from streams import DecodeError
+
     try:
         config = config_from_args(ViewerConfig, args)
     except ValueError as exc:
         log.error("view: %s", exc)
         return 2
-    if config.recording is not None:
-        output = config.sink()
-        drawn = view_recording(config.recording, output, config.resolution, config.threshold)
-        print(f"drew {drawn} snapshots into {config.out} {config.video}".strip())
-        return 0 if drawn else 1
-    return run_node(ViewerNode(config))
+    if config.recording is None:
+        return run_node(ViewerNode(config))
+    output = config.sink()
+    try:
+        drawn = view_recording(
+            config.recording,
+            output,
+            config.resolution,
+            config.threshold,
+            max_height=config.max_height,
+        )
+    except (FileNotFoundError, DecodeError) as exc:
+        sys.stderr.write(f"warmloop view: {exc}\n")
+        return 2
+    if not drawn:
+        sys.stderr.write(
+            f"warmloop view: {config.recording} holds no TriPlanes snapshots to draw (record "
+            "the reconstruction node's `triplanes` topic, or view its endpoint live)\n"
+        )
+        return 1
+    where = " and ".join(str(p) for p in (output.directory, config.video) if p)
+    print(f"drew {drawn} snapshots into {where}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -37,10 +37,26 @@ def binder(ipc: Path, pids: Path) -> int:
         time.sleep(0.1)
 
 
+def slow_exit(seconds: float) -> int:
+    """Runs until SIGTERM, then takes `seconds` to finish (a viewer writing its MP4)."""
+    import signal
+
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+    print("running", flush=True)
+    while not stopping:
+        time.sleep(0.02)
+    time.sleep(seconds)
+    print("finished", flush=True)
+    return 0
+
+
 if __name__ == "__main__":
     kind, *rest = sys.argv[1:]
     if kind == "flaky":
         raise SystemExit(flaky(Path(rest[0])))
     if kind == "finite":
         raise SystemExit(finite(float(rest[0])))
+    if kind == "slow_exit":
+        raise SystemExit(slow_exit(float(rest[0])))
     raise SystemExit(binder(Path(rest[0]), Path(rest[1])))

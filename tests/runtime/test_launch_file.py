@@ -28,7 +28,7 @@ nodes:
     params: {publish: $sim, actions: $policy, episodes: 2}
   - name: policy
     type: policy_onnx
-    restart: {policy: on-failure, max_restarts: 2, backoff: 0.1}
+    restart: {policy: on-failure, max_restarts: 2, backoff: 0.2}
     params: {policy: exported, observations: $sim, publish: $policy}
 """
 
@@ -46,7 +46,7 @@ def test_a_valid_graph_resolves_endpoints_qos_and_restart(tmp_path) -> None:
     assert sim.argv[sim.argv.index("--publish") + 1] == f"ipc://{tmp_path}/run/sim"
     assert policy.argv[:3] == ["--backend", "onnx", "exported"]  # policy is positional
     assert policy.argv[policy.argv.index("--observation-qos") + 1] == "queue(64)"
-    assert policy.restart.max_restarts == 2 and policy.restart.backoff == 0.1
+    assert policy.restart.max_restarts == 2 and policy.restart.backoff == 0.2
     assert graph.ipc_paths == [tmp_path / "run" / "sim"]
 
 
@@ -70,7 +70,20 @@ def test_overrides_set_parameters_and_types(tmp_path) -> None:
         ("episodes: 2}", "episodes: 2, speed: 3}", r"graph.yaml:8: .*unknown params \['speed'\]"),
         ("actions: $policy", "actions: $nowhere", r"graph.yaml:8: .*unknown endpoint '\$nowhere'"),
         ("queue(64)", "queue(big)", r"graph.yaml:6: qos of topic 'observation'"),
-        ("max_restarts: 2", "max_restarts: -1", r"graph.yaml:12: .*restart limits"),
+        ("max_restarts: 2", "max_restarts: -1", r"graph.yaml:12: .*max_restarts must be 0..100"),
+        (
+            "max_restarts: 2, backoff: 0.2}",
+            "max_restarts: 100000, backoff: 0}",
+            r"graph.yaml:12: .*max_restarts must be 0..100, got 100000",
+        ),
+        ("backoff: 0.2}", "backoff: 0}", r"graph.yaml:12: .*backoff must be >= 0.2 s, got 0"),
+        (
+            "    ends_run: true\n",
+            "    ends_run: true\n    restart: {policy: on-failure, max_restarts: 1}\n",
+            r"graph.yaml:8: node 'sim': ends_run and a restart policy contradict",
+        ),
+        ("    ends_run: true\n", "    required: maybe\n", r"graph.yaml:8: .*required is true"),
+        ("    ends_run: true\n", "    grace: -1\n", r"graph.yaml:8: .*grace is seconds > 0"),
         # Values the node itself would refuse at start fail here, with file and line.
         ("episodes: 2}", "episodes: 0}", r"graph.yaml:8: node 'sim' \(sim\): episodes must"),
         ("episodes: 2}", "episodes: 2, task: pickplac}", r"graph.yaml:8: .*got 'pickplac'"),
@@ -93,8 +106,9 @@ def test_mistakes_are_named_with_their_line(tmp_path, old, new, message) -> None
 
 def test_non_loopback_bind_needs_curve_keys_in_the_file(tmp_path) -> None:
     exposed = VALID.replace("tcp://127.0.0.1:5599", "tcp://10.1.2.3:5599")
-    graph = load(write(tmp_path, exposed), tmp_path)  # parses; the bind is refused at run
-    assert "tcp://10.1.2.3:5599" in graph.nodes[1].argv
+    # Refused at --check, with the line of the node that binds it, not by a crash loop.
+    with pytest.raises(LaunchError, match=r"graph.yaml:12: node 'policy': publish: refusing"):
+        load(write(tmp_path, exposed), tmp_path)
     keyed = VALID.replace(
         "policy: tcp://127.0.0.1:5599",
         "policy: {address: 'tcp://10.1.2.3:5599', server_secret: p.key_secret, clients: ok/,"

@@ -115,3 +115,33 @@ def test_a_triplanes_snapshot_is_drawn_with_frusta_and_the_latest_frame(renderer
     drawn = view_recording(path, output, 32, 5.0, renderer)
     assert drawn == 1 and len(list((tmp_path / "png").glob("*.png"))) == 1
     assert (tmp_path / "view.mp4").stat().st_size > 0
+
+
+def test_view_says_in_one_line_what_is_wrong_with_a_recording(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    def view(path) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "warmloop.cli", "view", str(path), "--out", str(tmp_path)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    missing = view(tmp_path / "nofile.mcap")
+    assert missing.returncode == 2 and "not found" in missing.stderr
+    assert len(missing.stderr.strip().splitlines()) == 1 and "Traceback" not in missing.stderr
+    no_snapshots = tmp_path / "frames_only.mcap"
+    writer = McapWriter(no_snapshots)
+    frame = Frame(
+        rgb=np.zeros((8, 8, 3), np.uint8),
+        depth=np.ones((8, 8), np.float32),
+        intrinsics=np.eye(3),
+        pose=np.eye(4),
+    )
+    raw = encode("frame", frame, seq=1, source="sim", t_sent=0.0)
+    writer.write(decode([bytes(memoryview(f)) for f in raw]))
+    writer.close()
+    empty = view(no_snapshots)
+    assert empty.returncode == 1 and "no TriPlanes snapshots" in empty.stderr

@@ -70,4 +70,6 @@ def main_from_args(args: argparse.Namespace) -> int:
     result = run(args)
     print(render(result))
     write_result(args.run_dir, result)
+    if result["exit_code"]:
+        return result["exit_code"]
     return 0 if result["world"].get("counters", {}).get("frames") else 1

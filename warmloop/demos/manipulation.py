@@ -44,7 +44,9 @@ def ensure_export(checkpoint: Path, out: Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    run_dir = fresh_run_dir(args.run_dir, ("sim.json", "policy.json", "run.mcap", "episode0.mp4"))
+    run_dir = fresh_run_dir(args.run_dir, ("sim.json", "policy.json", "episode0.mp4"))
+    for old in run_dir.glob("run*.mcap"):  # this run's recordings: run.mcap, run.1.mcap, ...
+        old.unlink()
     overrides: dict[str, Any] = {"sim.episodes": args.episodes, "sim.task": args.task}
     if args.backend == "torch":
         overrides.update({"policy.type": "policy_torch", "policy.policy": str(args.checkpoint)})
@@ -56,10 +58,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def collect(run_dir: Path, launched: dict[str, Any]) -> dict[str, Any]:
+    from streams import DecodeError
     from streams.recording import summarize
 
     recording = run_dir / "run.mcap"
-    topics = summarize(recording) if recording.exists() else {}
+    topics = {}
+    try:
+        topics = summarize(recording) if recording.exists() else {}
+    except (DecodeError, OSError) as exc:  # a recorder killed mid-write: say so, go on
+        print(f"the recording {recording} is unreadable: {exc}", flush=True)
     return {
         **launched,
         "sim": read_json(run_dir / "sim.json"),
@@ -110,4 +117,6 @@ def main_from_args(args: argparse.Namespace) -> int:
     result = run(args)
     print(render(result))
     write_result(args.run_dir, result)
+    if result["exit_code"]:  # the launch's own verdict: a fault, a node given up on
+        return result["exit_code"]
     return 0 if result["sim"].get("episodes") else 1

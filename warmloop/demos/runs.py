@@ -52,6 +52,7 @@ def run_graph(graph: str, run_dir: Path, overrides: dict[str, Any]) -> dict[str,
     return {
         "seconds": time.monotonic() - began,
         "report": report_lines(report),
+        "exit_code": report.exit_code,
         "log": str(run_dir / "launch.log"),
     }
 

@@ -111,3 +111,16 @@ def test_explore_reconstruct_launch_streams_to_the_viewer(tmp_path) -> None:
     assert reconstruction["counters"]["updates"] >= 1
     assert reconstruction["counters"]["snapshots"] >= 1
     assert (tmp_path / "view.mp4").stat().st_size > 0
+    # The recording the docs tell a user to view holds the snapshots, and view draws it.
+    viewed = subprocess.run(
+        [
+            *(sys.executable, "-m", "warmloop.cli", "view", str(tmp_path / "run.mcap")),
+            *("--video", str(tmp_path / "again.mp4")),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert viewed.returncode == 0, viewed.stderr[-2000:]
+    assert "drew " in viewed.stdout and (tmp_path / "again.mp4").stat().st_size > 0

@@ -67,6 +67,19 @@ class PolicyNodeConfig:
         if self.sampler not in SAMPLERS:
             raise ValueError(f"sampler must be one of {SAMPLERS}, got {self.sampler!r}")
         parse_qos(self.observation_qos)
+        self._check_policy_exists()
+
+    def _check_policy_exists(self) -> None:
+        marker = "manifest.json" if self.backend == "onnx" else "config.json"
+        if (self.policy / marker).is_file():
+            return
+        if self.backend == "onnx":
+            raise ValueError(
+                f"policy {self.policy}: no export there; make one with `warmloop export "
+                f"checkpoints/pickplace --out {self.policy}` (`warmloop demo manipulation` "
+                "does it for runs/manipulation/exported)"
+            )
+        raise ValueError(f"policy {self.policy}: no checkpoint there (no config.json)")
 
 
 def load_policy(config: PolicyNodeConfig):

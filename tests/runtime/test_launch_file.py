@@ -29,11 +29,16 @@ nodes:
   - name: policy
     type: policy_onnx
     restart: {policy: on-failure, max_restarts: 2, backoff: 0.2}
-    params: {policy: exported, observations: $sim, publish: $policy}
+    params: {policy: "{run_dir}/exported", observations: $sim, publish: $policy}
 """
 
 
 def write(tmp_path: Path, text: str) -> Path:
+    """The graph file, and a stand-in export where the graph's policy node looks for one
+    (a run directory of tmp_path or tmp_path/run): the node refuses a missing policy."""
+    for run_dir in (tmp_path, tmp_path / "run"):
+        (run_dir / "exported").mkdir(parents=True, exist_ok=True)
+        (run_dir / "exported" / "manifest.json").write_text("{}")
     path = tmp_path / "graph.yaml"
     path.write_text(textwrap.dedent(text))
     return path
@@ -44,14 +49,18 @@ def test_a_valid_graph_resolves_endpoints_qos_and_restart(tmp_path) -> None:
     sim, policy = graph.nodes
     assert sim.module == "sim.node" and sim.ends_run and not sim.restart.on_failure
     assert sim.argv[sim.argv.index("--publish") + 1] == f"ipc://{tmp_path}/run/sim"
-    assert policy.argv[:3] == ["--backend", "onnx", "exported"]  # policy is positional
+    exported = str(tmp_path / "run" / "exported")
+    assert policy.argv[:3] == ["--backend", "onnx", exported]  # policy is positional
     assert policy.argv[policy.argv.index("--observation-qos") + 1] == "queue(64)"
     assert policy.restart.max_restarts == 2 and policy.restart.backoff == 0.2
     assert graph.ipc_paths == [tmp_path / "run" / "sim"]
 
 
 def test_overrides_set_parameters_and_types(tmp_path) -> None:
-    overrides = parse_overrides(["sim.episodes=7", "policy.type=policy_torch"])
+    checkpoint = ROOT / "checkpoints" / "pickplace"
+    overrides = parse_overrides(
+        ["sim.episodes=7", "policy.type=policy_torch", f"policy.policy={checkpoint}"]
+    )
     graph = load(write(tmp_path, VALID), tmp_path, overrides)
     sim, policy = graph.nodes
     assert sim.argv[sim.argv.index("--episodes") + 1] == "7"
@@ -90,6 +99,7 @@ def test_overrides_set_parameters_and_types(tmp_path) -> None:
         ("episodes: 2}", "episodes: two}", r"graph.yaml:8: .*--episodes: invalid int value"),
         ("publish: $policy}", "publish: $policy, dt: -1}", r"graph.yaml:12: .*dt must be"),
         ("publish: $policy}", "publish: $policy, sampler: fast}", r"graph.yaml:12: .*sampler"),
+        ("{run_dir}/exported", "{run_dir}/nowhere", r"graph.yaml:12: .*no export there"),
         ("{policy: on-failure,", "{policy: always,", r"graph.yaml:12: .*restart is 'never'"),
         (
             "  observation: queue(64)",
@@ -134,6 +144,7 @@ def test_launch_params_of_every_node_type_are_its_config_fields(kind: str) -> No
 
 
 def test_shipped_graphs_are_valid(tmp_path) -> None:
+    write(tmp_path, VALID)  # the export manipulation.yaml's policy node expects
     for path in sorted((ROOT / "launch").glob("*.yaml")):
         assert load(path, tmp_path).nodes
     assert resolve("manipulation") == ROOT / "launch" / "manipulation.yaml"
@@ -150,3 +161,8 @@ def test_launch_check_reports_errors_in_one_line(tmp_path, capsys) -> None:
 def test_an_unknown_graph_name_lists_the_graphs_and_a_close_match() -> None:
     with pytest.raises(LaunchError, match=r"did you mean 'manipulation'\?.*explore-world"):
         resolve("manipulaton")
+
+
+def test_a_graph_whose_policy_was_never_exported_says_what_to_run_first(tmp_path) -> None:
+    with pytest.raises(LaunchError, match=r"manipulation.yaml:\d+: .*warmloop export"):
+        load(resolve("manipulation"), tmp_path / "fresh")

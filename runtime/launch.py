@@ -8,10 +8,14 @@ only.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
+import fcntl
 import json
 import logging
+import os
 import sys
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 
@@ -62,6 +66,35 @@ def resolve(name_or_path: str) -> Path:
     )
 
 
+class RunDirBusy(LaunchError):
+    """Another launch is running in this run directory."""
+
+
+@contextlib.contextmanager
+def claim_run_dir(run_dir: Path) -> Iterator[None]:
+    """Hold RUN_DIR/.lock for the run: a second launch into the same directory (its ipc
+    sockets, its recording) refuses in one line instead of breaking the first."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = open(run_dir / ".lock", "a+", encoding="utf-8")  # noqa: SIM115 - held for the run
+    try:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "?"
+            raise RunDirBusy(
+                f"{run_dir} is in use by another run (pid {holder}); wait for it, or give "
+                "this one its own --run-dir"
+            ) from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(str(os.getpid()))
+        lock.flush()
+        yield
+    finally:
+        lock.close()  # releases the lock
+
+
 def parse_overrides(items: list[str]) -> dict[str, object]:
     overrides = {}
     for item in items:
@@ -107,7 +140,12 @@ def main_from_args(args: argparse.Namespace) -> int:
         names = ", ".join(f"{n.name} ({n.module})" for n in graph.nodes)
         sys.stdout.write(f"{graph.path}: valid; nodes: {names}\n")
         return 0
-    report = Supervisor(graph).run()
+    try:
+        with claim_run_dir(args.run_dir or Path("runs") / graph.path.stem):
+            report = Supervisor(graph).run()
+    except RunDirBusy as exc:
+        sys.stderr.write(f"warmloop launch: {exc}\n")
+        return 2
     for line in report_lines(report):
         sys.stdout.write(line + "\n")
     if args.summary is not None:

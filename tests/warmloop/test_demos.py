@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -67,3 +68,24 @@ def test_demo_explore_generates_with_the_memory_in_the_loop(tmp_path) -> None:
     video = imageio.get_reader(tmp_path / "run" / "explore.mp4")
     first = video.get_data(0)
     assert first.shape[1] == 2 * first.shape[0]  # generated | memory, side by side
+
+
+def test_a_second_run_in_the_same_directory_refuses_in_one_line(tmp_path) -> None:
+    from runtime.launch import claim_run_dir
+
+    with claim_run_dir(tmp_path):  # a first run, holding the directory
+        for command in (
+            ["demo", "manipulation", "--episodes", "1"],
+            ["launch", "explore-world"],
+        ):
+            result = subprocess.run(
+                [sys.executable, "-m", "warmloop.cli", *command, "--run-dir", str(tmp_path)],
+                capture_output=True,
+                text=True,
+                cwd=ROOT,
+                timeout=120,
+            )
+            assert result.returncode == 2, result.stderr
+            lines = result.stderr.strip().splitlines()
+            assert len(lines) == 1 and f"in use by another run (pid {os.getpid()})" in lines[0]
+    assert not list(tmp_path.glob("*.sock"))  # the refused runs started nothing

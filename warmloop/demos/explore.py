@@ -13,7 +13,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from warmloop.demos.runs import CHECKPOINTS, fresh_run_dir, read_json, run_graph, write_result
+from warmloop.demos.runs import (
+    CHECKPOINTS,
+    fresh_run_dir,
+    read_json,
+    run_exclusively,
+    run_graph,
+    write_result,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -67,7 +74,9 @@ def main_from_args(args: argparse.Namespace) -> int:
         return 2
     args.run_dir = args.run_dir or Path("runs") / "explore"
     args.checkpoint = args.checkpoint or CHECKPOINTS / "explore-student"
-    result = run(args)
+    result = run_exclusively("explore", args.run_dir, lambda: run(args))
+    if isinstance(result, int):
+        return result
     print(render(result))
     write_result(args.run_dir, result)
     if result["exit_code"]:

@@ -14,7 +14,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from warmloop.demos.runs import CHECKPOINTS, fresh_run_dir, read_json, run_graph, write_result
+from warmloop.demos.runs import (
+    CHECKPOINTS,
+    fresh_run_dir,
+    read_json,
+    run_exclusively,
+    run_graph,
+    write_result,
+)
 
 TASKS = ("pickplace", "pusht")
 
@@ -114,7 +121,9 @@ def main_from_args(args: argparse.Namespace) -> int:
     if args.episodes < 1:
         sys.stderr.write(f"warmloop demo: --episodes must be >= 1, got {args.episodes}\n")
         return 2
-    result = run(args)
+    result = run_exclusively("manipulation", args.run_dir, lambda: run(args))
+    if isinstance(result, int):
+        return result
     print(render(result))
     write_result(args.run_dir, result)
     if result["exit_code"]:  # the launch's own verdict: a fault, a node given up on

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from runtime.launch import load, report_lines, resolve
+from runtime.launch import RunDirBusy, claim_run_dir, load, report_lines, resolve
 from runtime.supervisor import Supervisor
 
 CHECKPOINTS = Path(__file__).resolve().parents[2] / "checkpoints"
@@ -29,6 +29,17 @@ class LogTee:
     def flush(self) -> None:
         self.log_file.flush()
         self.echo.flush()
+
+
+def run_exclusively(name: str, run_dir: Path, demo) -> dict[str, Any] | int:
+    """`demo()` while holding the run directory; exit code 2, with one line, when another
+    run holds it (it would delete that run's outputs and share its sockets)."""
+    try:
+        with claim_run_dir(run_dir):
+            return demo()
+    except RunDirBusy as exc:
+        sys.stderr.write(f"warmloop demo {name}: {exc}\n")
+        return 2
 
 
 def fresh_run_dir(run_dir: Path, stale: tuple[str, ...]) -> Path:

@@ -165,13 +165,12 @@ def output_root(size: str, root: Path | None) -> Path:
     return Path(tempfile.mkdtemp(prefix="warmloop-smoke-"))
 
 
-def run_benchmark(bench: Benchmark, size: str, root: Path) -> tuple[BenchResult, Path]:
+def run_benchmark(
+    bench: Benchmark, size: str, root: Path, command: str = ""
+) -> tuple[BenchResult, Path]:
     """Run one benchmark at `size` and record it under `root`: the result, its path."""
     checkout = project_root()
-    provenance = {
-        **fingerprint(bench, checkout, checkout / "checkpoints"),
-        "command": " ".join(["warmloop", *sys.argv[1:]]) if sys.argv[1:] else "",
-    }
+    provenance = {**fingerprint(bench, checkout, checkout / "checkpoints"), "command": command}
     provenance["commit"], provenance["dirty"] = git_state(checkout, tracked_paths(bench))
     if size == "smoke":
         from benchmarks.smoke import tiny_checkpoints
@@ -226,7 +225,8 @@ def main_from_args(args: argparse.Namespace) -> int:
         return 2
     size = "smoke" if args.smoke else "quick" if args.quick else "full"
     root = output_root(size, args.root)
-    result, path = run_benchmark(BENCHMARKS[args.name], size, root)
+    command = getattr(args, "command_line", "")
+    result, path = run_benchmark(BENCHMARKS[args.name], size, root, command)
     sys.stdout.write(format_table(result.table) + "\n")
     for note in result.notes:
         sys.stdout.write(f"- {note}\n")

@@ -130,11 +130,17 @@ def run_steps(
 
 
 def loss_summary(losses: list[float], steps: int) -> dict[str, float]:
-    """Mean loss over the first and the last LOSS_WINDOW steps, and the steps taken."""
+    """Mean loss over the first and the last window of steps, and the steps taken.
+
+    The window is LOSS_WINDOW steps, or a quarter of a shorter run, so the two never
+    overlap: a short run's summary compares its start with its end, not with itself.
+    """
     nan = float("nan")
+    window = max(1, min(LOSS_WINDOW, len(losses) // 4))
     return {
-        "first_loss": float(np.mean(losses[:LOSS_WINDOW])) if losses else nan,
-        "final_loss": float(np.mean(losses[-LOSS_WINDOW:])) if losses else nan,
+        "first_loss": float(np.mean(losses[:window])) if losses else nan,
+        "final_loss": float(np.mean(losses[-window:])) if losses else nan,
+        "loss_window": window,
         "steps": steps,
     }
 
@@ -189,8 +195,9 @@ def run_training(out: Path, train_on: Callable[[str], dict], device: str = "auto
     if not distributed or dist.get_rank() == 0:
         agree = result.get("replica_hash")
         sys.stdout.write(
-            f"{out}: {result['steps']} steps, loss {result['first_loss']:.4f} -> "
-            f"{result['final_loss']:.4f}"
+            f"{out}: {result['steps']} steps, loss {result['first_loss']:.4f} (mean of the "
+            f"first {result['loss_window']}) -> {result['final_loss']:.4f} (of the last "
+            f"{result['loss_window']})"
             + (f", replicas agree ({agree[:12]})" if agree else "")
             + "\n"
         )

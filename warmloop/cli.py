@@ -17,6 +17,7 @@ import argparse
 import difflib
 import importlib
 import logging
+import shlex
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -212,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     if command is None:
         build_parser().print_help()
         return EXIT_USAGE
+    args.command_line = shlex.join(["warmloop", *argv])  # for results that record it
     return command.handlers()[1](args)
 
 

@@ -35,6 +35,8 @@ class EvalResult:
     network_calls_per_prediction: float
     actions_per_prediction: int
     mean_batch: float  # episodes served by one prediction call, on average
+    # one record per episode: episode, seed, success, score, length (steps)
+    per_episode: list[dict] = field(default_factory=list, repr=False)
 
 
 @dataclass
@@ -47,6 +49,7 @@ class _Slot:
     queue: deque = field(default_factory=deque)
     first: bool = True  # no prediction made yet in this episode
     best: float = 0.0
+    length: int = 0  # steps played in this episode
 
 
 @dataclass
@@ -56,6 +59,7 @@ class _Tally:
     latencies: list[float] = field(default_factory=list)
     batches: list[int] = field(default_factory=list)
     calls: int = 0
+    per_episode: list[dict] = field(default_factory=list)
 
 
 def evaluate(
@@ -67,11 +71,14 @@ def evaluate(
     video: Path | None = None,
     progress: bool = True,
     num_envs: int = 1,
+    videos: tuple[Path, int] | None = None,
 ) -> EvalResult:
     """Run `episodes` episodes, `num_envs` at a time in lockstep with batched inference.
 
     Episode i is reset with seed + i whatever `num_envs` is; `executed` actions of each
     predicted chunk are played. With num_envs > 1 the policy needs `infer_batch`.
+    `video` is an MP4 of episode 0; `videos` = (DIR, N) writes DIR/episodeI.mp4 for the
+    first N episodes.
     """
     from tqdm import tqdm
 
@@ -80,7 +87,9 @@ def evaluate(
     if num_envs > 1 and not hasattr(policy, "infer_batch"):
         raise ValueError("this policy predicts one episode at a time: use num_envs=1")
     slots = [_Slot(make_env(task)) for _ in range(min(num_envs, episodes))]
-    tally, frames = _Tally(), []
+    tally = _Tally()
+    filmed = max(1 if video is not None else 0, videos[1] if videos else 0)
+    frames: dict[int, list[np.ndarray]] = {}
     upcoming = iter(range(episodes))
     bar = tqdm(total=episodes, desc=f"eval {task}", disable=not progress)
     for index, slot in enumerate(slots):
@@ -91,10 +100,19 @@ def evaluate(
         for group in _prediction_groups(policy, waiting):
             _predict(policy, group, executed, tally)
         for index, slot in list(active):
-            info = _step(slot, frames if video is not None else None)
+            info = _step(slot, frames if slot.episode < filmed else None)
             if info is not None:  # the episode ended
                 tally.successes += bool(info["success"])
                 tally.scores.append(slot.best)
+                tally.per_episode.append(
+                    {
+                        "episode": slot.episode,
+                        "seed": seed + slot.episode,
+                        "success": bool(info["success"]),
+                        "score": slot.best,
+                        "length": slot.length,
+                    }
+                )
                 bar.update()
                 episode = next(upcoming, None)
                 if episode is None:
@@ -105,18 +123,25 @@ def evaluate(
     fps = slots[0].env.unwrapped.metadata["render_fps"]
     for slot in slots:
         slot.env.close()
-    if video is not None and frames:
-        _write_video(video, frames, fps)
+    if video is not None and frames.get(0):
+        _write_video(video, frames[0], fps)
+    if videos is not None:
+        for episode in range(min(videos[1], episodes)):
+            _write_video(videos[0] / f"episode{episode}.mp4", frames[episode], fps)
+    tally.per_episode.sort(key=lambda record: record["episode"])
     return _result(tally, episodes, executed)
 
 
-def _step(slot: _Slot, frames: list[np.ndarray] | None) -> dict | None:
-    """Play the slot's next queued action; the final info when its episode ends."""
+def _step(slot: _Slot, frames: dict[int, list[np.ndarray]] | None) -> dict | None:
+    """Play the slot's next queued action; the final info when its episode ends.
+    With `frames`, the camera image is kept for the episode's video."""
     observation, reward, terminated, truncated, info = slot.env.step(slot.queue.popleft())
     slot.history.append(observation)
+    slot.length += 1
     slot.best = max(slot.best, float(info.get("score", reward)))
-    if frames is not None and slot.episode == 0:  # the video shows the first episode
-        frames.append(slot.env.unwrapped.render_camera(width=240, height=240, depth=False).rgb)
+    if frames is not None:
+        image = slot.env.unwrapped.render_camera(width=240, height=240, depth=False).rgb
+        frames.setdefault(slot.episode, []).append(image)
     return info if terminated or truncated else None
 
 
@@ -126,7 +151,7 @@ def _start_episode(slot: _Slot, index: int, episode: int, policy, seed: int) -> 
         policy.reset(index)  # this slot's warm-start guess only
     else:
         policy.reset()
-    slot.episode, slot.first, slot.best = episode, True, 0.0
+    slot.episode, slot.first, slot.best, slot.length = episode, True, 0.0, 0
     slot.history = deque([observation] * policy.obs_horizon, maxlen=policy.obs_horizon)
     slot.queue.clear()
 
@@ -181,6 +206,7 @@ def _result(tally: _Tally, episodes: int, executed: int) -> EvalResult:
         network_calls_per_prediction=tally.calls / predictions,
         actions_per_prediction=executed,
         mean_batch=float(np.mean(tally.batches)) if tally.batches else 1.0,
+        per_episode=tally.per_episode,
     )
 
 
@@ -227,6 +253,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "one robot would",
     )
     parser.add_argument("--video", type=Path, help="write an MP4 of the first episode here")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="write DIR/eval.json: the figures, every episode's seed, success, score and "
+        "length, and the command",
+    )
+    parser.add_argument(
+        "--videos", type=int, default=0, help="with --out: DIR/episodeI.mp4 for the first N"
+    )
     add_threads_argument(parser, "1, for inference")
 
 
@@ -252,17 +287,48 @@ def main_from_args(args: argparse.Namespace) -> int:
             raise ValueError(f"--num-envs must be at least 1, got {num_envs}")
         if num_envs > 1 and exported:
             raise ValueError("an exported policy predicts one episode at a time: --num-envs 1")
+        if args.videos and args.out is None:
+            raise ValueError("--videos N writes into --out DIR: give --out")
     except ValueError as exc:  # CheckpointError and ExportError are ValueErrors
         sys.stderr.write(f"warmloop eval: {exc}\n")
         return 2
+    videos = (args.out, args.videos) if args.out and args.videos else None
     result = evaluate(
-        policy, task, args.episodes, executed, args.seed, args.video, num_envs=num_envs
+        policy,
+        task,
+        args.episodes,
+        executed,
+        args.seed,
+        args.video,
+        num_envs=num_envs,
+        videos=videos,
     )
-    for key, value in asdict(result).items():
-        sys.stdout.write(
-            f"{key}: {value:.4g}\n" if isinstance(value, float) else f"{key}: {value}\n"
-        )
+    figures = asdict(result)
+    for key, value in figures.items():
+        if key != "per_episode":
+            sys.stdout.write(
+                f"{key}: {value:.4g}\n" if isinstance(value, float) else f"{key}: {value}\n"
+            )
+    if args.out is not None:
+        _write_results(args, task, figures)
     return 0
+
+
+def _write_results(args: argparse.Namespace, task: str, figures: dict) -> None:
+    import json
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    record = {
+        "command": getattr(args, "command_line", ""),
+        "policy": str(args.checkpoint),
+        "task": task,
+        "sampler": args.sampler,
+        "first_seed": args.seed,
+        **figures,
+    }
+    path = args.out / "eval.json"
+    path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    sys.stdout.write(f"wrote {path}\n")
 
 
 def load_policy(args: argparse.Namespace):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -112,9 +113,18 @@ def test_eval_reports_success_latency_and_calls(dataset, tmp_path, capsys) -> No
     assert report["actions_per_prediction"] == "8"
     # Vectorised: three episodes on two environments, predictions batched.
     args = ["eval", str(out), "--sampler", "rti", "--k-prime", "2", "--episodes", "3"]
-    assert main([*args, "--num-envs", "2"]) == 0
-    report = dict(line.split(": ") for line in capsys.readouterr().out.strip().splitlines())
+    results = tmp_path / "results"
+    assert main([*args, "--num-envs", "2", "--out", str(results), "--videos", "2"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    report = dict(line.split(": ") for line in lines if not line.startswith("wrote "))
     assert report["episodes"] == "3"
+    recorded = json.loads((results / "eval.json").read_text())
+    assert [e["seed"] for e in recorded["per_episode"]] == [100_000, 100_001, 100_002]
+    assert all(e["length"] > 0 and e["success"] in (True, False) for e in recorded["per_episode"])
+    successes = sum(e["success"] for e in recorded["per_episode"])
+    assert recorded["success_rate"] == pytest.approx(successes / 3)
+    assert recorded["command"].startswith("warmloop eval") and recorded["sampler"] == "rti"
+    assert sorted(p.name for p in results.glob("*.mp4")) == ["episode0.mp4", "episode1.mp4"]
     assert float(report["network_calls_per_prediction"]) == 3.0  # per batched call
     assert 1.0 < float(report["mean_batch"]) <= 2.0
     assert main([*args, "--num-envs", "0"]) == 2

@@ -86,6 +86,12 @@ BENCHMARKS = {
             ("pickplace",),
         ),
         Benchmark(
+            "hardening",
+            "what long runs cost: the viewer's memory over hundreds of frames",
+            "benchmarks.hardening",
+            ("viz",),
+        ),
+        Benchmark(
             "onnx",
             "RTI update latency: torch eager vs onnxruntime, and parity",
             "benchmarks.onnx",

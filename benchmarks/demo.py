@@ -35,9 +35,10 @@ def run(size: str, checkpoints: Path) -> BenchResult:
         recorded = json.loads((Path(tmp) / "demo.json").read_text(encoding="utf-8"))
     shown = [line for line in done.stdout.splitlines() if line.startswith(SHOWN)]
     sim, policy = recorded["sim"], recorded["policy"]
+    played = [e for e in recorded["episodes"] if not e.get("interrupted")]
     figures = {
-        "episodes": len(sim.get("episodes", [])),
-        "successes": sum(e["success"] for e in sim.get("episodes", [])),
+        "episodes": len(played),
+        "successes": sum(e["success"] for e in played),
         "control_hz": sim.get("control_hz"),
         "ticks": sim.get("ticks"),
         "jitter_p50_ms": sim.get("jitter_p50_ms"),

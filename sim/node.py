@@ -18,7 +18,9 @@ still, the gripper unchanged. That is the watchdog.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,7 +63,8 @@ class SimNodeConfig:
     spin: float = SPIN_WINDOW  # seconds before each deadline spent spinning (0: sleep only)
     wait_for_policy: float = 0.0  # seconds each episode waits for its first chunk (0: none)
     script: str = ""  # explore only: drive the camera along a sim.trajectories path, no policy
-    video: str = ""  # write an MP4 of the first episode here
+    video: str = ""  # the first episode as an MP4, written when it ends
+    results: str = ""  # append a JSON line per episode here, as each one ends
     summary: str = ""  # write a JSON summary here at the end
 
     def __post_init__(self) -> None:
@@ -93,13 +96,45 @@ class SimNodeConfig:
         parse_qos(self.action_qos)
 
 
+@dataclass
+class Played:
+    """One episode as the sim played it; `interrupted` when it was stopped before its end."""
+
+    episode: int
+    seed: int
+    success: bool
+    score: float
+    length: int
+    interrupted: bool = False
+
+    def record(self) -> dict:
+        return {
+            "episode": self.episode,
+            "seed": self.seed,
+            "success": self.success,
+            "score": self.score,
+            "length": self.length,
+            "interrupted": self.interrupted,
+        }
+
+    def message(self, task: str) -> EpisodeResult:
+        return EpisodeResult(
+            episode=self.episode,
+            seed=self.seed,
+            success=self.success,
+            score=self.score,
+            length=self.length,
+            task=task,
+        )
+
+
 class SimNode(Node):
     name = "sim"
 
     def __init__(self, config: SimNodeConfig):
         super().__init__()
         self.config = config
-        self.results: list[EpisodeResult] = []
+        self.results: list[Played] = []
         self.frames: list[np.ndarray] = []
         self.episode = 0
         self.script: np.ndarray | None = None
@@ -124,19 +159,48 @@ class SimNode(Node):
 
     def shutdown(self) -> None:
         self.close("actions", "publisher", "env")
-        if self.config.video and self.frames:
-            import imageio.v2 as imageio
-
-            Path(self.config.video).parent.mkdir(parents=True, exist_ok=True)
-            imageio.mimwrite(self.config.video, self.frames, fps=self.scene.metadata["render_fps"])
-        rate = np.mean([r.success for r in self.results]) if self.results else float("nan")
-        log.info("%d episodes, success rate %.2f", len(self.results), rate)
+        self._write_video()  # the first episode, if it was interrupted before its end
+        finished = [r for r in self.results if not r.interrupted]
+        interrupted = len(self.results) - len(finished)
+        scene = getattr(self, "scene", None)
+        if scene is None or not scene.task.scored:
+            log.info("%d episodes of %s (no success to reach)", len(finished), self.config.task)
+        elif finished:
+            rate = np.mean([r.success for r in finished])
+            log.info("%d episodes, success rate %.2f", len(finished), rate)
+        if interrupted:
+            log.info("1 episode interrupted before its end (not counted)")
 
     def loop(self) -> None:
         for episode in range(self.config.episodes):
             if self.stopping:
                 break
-            self.results.append(self._run_episode(episode))
+            result = self._run_episode(episode)
+            self.results.append(result)
+            if episode == 0:
+                self._write_video()  # final before the episode's line says it ended
+            self._append_result(result)
+
+    def _append_result(self, result: Played) -> None:
+        """One JSON line per episode, flushed to disk as it ends: what a demo reports
+        from, whatever happens to this process or the recorder later."""
+        if not self.config.results:
+            return
+        path = Path(self.config.results)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as lines:
+            lines.write(json.dumps(result.record()) + "\n")
+            lines.flush()
+            os.fsync(lines.fileno())
+
+    def _write_video(self) -> None:
+        if not (self.config.video and self.frames):
+            return
+        import imageio.v2 as imageio
+
+        Path(self.config.video).parent.mkdir(parents=True, exist_ok=True)
+        imageio.mimwrite(self.config.video, self.frames, fps=self.scene.metadata["render_fps"])
+        self.frames = []  # written once: the file is final
 
     def status(self, window: int = 5000) -> dict[str, float]:
         """Counters of the chunk merger, and jitter: tick start minus its deadline (ms)."""
@@ -163,20 +227,20 @@ class SimNode(Node):
         return stats
 
     def summary(self) -> dict:
-        successes = [r.success for r in self.results]
+        finished = [r for r in self.results if not r.interrupted]
+        scored = getattr(self, "scene", None) is not None and self.scene.task.scored
         return {
             **super().summary(),
-            **self.status(window=len(self.rate.stats.lateness)),
-            "episodes": [
-                {"episode": r.episode, "seed": r.seed, "success": r.success, "length": r.length}
-                for r in self.results
-            ],
-            "success_rate": float(np.mean(successes)) if successes else None,
-            "jitter_histogram": self.rate.stats.histogram(),
+            **self.status(window=len(self.rate.stats.lateness) if hasattr(self, "rate") else 1),
+            "episodes": [r.record() for r in self.results],
+            "success_rate": (
+                float(np.mean([r.success for r in finished])) if finished and scored else None
+            ),
+            "jitter_histogram": self.rate.stats.histogram() if hasattr(self, "rate") else {},
         }
 
     # ---- one episode ---------------------------------------------------------------
-    def _run_episode(self, episode: int) -> EpisodeResult:
+    def _run_episode(self, episode: int) -> Played:
         seed = self.config.seed + episode
         observation, info = self.env.reset(seed=seed)
         self.executor.clear()  # a new episode never executes the last one's plan
@@ -199,16 +263,15 @@ class SimNode(Node):
             self.counters["steps"] += 1
             if self.config.video and episode == 0:
                 self._record_frame()
-        result = EpisodeResult(
-            episode=episode,
-            seed=seed,
-            success=bool(success),
-            score=score,
-            length=length,
-            task=self.config.task,
-        )
-        self.publisher.publish("episode", result)
-        log.info("episode %d: success=%s score=%.2f length=%d", episode, success, score, length)
+        result = Played(episode, seed, bool(success), score, length, interrupted=not done)
+        if result.interrupted:
+            log.info("episode %d: interrupted after %d steps (not counted)", episode, length)
+            return result
+        self.publisher.publish("episode", result.message(self.config.task))
+        if self.scene.task.scored:
+            log.info("episode %d: success=%s score=%.2f length=%d", episode, success, score, length)
+        else:
+            log.info("episode %d: %d steps", episode, length)
         return result
 
     def _record_frame(self) -> None:

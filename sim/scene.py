@@ -45,6 +45,7 @@ class Task:
     default_camera: ClassVar[str] = "top"
     cameras: ClassVar[tuple[str, ...]] = ("top",)
     discrete_action_dims: ClassVar[tuple[int, ...]] = ()  # never averaged between chunks
+    scored: ClassVar[bool] = True  # False: no success to reach (a camera to fly around)
     action_space: gym.spaces.Box
     observation_space: gym.spaces.Box
 

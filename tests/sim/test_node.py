@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
@@ -13,6 +14,7 @@ import pytest
 
 from sim.node import SimNodeConfig
 from streams import ActionChunk, Endpoint, Publisher, Queue, Subscriber
+from tests.streams.helpers import wait_for
 
 
 def _hand_positions(sub: Subscriber, seconds: float) -> np.ndarray:
@@ -102,3 +104,35 @@ def test_sim_node_follows_chunks_then_holds_still_when_they_stop(tmp_path) -> No
 def test_config_errors_name_the_field_and_the_value(field: str, value, says: str) -> None:
     with pytest.raises(ValueError, match=re.escape(says)):
         SimNodeConfig(**{field: value})
+
+
+def test_episodes_are_written_as_they_end_and_an_interrupted_one_is_not_a_failure(
+    tmp_path,
+) -> None:
+    results, summary, video = tmp_path / "episodes.jsonl", tmp_path / "sim.json", tmp_path / "e.mp4"
+    node = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "sim.node", "--task", "pickplace", "--episodes", "5"),
+            *("--rate-scale", "5", "--publish", f"ipc://{tmp_path}/obs"),
+            *("--actions", f"ipc://{tmp_path}/act", "--results", str(results)),
+            *("--summary", str(summary), "--video", str(video)),
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        # No policy: the arm holds still and each 100-step episode runs out at 50 Hz.
+        assert wait_for(lambda: results.exists() and results.read_text().count("\n") >= 1, 120)
+        assert video.stat().st_size > 0  # the first episode's MP4 is final when it ends
+        time.sleep(0.5)  # into the second episode
+    finally:
+        node.send_signal(signal.SIGINT)
+        _, stderr = node.communicate(timeout=60)
+    assert node.returncode == 0, stderr
+    lines = [json.loads(line) for line in results.read_text().splitlines()]
+    assert [line["interrupted"] for line in lines] == [False] * (len(lines) - 1) + [True]
+    assert lines[0]["length"] == 100 and lines[0]["seed"] == 0
+    recorded = json.loads(summary.read_text())
+    assert recorded["episodes"] == lines
+    assert recorded["success_rate"] == 0.0  # finished episodes only: the held arm failed
+    assert "interrupted before its end (not counted)" in stderr

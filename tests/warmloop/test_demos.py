@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import imageio.v2 as imageio
 
 from streams.recording import summarize
+from tests.streams.helpers import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -89,3 +91,41 @@ def test_a_second_run_in_the_same_directory_refuses_in_one_line(tmp_path) -> Non
             lines = result.stderr.strip().splitlines()
             assert len(lines) == 1 and f"in use by another run (pid {os.getpid()})" in lines[0]
     assert not list(tmp_path.glob("*.sock"))  # the refused runs started nothing
+
+
+def _pid_of(module: str, marker: str) -> int | None:
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                argv = (proc / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if module.encode() in argv and any(marker.encode() in a for a in argv):
+                return int(proc.name)
+    return None
+
+
+def test_a_sim_killed_mid_demo_still_reports_its_episodes_and_the_fault(tmp_path) -> None:
+    demo = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "warmloop.cli", "demo", "manipulation"),
+            *("--episodes", "6", "--run-dir", str(tmp_path)),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    episodes = tmp_path / "episodes.jsonl"
+    try:
+        assert wait_for(lambda: episodes.exists() and episodes.read_text().count("\n") >= 1, 240)
+        os.kill(_pid_of("sim.node", str(tmp_path)), signal.SIGKILL)
+        out, err = demo.communicate(timeout=120)
+    finally:
+        demo.kill()
+    assert demo.returncode == 1, out + err  # the node that ends the run failed
+    assert "Traceback" not in out + err
+    played = int(out.split("success: ", 1)[1].split("/", 1)[1].split(" ", 1)[0])
+    assert played >= 1  # from the per-episode file: sim.json was never written
+    assert "fault: sim failed 1 time(s): signal SIGKILL" in out
+    assert not (tmp_path / "sim.json").exists()

@@ -18,6 +18,7 @@ from warmloop.demos.runs import (
     CHECKPOINTS,
     fresh_run_dir,
     read_json,
+    read_json_lines,
     run_exclusively,
     run_graph,
     write_result,
@@ -51,7 +52,8 @@ def ensure_export(checkpoint: Path, out: Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    run_dir = fresh_run_dir(args.run_dir, ("sim.json", "policy.json", "episode0.mp4"))
+    stale = ("sim.json", "policy.json", "episode0.mp4", "episodes.jsonl")
+    run_dir = fresh_run_dir(args.run_dir, stale)
     for old in run_dir.glob("run*.mcap"):  # this run's recordings: run.mcap, run.1.mcap, ...
         old.unlink()
     overrides: dict[str, Any] = {"sim.episodes": args.episodes, "sim.task": args.task}
@@ -76,6 +78,9 @@ def collect(run_dir: Path, launched: dict[str, Any]) -> dict[str, Any]:
         print(f"the recording {recording} is unreadable: {exc}", flush=True)
     return {
         **launched,
+        # Episodes come from the sim's per-episode file, written as each one ends: they
+        # survive a sim killed mid-run, which never writes sim.json.
+        "episodes": read_json_lines(run_dir / "episodes.jsonl"),
         "sim": read_json(run_dir / "sim.json"),
         "policy": read_json(run_dir / "policy.json"),
         "recorded": {t: s.messages for t, s in topics.items()},
@@ -86,13 +91,15 @@ def collect(run_dir: Path, launched: dict[str, Any]) -> dict[str, Any]:
 
 def render(result: dict[str, Any]) -> str:
     sim, policy = result["sim"], result["policy"]
-    episodes = sim.get("episodes", [])
+    episodes = [e for e in result["episodes"] if not e.get("interrupted")]
+    interrupted = len(result["episodes"]) - len(episodes)
     successes = sum(e["success"] for e in episodes)
     counters = sim.get("counters", {})
     nan = float("nan")
     lines = [
         "",
-        f"success: {successes}/{len(episodes)} episodes",
+        f"success: {successes}/{len(episodes)} episodes"
+        + (f" ({interrupted} interrupted, not counted)" if interrupted else ""),
         f"control: {sim.get('control_hz', nan):.0f} Hz, {sim.get('ticks', 0)} ticks, "
         f"wake-up lateness p50 {sim.get('wake_p50_ms', nan):.2f} ms, "
         f"p99 {sim.get('wake_p99_ms', nan):.2f} ms (tick jitter p99 "
@@ -128,4 +135,4 @@ def main_from_args(args: argparse.Namespace) -> int:
     write_result(args.run_dir, result)
     if result["exit_code"]:  # the launch's own verdict: a fault, a node given up on
         return result["exit_code"]
-    return 0 if result["sim"].get("episodes") else 1
+    return 0 if result["episodes"] else 1

@@ -73,5 +73,19 @@ def read_json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
+def read_json_lines(path: Path) -> list[dict[str, Any]]:
+    """Records appended one per line (a process killed mid-line leaves a torn last one,
+    which is skipped)."""
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
 def write_result(run_dir: Path, result: dict[str, Any]) -> None:
     (run_dir / "demo.json").write_text(json.dumps(result, indent=2, default=str))

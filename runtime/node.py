@@ -90,7 +90,10 @@ class Node:
         if self.publisher is None or (not force and now - self._last_heartbeat < HEARTBEAT_PERIOD):
             return
         self._last_heartbeat = now
-        figures = {**self.counters, **self.status()}
+        # How many messages went out per topic: a recording of this node's topics can
+        # then count what it lost after its last message too (`warmloop replay --info`).
+        published = {f"published.{t}": n for t, n in self.publisher.published.items()}
+        figures = {**self.counters, **self.status(), **published}
         self.publisher.publish(
             "heartbeat", Heartbeat(node=self.name, state=state, counters=figures)
         )

@@ -94,6 +94,7 @@ class Publisher(SocketUser):
         self.source = source
         self._owned = OwnedSocket(zmq.PUB, [endpoint], context, {zmq.SNDHWM: send_hwm})
         self._seq: dict[str, count] = {}
+        self._published: dict[str, int] = {}
         self._packer = msgpack.Packer(use_bin_type=True)  # a Publisher is not thread-safe
 
     @property
@@ -115,7 +116,13 @@ class Publisher(SocketUser):
             packer=self._packer,
         )
         self._owned.socket.send_multipart(frames, copy=False)
+        self._published[topic] = seq + 1
         return seq
+
+    @property
+    def published(self) -> dict[str, int]:
+        """Messages published per topic so far (seq runs 0 .. published - 1)."""
+        return dict(self._published)
 
     def send_frames(self, frames: list) -> None:
         """Send already-encoded frames unchanged (replay of a recording)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import struct
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -20,17 +21,19 @@ from typing import Any, BinaryIO
 
 import msgpack
 from mcap.exceptions import McapError
-from mcap.reader import make_reader
+from mcap.reader import NonSeekingReader, make_reader
 from mcap.writer import Writer
 
 from streams.codec import DEFAULT_MAX_MESSAGE_BYTES, Received, decode
 from streams.errors import DecodeError
+from streams.messages import Heartbeat
 from streams.pubsub import Queue, Subscriber
 from streams.sockets import Endpoint
 
 log = logging.getLogger(__name__)
 
 MESSAGE_ENCODING = "warmloop-multipart"
+MCAP_MAGIC = b"\x89MCAP0\r\n"  # the 8 bytes every MCAP file starts with
 PROFILE = "warmloop"
 
 
@@ -97,15 +100,60 @@ class RecordedMessage:
 
 
 def read_recording(path: Path, topics: Iterable[str] | None = None) -> Iterator[RecordedMessage]:
-    """Messages of an MCAP recording in log-time order, as raw frames (topic first)."""
+    """Messages of an MCAP recording in log-time order, as raw frames (topic first).
+
+    A file cut short (a recorder killed before it closed the file: no summary section)
+    is read front to back instead, and yields every message of its complete chunks, in
+    the order written; `is_truncated` tells which case a file is.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"recording {path} not found")
+    truncated = is_truncated(path)
     with open(path, "rb") as stream:
         try:
-            yield from _read_stream(path, stream, topics)
+            if truncated:
+                yield from _read_truncated(path, stream, topics)
+            else:
+                yield from _read_stream(path, stream, topics)
         except McapError as exc:
             raise DecodeError(f"{path}: not a readable MCAP file: {exc}") from None
+
+
+def is_truncated(path: Path) -> bool:
+    """True for an MCAP file that starts well but has no summary (it was never closed);
+    DecodeError for a file that is not MCAP at all."""
+    with open(path, "rb") as stream:
+        start = stream.read(8)
+        if not start:  # killed before its first write reached the disk
+            return True
+        if start != MCAP_MAGIC:
+            raise DecodeError(f"{path}: not a readable MCAP file: no MCAP magic")
+        stream.seek(0)
+        try:
+            return make_reader(stream).get_summary() is None
+        except (McapError, OSError, ValueError, struct.error):
+            return True
+
+
+def _read_truncated(
+    path: Path, stream: BinaryIO, topics: Iterable[str] | None
+) -> Iterator[RecordedMessage]:
+    """The complete records of a cut file, front to back, until the cut."""
+    if not stream.read(1):
+        return  # an empty file: nothing was written
+    stream.seek(0)
+    reader = NonSeekingReader(stream, validate_crcs=True)
+    messages = reader.iter_messages(topics=None if topics is None else list(topics))
+    while True:
+        try:
+            _schema, channel, message = next(messages)
+        except StopIteration:
+            return
+        except (McapError, EOFError, ValueError, struct.error, zstd_error()):
+            log.info("%s: cut short; every complete chunk before the cut was read", path)
+            return
+        yield _recorded(path, channel, message)
 
 
 def _read_stream(
@@ -114,41 +162,87 @@ def _read_stream(
     reader = make_reader(stream)
     wanted = None if topics is None else list(topics)
     for _schema, channel, message in reader.iter_messages(topics=wanted, log_time_order=True):
-        if channel.message_encoding != MESSAGE_ENCODING:
-            raise DecodeError(
-                f"{path}: channel {channel.topic!r} has encoding "
-                f"{channel.message_encoding!r}, not {MESSAGE_ENCODING!r}"
-            )
-        try:
-            parts = msgpack.unpackb(message.data, raw=False)
-        except Exception as exc:  # msgpack raises several types on garbage
-            raise DecodeError(f"{path}: unreadable message payload: {exc}") from None
-        if not isinstance(parts, list) or not all(isinstance(p, bytes) for p in parts):
-            raise DecodeError(f"{path}: message payload is not a list of frames")
-        yield RecordedMessage(channel.topic, message.log_time, [channel.topic.encode(), *parts])
+        yield _recorded(path, channel, message)
+
+
+def _recorded(path: Path, channel, message) -> RecordedMessage:
+    if channel.message_encoding != MESSAGE_ENCODING:
+        raise DecodeError(
+            f"{path}: channel {channel.topic!r} has encoding "
+            f"{channel.message_encoding!r}, not {MESSAGE_ENCODING!r}"
+        )
+    try:
+        parts = msgpack.unpackb(message.data, raw=False)
+    except Exception as exc:  # msgpack raises several types on garbage
+        raise DecodeError(f"{path}: unreadable message payload: {exc}") from None
+    if not isinstance(parts, list) or not all(isinstance(p, bytes) for p in parts):
+        raise DecodeError(f"{path}: message payload is not a list of frames")
+    return RecordedMessage(channel.topic, message.log_time, [channel.topic.encode(), *parts])
+
+
+def zstd_error() -> type[Exception]:
+    """The exception zstd raises on a cut frame (the mcap package's own dependency)."""
+    try:
+        import zstandard
+
+        return zstandard.ZstdError
+    except ImportError:  # chunks written without compression
+        return McapError
 
 
 @dataclass
 class TopicSummary:
     messages: int = 0
-    gaps: int = 0  # holes in seq: messages the recorder never saw
+    gaps: int = 0  # holes in seq between recorded messages
     first_ns: int = 0
     last_ns: int = 0
+    lost_at_start: int = 0  # before each source's first recorded message (seq starts at 0)
+    lost_at_end: int = 0  # after its last one, by the source's newest heartbeat's count
+    unknown_end: int = 0  # sources that sent no heartbeat after their last message here
+
+    @property
+    def lost(self) -> int:
+        return self.gaps + self.lost_at_start + self.lost_at_end
 
 
-def summarize(path: Path) -> dict[str, TopicSummary]:
-    """Per topic: message count and seq gaps (0 gaps proves nothing was lost)."""
+def summarize(paths: Path | Iterable[Path]) -> dict[str, TopicSummary]:
+    """Per topic: messages, and every loss the recording can prove.
+
+    Within a source's messages, a hole in seq is a loss. Before the first, a seq above 0
+    means messages went out before the recording began (a recorder restarted late).
+    After the last, the source's heartbeats say how many it published on the topic
+    (`published.TOPIC`); the newest one recorded bounds what was lost at the end.
+    Several files (run.mcap, then the restarted recorder's run.1.mcap) count as one
+    recording, in the order given.
+    """
+    paths = [Path(paths)] if isinstance(paths, str | Path) else [Path(p) for p in paths]
     summary: dict[str, TopicSummary] = {}
+    first_seq: dict[tuple[str, str], int] = {}
     last_seq: dict[tuple[str, str], int] = {}
-    for recorded in read_recording(path):
-        stamp = recorded.decode().message.stamp
+    published: dict[tuple[str, str], int] = {}
+    for recorded in (r for path in paths for r in read_recording(path)):
+        message = recorded.decode().message
+        stamp = message.stamp
         topic = summary.setdefault(recorded.topic, TopicSummary(first_ns=recorded.log_time_ns))
         topic.messages += 1
         topic.last_ns = recorded.log_time_ns
         key = (recorded.topic, stamp.source)
         if key in last_seq and stamp.seq > last_seq[key] + 1:
             topic.gaps += stamp.seq - last_seq[key] - 1
+        first_seq.setdefault(key, stamp.seq)
         last_seq[key] = stamp.seq
+        if isinstance(message, Heartbeat):
+            for name, value in message.counters.items():
+                if name.startswith("published."):
+                    published[(name.removeprefix("published."), stamp.source)] = int(value)
+    for (name, source), seq in first_seq.items():
+        topic = summary[name]
+        topic.lost_at_start += seq
+        sent = published.get((name, source))
+        if sent is None:
+            topic.unknown_end += 1
+        else:
+            topic.lost_at_end += max(0, sent - (last_seq[(name, source)] + 1))
     return summary
 
 

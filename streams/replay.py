@@ -8,10 +8,12 @@ import sys
 import time
 from pathlib import Path
 
-from streams.errors import DecodeError
+import zmq
+
+from streams.errors import DecodeError, InsecureEndpointError
 from streams.pubsub import Publisher
-from streams.recording import read_recording, summarize
-from streams.sockets import Endpoint
+from streams.recording import TopicSummary, is_truncated, read_recording, summarize
+from streams.sockets import Endpoint, parse_endpoint
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +41,26 @@ def replay(
     return sent
 
 
+def describe(topic: str, s: TopicSummary) -> str:
+    """One line of `--info`: counts, time span and every loss the recording proves."""
+    span = (s.last_ns - s.first_ns) / 1e9
+    text = (
+        f"{topic}: {s.messages} messages over {span:.2f} s; lost {s.lost}: {s.gaps} between "
+        f"messages, {s.lost_at_start} before the first, {s.lost_at_end} after the last"
+    )
+    if s.unknown_end:
+        text += f" (after the last unknown for {s.unknown_end} source(s): no heartbeat said)"
+    return text
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("file", type=Path, help="an MCAP file written by the recorder")
+    parser.add_argument(
+        "files",
+        type=Path,
+        nargs="+",
+        help="MCAP files written by the recorder; several (run.mcap run.1.mcap: a restarted "
+        "recorder's) are one recording, in the order given",
+    )
     parser.add_argument(
         "--endpoint",
         default="tcp://127.0.0.1:5599",
@@ -72,23 +92,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main_from_args(args: argparse.Namespace) -> int:
-    if not args.file.is_file():
-        sys.stderr.write(f"warmloop replay: {args.file}: no such file\n")
-        return 2
+    for path in args.files:
+        if not path.is_file():
+            sys.stderr.write(f"warmloop replay: {path}: no such file\n")
+            return 2
     try:
         if args.info:
-            for topic, s in summarize(args.file).items():
-                span = (s.last_ns - s.first_ns) / 1e9
-                sys.stdout.write(
-                    f"{topic}: {s.messages} messages over {span:.2f} s, {s.gaps} lost (seq gaps)\n"
-                )
+            for path in args.files:
+                if is_truncated(path):
+                    sys.stdout.write(f"{path}: cut short (never closed): complete chunks read\n")
+            for topic, s in summarize(args.files).items():
+                sys.stdout.write(describe(topic, s) + "\n")
             return 0
-        endpoint = Endpoint(args.endpoint, bind=True, allow_insecure=args.allow_insecure)
+    except DecodeError as exc:
+        sys.stderr.write(f"warmloop replay: {exc}\n")
+        return 1
+    try:
+        parsed = parse_endpoint(args.endpoint, bind=True)
+        endpoint = Endpoint(parsed.address, True, parsed.curve, args.allow_insecure)
         with Publisher(endpoint, source="replay") as publisher:
             time.sleep(args.wait)  # ZeroMQ subscribers miss what is sent before they join
-            sent = replay(args.file, publisher, speed=args.speed, topics=args.topics)
+            sent = sum(
+                replay(path, publisher, speed=args.speed, topics=args.topics) for path in args.files
+            )
     except DecodeError as exc:
-        sys.stderr.write(f"warmloop replay: {args.file}: {exc}\n")
+        sys.stderr.write(f"warmloop replay: {exc}\n")
         return 1
-    sys.stdout.write(f"replayed {sent} messages from {args.file} on {args.endpoint}\n")
+    except (ValueError, InsecureEndpointError, zmq.ZMQError, OSError) as exc:
+        sys.stderr.write(f"warmloop replay: --endpoint {args.endpoint}: {exc}\n")
+        return 2
+    names = " ".join(str(p) for p in args.files)
+    sys.stdout.write(f"replayed {sent} messages from {names} on {args.endpoint}\n")
     return 0

@@ -40,10 +40,28 @@ Curve = CurveServer | CurveClient
 
 
 def generate_keys(directory: Path, name: str) -> tuple[Path, Path]:
-    """Write NAME.key (public) and NAME.key_secret in `directory`; return both paths."""
-    directory.mkdir(parents=True, exist_ok=True)
+    """Write NAME.key (public) and NAME.key_secret in `directory`; return both paths.
+
+    The secret key is readable by its owner only (0600), and a directory made here is
+    private too (0700): a secret key others can read is no secret.
+    """
+    directory = Path(directory)
+    if not directory.exists():
+        directory.mkdir(parents=True)
+        directory.chmod(0o700)
     public, secret = zmq.auth.create_certificates(str(directory), name)
+    Path(secret).chmod(0o600)
     return Path(public), Path(secret)
+
+
+def check_secret_key_file(path: Path) -> None:
+    """Refuse a secret key that anyone but its owner can read or write."""
+    mode = Path(path).stat().st_mode & 0o777
+    if mode & 0o077:
+        raise PermissionError(
+            f"{path}: a secret key readable by others (mode {mode:o}); `chmod 600 {path}` "
+            "and make a new key pair if others could have read it"
+        )
 
 
 def is_loopback(endpoint: str) -> bool:
@@ -75,6 +93,7 @@ def check_bind(endpoint: str, curve: Curve | None, allow_insecure: bool) -> None
 
 def apply_curve(socket: zmq.Socket, curve: Curve) -> None:
     """Set CURVE options; must happen before bind/connect."""
+    check_secret_key_file(curve.secret_key_file)
     public, secret = zmq.auth.load_certificate(str(curve.secret_key_file))
     if secret is None:
         raise ValueError(f"{curve.secret_key_file} holds no secret key")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -59,9 +60,14 @@ def test_a_restarted_recorder_writes_a_new_file_and_leaves_the_old_one(tmp_path)
             first.wait(timeout=30)
         assert out.exists()
         before = out.read_bytes()
+        for step in range(50, 70):  # while no recorder runs: lost
+            pub.publish("obs", Observation(state=np.zeros(3, np.float32), step=step))
         second, second_log = _recorder(out, pub.address)
         try:
             _until_recording(pub, second_log)
+            for step in range(70, 80):
+                pub.publish("obs", Observation(state=np.zeros(3, np.float32), step=step))
+            time.sleep(0.5)  # delivered on loopback before SIGTERM drains the socket
         finally:
             second.send_signal(signal.SIGTERM)
             second.wait(timeout=30)
@@ -69,3 +75,20 @@ def test_a_restarted_recorder_writes_a_new_file_and_leaves_the_old_one(tmp_path)
     assert out.read_bytes() == before  # untouched
     assert (tmp_path / "run.1.mcap").stat().st_size > 0
     assert "a restart never overwrites" in second_log.text()
+    # Over both files, every observation the recordings do not hold is counted as lost.
+    info = subprocess.run(
+        [
+            *(sys.executable, "-m", "warmloop.cli", "replay", "--info"),
+            *(str(out), str(tmp_path / "run.1.mcap")),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert info.returncode == 0, info.stderr
+    line = next(x for x in info.stdout.splitlines() if x.startswith("obs:"))
+    held = int(line.split(": ", 1)[1].split(" ", 1)[0])
+    lost = int(line.split("lost ", 1)[1].split(":", 1)[0])
+    assert held + lost == 80, line  # seq 0..79 all accounted for
+    assert f"{out}: cut short" in info.stdout

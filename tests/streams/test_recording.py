@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from streams import DecodeError, Heartbeat, Observation, Publisher, Queue, Subscriber
-from streams.recording import Recorder, read_recording, summarize
+from streams.codec import decode, encode
+from streams.recording import McapWriter, Recorder, read_recording, summarize
 from streams.replay import replay
 from tests.streams.helpers import LineReader, sample_messages, wait_for
 
@@ -111,3 +112,20 @@ def test_reading_a_missing_or_foreign_file_is_a_clear_error(tmp_path) -> None:
     junk.write_bytes(b"not an mcap file at all")
     with pytest.raises(DecodeError, match="not a readable MCAP file"):
         list(read_recording(junk))
+
+
+def test_losses_before_the_first_and_after_the_last_message_are_counted(tmp_path) -> None:
+    path = tmp_path / "cut.mcap"
+    writer = McapWriter(path)
+
+    def write(topic: str, message, seq: int) -> None:
+        frames = encode(topic, message, seq=seq, source="sim", t_sent=0.0)
+        writer.write(decode([bytes(memoryview(f)) for f in frames]))
+
+    for seq in (3, 4, 6):  # 0..2 were sent before the recording began; 5 went missing
+        write("obs", Observation(state=np.zeros(2, np.float32), step=seq), seq)
+    write("heartbeat", Heartbeat(node="sim", counters={"published.obs": 10}), 0)
+    writer.close()
+    obs = summarize(path)["obs"]
+    assert (obs.messages, obs.gaps, obs.lost_at_start, obs.lost_at_end) == (3, 1, 3, 3)
+    assert obs.lost == 7 and obs.unknown_end == 0

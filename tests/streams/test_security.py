@@ -91,3 +91,25 @@ def test_curve_admits_allowed_clients_only(keys) -> None:
         finally:
             for sub in (good, rogue, plain):
                 sub.close()
+
+
+def test_secret_keys_are_private_and_a_readable_one_is_refused(tmp_path) -> None:
+    import stat
+
+    import zmq
+
+    from streams.security import CurveClient, apply_curve
+
+    public, secret = generate_keys(tmp_path / "keys", "robot")
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "keys").stat().st_mode) == 0o700
+    context = zmq.Context()
+    socket = context.socket(zmq.SUB)
+    try:
+        apply_curve(socket, CurveClient(secret, public))  # private: accepted
+        secret.chmod(0o644)
+        with pytest.raises(PermissionError, match=r"robot.key_secret: a secret key readable"):
+            apply_curve(socket, CurveClient(secret, public))
+    finally:
+        socket.close(linger=0)
+        context.term()

@@ -65,6 +65,7 @@ class SimNodeConfig:
     script: str = ""  # explore only: drive the camera along a sim.trajectories path, no policy
     video: str = ""  # the first episode as an MP4, written when it ends
     results: str = ""  # append a JSON line per episode here, as each one ends
+    queue_mb: float = 64.0  # what a subscriber that stops reading may hold queued here
     summary: str = ""  # write a JSON summary here at the end
 
     def __post_init__(self) -> None:
@@ -87,6 +88,7 @@ class SimNodeConfig:
                     f"overrun must be one of {OVERRUNS}, got {self.overrun!r}",
                 ),
                 (0 <= self.spin < 0.05, f"spin must be in [0, 0.05) s, got {self.spin}"),
+                (self.queue_mb > 0, f"queue_mb must be positive, got {self.queue_mb}"),
                 (
                     not self.script or self.task == "explore",
                     f"script drives the explore camera; task {self.task!r} needs a policy",
@@ -152,10 +154,22 @@ class SimNode(Node):
         )
         hz = self.scene.metadata["render_fps"] * config.rate_scale
         self.rate = Rate(hz, config.overrun, spin=config.spin)
-        self.publisher = Publisher(parse_endpoint(config.publish, bind=True), source="sim")
+        self.publisher = Publisher(
+            parse_endpoint(config.publish, bind=True),
+            source="sim",
+            queue_bytes=int(config.queue_mb * 1e6),
+            message_bytes=self._largest_message_bytes(),
+        )
         self.actions = Subscriber(
             parse_endpoint(config.actions, bind=False), {"action": parse_qos(config.action_qos)}
         )
+
+    def _largest_message_bytes(self) -> int:
+        """A Frame when images are on (RGB uint8 + depth float32), else an Observation."""
+        header = 4096
+        if self.config.images:
+            return header + self.config.image_size**2 * (3 + 4)
+        return header
 
     def shutdown(self) -> None:
         self.close("actions", "publisher", "env")

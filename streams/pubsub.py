@@ -78,6 +78,11 @@ def parse_qos(text: str) -> QoS:
     raise ValueError(f"QoS must be 'latest' or 'queue(N)', got {text!r}")
 
 
+def hwm_for(queue_bytes: int, message_bytes: int, most: int = 1000) -> int:
+    """Messages of `message_bytes` that fit in `queue_bytes`: at least 2, at most `most`."""
+    return max(2, min(most, queue_bytes // max(1, message_bytes)))
+
+
 class Publisher(SocketUser):
     """Sends typed messages; stamps seq (per topic), source and t_sent."""
 
@@ -88,10 +93,21 @@ class Publisher(SocketUser):
         source: str,
         context: zmq.Context | None = None,
         send_hwm: int = 1000,
+        queue_bytes: int | None = None,
+        message_bytes: int | None = None,
     ):
+        """`send_hwm` messages are queued per subscriber that does not keep up, then
+        newer ones are dropped for it (it counts them as seq gaps). With `queue_bytes`
+        and the size of the largest message this publisher sends, the queue is bounded in
+        bytes instead: a stuck subscriber then costs at most `queue_bytes`. (ZeroMQ counts
+        its queue in messages, per subscriber and for all topics together, and fixes it
+        when the socket binds: hence the size up front.)"""
         if isinstance(endpoint, str):
             endpoint = Endpoint(endpoint, bind=True)
+        if queue_bytes is not None:
+            send_hwm = hwm_for(queue_bytes, message_bytes or 1, send_hwm)
         self.source = source
+        self.send_hwm = send_hwm
         self._owned = OwnedSocket(zmq.PUB, [endpoint], context, {zmq.SNDHWM: send_hwm})
         self._seq: dict[str, count] = {}
         self._published: dict[str, int] = {}

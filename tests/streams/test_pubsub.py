@@ -1,10 +1,23 @@
 from __future__ import annotations
 
+import os
+import time
+from pathlib import Path
+
 import numpy as np
 import pytest
 import zmq
 
-from streams import Heartbeat, Latest, Observation, Publisher, Queue, Subscriber, parse_qos
+from streams import (
+    Frame,
+    Heartbeat,
+    Latest,
+    Observation,
+    Publisher,
+    Queue,
+    Subscriber,
+    parse_qos,
+)
 from streams.codec import encode
 from tests.streams.helpers import sample_messages, wait_for
 
@@ -147,3 +160,38 @@ def test_parse_qos() -> None:
     for bad in ("queue(0)", "queue(x)", "newest", ""):
         with pytest.raises(ValueError):
             parse_qos(bad)
+
+
+def test_a_byte_budget_bounds_what_a_stuck_subscriber_costs_the_publisher(tmp_path) -> None:
+    """A subscriber that stops reading makes the publisher queue for it; bounded in
+    bytes, 400 frames of 0.7 MB cost at most the budget, not 280 MB."""
+
+    def rss_mb() -> float:
+        for line in Path(f"/proc/{os.getpid()}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    address = f"ipc://{tmp_path}/stuck"
+    frame_bytes = 320 * 320 * (3 + 4)
+    with Publisher(address, source="sim", queue_bytes=16_000_000, message_bytes=frame_bytes) as pub:
+        assert pub.send_hwm == 16_000_000 // frame_bytes
+        context = zmq.Context()
+        stuck = context.socket(zmq.SUB)  # connected, subscribed, never reads
+        stuck.setsockopt(zmq.RCVHWM, 1)
+        stuck.setsockopt(zmq.SUBSCRIBE, b"")
+        stuck.connect(address)
+        time.sleep(0.3)
+        before = rss_mb()
+        for step in range(400):  # every frame its own buffers, as a camera's would be
+            frame = Frame(
+                rgb=np.full((320, 320, 3), step % 255, np.uint8),
+                depth=np.full((320, 320), step, np.float32),
+                intrinsics=np.eye(3),
+                pose=np.eye(4),
+            )
+            pub.publish("frame", frame)
+        grown = rss_mb() - before
+        stuck.close(linger=0)
+        context.term()
+    assert grown < 16 + 40, grown  # the budget, and slack for the allocator and sockets

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from runtime.node import Node, NodeType, node_main, require
-from streams import Frame, Publisher, Queue, Subscriber, parse_endpoint
+from streams import Frame, Publisher, Queue, Subscriber, encode, parse_endpoint
 from world.reconstruction.exchange import to_message
 from world.reconstruction.field import EXPLORE_BOUNDS, FieldConfig, TriPlaneField
 from world.reconstruction.fit import FitConfig, OnlineFitter
@@ -48,6 +48,7 @@ class ReconstructionConfig:
     publish_hz: float = 1.0
     device: str = "cpu"
     threads: int = 1  # torch threads: one per process when sim, viewer and this share 2 cores
+    queue_mb: float = 64.0  # what a subscriber that stops reading may hold queued here
     summary: str = ""
 
     def __post_init__(self) -> None:
@@ -60,6 +61,7 @@ class ReconstructionConfig:
                     f"steps_per_frame must be >= 0, got {self.steps_per_frame}",
                 ),
                 (self.threads >= 1, f"threads must be >= 1, got {self.threads}"),
+                (self.queue_mb > 0, f"queue_mb must be positive, got {self.queue_mb}"),
             ]
         )
 
@@ -88,7 +90,13 @@ class ReconstructionNode(Node):
         )
         self.fitter = OnlineFitter(self.field, fit)
         self.subscriber = Subscriber(parse_endpoint(c.frames, bind=False), {c.topic: Queue(4)})
-        self.publisher = Publisher(parse_endpoint(c.publish, bind=True), source="reconstruction")
+        snapshot = encode("triplanes", to_message(self.field), seq=0, source="", t_sent=0.0)
+        self.publisher = Publisher(
+            parse_endpoint(c.publish, bind=True),
+            source="reconstruction",
+            queue_bytes=int(c.queue_mb * 1e6),
+            message_bytes=sum(len(memoryview(f).cast("B")) for f in snapshot),
+        )
         self.last_losses: dict[str, float] = {}
 
     def loop(self) -> None:

@@ -57,7 +57,9 @@ class ViewState:
         from world.reconstruction.exchange import from_message, point_cloud
 
         time = self.frames[-1].scene_time if self.frames else self.triplanes.t_start
-        points, colours = point_cloud(from_message(self.triplanes), time, resolution, threshold)
+        points, colours = point_cloud(
+            from_message(self.triplanes), time, resolution, threshold or None
+        )
         if max_height is not None:  # a cutaway: no ceiling between the eye and the room
             keep = points[:, 2] <= max_height
             points, colours = points[keep], colours[keep]
@@ -75,7 +77,13 @@ class ViewerConfig:
     out: str = field(default="", metadata={"help": "write PNG files here"})
     video: str = field(default="", metadata={"help": "write an MP4 here"})
     resolution: int = field(default=48, metadata={"help": "point-cloud grid size"})
-    threshold: float = field(default=2.0, metadata={"help": "density threshold"})
+    threshold: float = field(
+        default=0.0,
+        metadata={
+            "help": "density above which a grid cell is drawn; 0 (default): chosen from the "
+            "field, the densest tenth of the grid (at least 0.5)"
+        },
+    )
     max_height: float | None = field(default=None, metadata={"help": "drop points above (m)"})
 
     def __post_init__(self) -> None:
@@ -147,7 +155,7 @@ def view_recording(
     path: Path,
     output: ImageSink,
     resolution: int = 48,
-    threshold: float = 2.0,
+    threshold: float = 0.0,  # 0: chosen from the field (point_cloud's auto threshold)
     renderer=None,  # default: an IsolatedRenderer of its own
     max_height: float | None = None,
 ) -> int:

@@ -69,24 +69,38 @@ def from_message(message: TriPlanes, device: str = "cpu") -> TriPlaneField:
     return field.to(device)
 
 
-@torch.no_grad()
+AUTO_QUANTILE = 90.0  # a room is mostly free space: its surfaces are the densest tenth
+AUTO_FLOOR = 0.5  # and never the faint haze of a field that has barely started
+
+
 def point_cloud(
-    field: TriPlaneField, time: float, resolution: int = 64, threshold: float = 5.0
+    field: TriPlaneField, time: float, resolution: int = 64, threshold: float | None = 5.0
 ) -> tuple[np.ndarray, np.ndarray]:
     """Points (N, 3) on a grid where density exceeds `threshold`, and their colours in [0, 1].
 
+    `threshold` None picks one from the field: the AUTO_QUANTILE percentile of the grid's
+    densities, at least AUTO_FLOOR. A fixed number that suits a well-fitted field shows
+    nothing of one a few hundred steps old, whose walls are still faint.
     A colour is the field's view-independent part (the SH degree-0 band): directions
     never observed would otherwise extrapolate.
     """
     low, high = field.bounds.cpu()
     axes = [torch.linspace(float(low[i]), float(high[i]), resolution) for i in range(3)]
     grid = torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
-    points, colours = [], []
-    for chunk in grid.split(65536):
-        chunk = chunk.to(field.bounds.device)
-        times = torch.full((len(chunk),), float(time), device=chunk.device)
-        sigma, rgb = field.density_and_base_colour(chunk, times)
+    sigmas, rgbs = [], []
+    with torch.no_grad():
+        for chunk in grid.split(65536):
+            chunk = chunk.to(field.bounds.device)
+            times = torch.full((len(chunk),), float(time), device=chunk.device)
+            sigma, rgb = field.density_and_base_colour(chunk, times)
+            sigmas.append(sigma.cpu())
+            rgbs.append(rgb.cpu())
+    sigma, rgb = torch.cat(sigmas), torch.cat(rgbs)
+    if threshold is None:
+        # >= below: cells a young field has not told apart share one density, and a
+        # strict > at a percentile on such a plateau would drop all of them.
+        auto = max(AUTO_FLOOR, float(np.percentile(sigma.numpy(), AUTO_QUANTILE)))
+        keep = sigma >= auto
+    else:
         keep = sigma > threshold
-        points.append(chunk[keep].cpu())
-        colours.append(rgb[keep].cpu())
-    return torch.cat(points).numpy(), torch.cat(colours).numpy()
+    return grid[keep].numpy(), rgb[keep].numpy()

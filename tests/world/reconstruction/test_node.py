@@ -17,8 +17,9 @@ from runtime.launch import resolve
 from runtime.launch_file import load
 from runtime.supervisor import Supervisor
 from streams import Endpoint, Frame, Publisher, Queue, Subscriber
+from streams.recording import read_recording
 from tests.streams.helpers import wait_for
-from world.reconstruction.exchange import from_message
+from world.reconstruction.exchange import from_message, point_cloud
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -100,12 +101,23 @@ def test_explore_reconstruct_launch_streams_to_the_viewer(tmp_path) -> None:
     supervisor, reports = Supervisor(graph, output=io.StringIO(), handle_signals=False), []
     thread = threading.Thread(target=lambda: reports.append(supervisor.run()))
     thread.start()
+    heartbeats = Subscriber(f"ipc://{tmp_path}/world.sock", {"heartbeat": Queue(100)})
+    updates = [0]
+
+    def fitted_and_drawn() -> bool:
+        while (beat := heartbeats.recv("heartbeat", timeout=0)) is not None:
+            if beat.message.node == "reconstruction":
+                updates[0] = beat.message.counters.get("updates", 0)
+        drawn = len(list((tmp_path / "view").glob("view_*.png")))
+        return updates[0] >= 150 and drawn >= 2
+
     try:
-        drawn = wait_for(lambda: len(list((tmp_path / "view").glob("view_*.png"))) >= 2, 300)
+        drawn = wait_for(fitted_and_drawn, 300)
     finally:
+        heartbeats.close()
         supervisor.stop()
         thread.join()
-    assert drawn, "the viewer drew nothing"
+    assert drawn, f"the viewer drew nothing, or the field had {updates[0]} updates"
     assert not reports[0].faults
     reconstruction = json.loads((tmp_path / "reconstruction.json").read_text())
     assert reconstruction["counters"]["updates"] >= 1
@@ -124,3 +136,9 @@ def test_explore_reconstruct_launch_streams_to_the_viewer(tmp_path) -> None:
     )
     assert viewed.returncode == 0, viewed.stderr[-2000:]
     assert "drew " in viewed.stdout and (tmp_path / "again.mp4").stat().st_size > 0
+    # The viewer's default threshold shows the room once the field has its first walls:
+    # points across the room, where a fixed density of 2 drew nothing of a young field.
+    last = [r for r in read_recording(tmp_path / "run.mcap") if r.topic == "triplanes"][-1]
+    points, _ = point_cloud(from_message(last.decode().message), 5.0, 40, None)
+    assert len(points) > 1000
+    assert np.ptp(points[:, 0]) > 3.0 and np.ptp(points[:, 1]) > 3.0  # wall to wall (6.2 m)

@@ -123,6 +123,15 @@ def prepare(args: argparse.Namespace) -> LaunchGraph:
     return graph
 
 
+def output_lines(run_dir: Path) -> str:
+    """Where the run's outputs went: the files its nodes wrote into the run directory."""
+    files = sorted(p for p in run_dir.iterdir() if not p.name.startswith(".") and not p.is_socket())
+    if not files:
+        return f"outputs: none in {run_dir}\n"
+    named = ", ".join(p.name + ("/" if p.is_dir() else "") for p in files)
+    return f"outputs in {run_dir}: {named}\n"
+
+
 def report_lines(report: LaunchReport) -> list[str]:
     lines = [f"launch ended by {report.ended_by}"]
     lines += report.gave_up
@@ -148,6 +157,8 @@ def main_from_args(args: argparse.Namespace) -> int:
         return 2
     for line in report_lines(report):
         sys.stdout.write(line + "\n")
+    run_dir = args.run_dir or Path("runs") / graph.path.stem
+    sys.stdout.write(output_lines(run_dir))
     if args.summary is not None:
         args.summary.parent.mkdir(parents=True, exist_ok=True)
         args.summary.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")

@@ -166,3 +166,13 @@ def test_an_unknown_graph_name_lists_the_graphs_and_a_close_match() -> None:
 def test_a_graph_whose_policy_was_never_exported_says_what_to_run_first(tmp_path) -> None:
     with pytest.raises(LaunchError, match=r"manipulation.yaml:\d+: .*warmloop export"):
         load(resolve("manipulation"), tmp_path / "fresh")
+
+
+def test_a_finished_launch_says_where_its_outputs_went(tmp_path) -> None:
+    from runtime.launch import output_lines
+
+    (tmp_path / "run.mcap").write_bytes(b"x")
+    (tmp_path / "view").mkdir()
+    (tmp_path / ".lock").write_text("1")
+    assert output_lines(tmp_path) == f"outputs in {tmp_path}: run.mcap, view/\n"
+    assert output_lines(tmp_path / "view") == f"outputs: none in {tmp_path / 'view'}\n"

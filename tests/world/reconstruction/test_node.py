@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -136,6 +137,9 @@ def test_explore_reconstruct_launch_streams_to_the_viewer(tmp_path) -> None:
     )
     assert viewed.returncode == 0, viewed.stderr[-2000:]
     assert "drew " in viewed.stdout and (tmp_path / "again.mp4").stat().st_size > 0
+    # Quiet by default: Open3D's Filament/Vulkan start-up lines do not reach the user.
+    assert viewed.stdout.strip().splitlines()[-1].startswith("drew ")
+    assert not re.search(r"Filament|Vulkan|EGL|\[Open3D", viewed.stdout + viewed.stderr)
     # The viewer's default threshold shows the room once the field has its first walls:
     # points across the room, where a fixed density of 2 drew nothing of a young field.
     last = [r for r in read_recording(tmp_path / "run.mcap") if r.topic == "triplanes"][-1]

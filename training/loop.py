@@ -19,6 +19,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,7 +27,7 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
-from training.checkpoint import CheckpointError, weights_hash
+from training.checkpoint import CheckpointError, load_train_state, weights_hash
 
 log = logging.getLogger(__name__)
 LOSS_WINDOW = 100  # steps averaged for the first and the final loss
@@ -39,6 +40,18 @@ def warmup_cosine(step: int, total: int, peak: float, warmup: int, floor: float 
         return peak * (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
     return peak * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def model_and_ema(
+    build: Callable[[], nn.Module], seed: int, device: str
+) -> tuple[nn.Module, nn.Module]:
+    """The network to train and its EMA copy (frozen), from the same seed on every rank."""
+    torch.manual_seed(seed)  # identical initial weights on every rank
+    model = build().to(device)
+    ema = build().to(device)
+    ema.load_state_dict(model.state_dict())
+    ema.requires_grad_(False)
+    return model, ema
 
 
 def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
@@ -87,6 +100,27 @@ def restore_train_state(
                 "step": tensors[f"adam/{index}/step"].float(),
             }
     optimizer.load_state_dict(state)
+
+
+def resume(
+    out: Path,
+    load: Callable[[Path], Any],
+    load_ema: Callable[[Any], None],
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+) -> int:
+    """The step to go on from: OUT's checkpoint (`load`; None to start afresh) gives the
+    EMA weights, its train.safetensors the raw weights and optimiser; 0 without them."""
+    if not (Path(out) / "config.json").exists():
+        return 0
+    saved = load(out)
+    tensors = load_train_state(out)
+    if saved is None or tensors is None:
+        return 0
+    load_ema(saved)
+    restore_train_state(model, optimizer, tensors)
+    log.info("resumed %s at step %d", out, saved.step)
+    return saved.step
 
 
 # ---- the loop -------------------------------------------------------------------------

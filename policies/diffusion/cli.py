@@ -10,28 +10,26 @@ import logging
 import sys
 from pathlib import Path
 
+from training.arguments import add_training_arguments
+
 log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", type=Path, help="dataset directory (default data/TASK)")
-    parser.add_argument("--out", type=Path, help="checkpoint directory (default checkpoints/TASK)")
-    parser.add_argument("--steps", type=int, default=20_000, help="optimiser steps")
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument(
-        "--down-dims", type=int, nargs="+", default=[64, 128, 256], help="U-Net widths"
+    add_training_arguments(
+        parser,
+        data="data/TASK",
+        out="checkpoints/TASK",
+        steps=20_000,
+        batch_size=256,
+        down_dims=(64, 128, 256),
+        lr=None,
+        lr_help="peak learning rate (default 1e-4)",
     )
-    parser.add_argument("--lr", type=float, help="peak learning rate (default 1e-4)")
     parser.add_argument(
         "--action-horizon",
         type=int,
         help="Ta, actions executed per chunk outside RTI (default 8; training does not use it)",
-    )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="auto", help="cpu, cuda or auto")
-    parser.add_argument("--no-resume", action="store_true", help="start from scratch")
-    parser.add_argument(
-        "--threads", type=int, help="CPU threads (default: every core this process may use)"
     )
 
 

@@ -21,16 +21,8 @@ from policies.diffusion.configuration import DiffusionConfig
 from policies.diffusion.data import Normalizer, windows
 from policies.diffusion.network import ConditionalUnet1D
 from policies.diffusion.scheduler import NoiseSchedule
-from training.checkpoint import load_into, load_train_state
-from training.loop import (
-    rank_and_world,
-    restore_train_state,
-    run_steps,
-    set_learning_rate,
-    train_state,
-    update_ema,
-    warmup_cosine,
-)
+from training import loop
+from training.checkpoint import load_into
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +39,7 @@ def build_network(config: DiffusionConfig) -> ConditionalUnet1D:
 
 def learning_rate(step: int, config: DiffusionConfig) -> float:
     """Linear warm-up, then cosine decay to zero at num_steps."""
-    return warmup_cosine(step, config.num_steps, config.lr, config.warmup_steps)
+    return loop.warmup_cosine(step, config.num_steps, config.lr, config.warmup_steps)
 
 
 def ema_decay(step: int, config: DiffusionConfig) -> float:
@@ -90,16 +82,17 @@ def train(
     device: str = "cpu",
 ) -> dict[str, float]:
     """Train for config.num_steps optimiser steps; return the loss summary."""
-    rank, world = rank_and_world()
-    torch.manual_seed(config.seed)  # identical initial weights on every rank
-    model = build_network(config).to(device)
-    ema = build_network(config).to(device)
-    ema.load_state_dict(model.state_dict())
-    ema.requires_grad_(False)
+    rank, world = loop.rank_and_world()
+    model, ema = loop.model_and_ema(lambda: build_network(config), config.seed, device)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.lr, betas=config.adam_betas, weight_decay=config.weight_decay
     )
-    start = _resume(out, model, ema, optimizer) if resume else 0
+    checkpoint_file = Path(out) / "model.safetensors"
+
+    def load_ema(saved: ckpt.Checkpoint) -> None:
+        load_into(ema, saved.model_state, checkpoint_file)
+
+    start = loop.resume(out, ckpt.load, load_ema, model, optimizer) if resume else 0
     trained = nn.parallel.DistributedDataParallel(model) if world > 1 else model
     schedule = NoiseSchedule(config.train_steps)
     sqrt_ab = torch.tensor(np.sqrt(schedule.alphas_cumprod), dtype=torch.float32, device=device)
@@ -117,20 +110,20 @@ def train(
         t = t.to(device)
         x_t = sqrt_ab[t, None, None] * x0 + sqrt_one_minus[t, None, None] * noise
         loss = nn.functional.mse_loss(trained(x_t, t, cond), noise)
-        set_learning_rate(optimizer, learning_rate(step, config))
+        loop.set_learning_rate(optimizer, learning_rate(step, config))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        update_ema(ema, model, ema_decay(step, config))
+        loop.update_ema(ema, model, ema_decay(step, config))
         return loss.item()
 
     def save(step: int) -> None:
         checkpoint = ckpt.Checkpoint(
             config, data.obs_normalizer, data.action_normalizer, ema.state_dict(), step
         )
-        ckpt.save(out, checkpoint, train_state(model, optimizer))
+        ckpt.save(out, checkpoint, loop.train_state(model, optimizer))
 
-    return run_steps(
+    return loop.run_steps(
         step_fn,
         model=model,
         start=start,
@@ -140,16 +133,3 @@ def train(
         desc=f"train {config.task or 'policy'}",
         progress=progress,
     )
-
-
-def _resume(out: Path, model: nn.Module, ema: nn.Module, optimizer: torch.optim.Optimizer) -> int:
-    if not (Path(out) / "config.json").exists():
-        return 0
-    saved = ckpt.load(out)
-    tensors = load_train_state(out)
-    if tensors is None:
-        return 0
-    load_into(ema, saved.model_state, Path(out) / "model.safetensors")
-    restore_train_state(model, optimizer, tensors)
-    log.info("resumed %s at step %d", out, saved.step)
-    return saved.step

@@ -12,22 +12,21 @@ import logging
 import sys
 from pathlib import Path
 
+from training.arguments import add_training_arguments
+
 log = logging.getLogger(__name__)
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", type=Path, help="dataset directory (default data/explore)")
-    parser.add_argument("--out", type=Path, help="default checkpoints/explore-teacher")
-    parser.add_argument("--steps", type=int, default=6000, help="optimiser steps")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument(
-        "--down-dims", type=int, nargs="+", default=[32, 64, 128], help="U-Net widths"
+    add_training_arguments(
+        parser,
+        data="data/explore",
+        out="checkpoints/explore-teacher",
+        steps=6000,
+        batch_size=16,
+        down_dims=(32, 64, 128),
+        lr=3e-4,
     )
-    parser.add_argument("--lr", type=float, default=3e-4, help="peak learning rate")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="auto", help="cpu, cuda or auto")
-    parser.add_argument("--no-resume", action="store_true", help="start from scratch")
-    _add_threads(parser)
 
 
 def _add_threads(parser: argparse.ArgumentParser) -> None:

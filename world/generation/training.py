@@ -15,17 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from training.checkpoint import load_train_state
-from training.loop import (
-    clipped_step,
-    rank_and_world,
-    restore_train_state,
-    run_steps,
-    set_learning_rate,
-    train_state,
-    update_ema,
-    warmup_cosine,
-)
+from training import loop
 from world.generation import checkpoint as ckpt
 from world.generation.data import ExampleSampler, ExploreFrames
 from world.generation.generator import GeneratorConfig, WorldGenerator, add_noise
@@ -70,13 +60,18 @@ def train_teacher(
     progress: bool = True,
     device: str = "cpu",
 ) -> dict[str, float]:
-    rank, world = rank_and_world()
-    torch.manual_seed(config.seed)  # identical initial weights on every rank
-    model, ema = WorldGenerator(config).to(device), WorldGenerator(config).to(device)
-    ema.load_state_dict(model.state_dict())
-    ema.requires_grad_(False)
+    rank, world = loop.rank_and_world()
+    model, ema = loop.model_and_ema(lambda: WorldGenerator(config), config.seed, device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=training.lr, weight_decay=1e-4)
-    start = _resume(out, model, ema, optimizer) if resume else 0
+
+    def teacher(directory: Path) -> ckpt.GeneratorCheckpoint | None:
+        saved = ckpt.load(directory)
+        return saved if saved.role == "teacher" else None  # a student starts afresh
+
+    def load_ema(saved: ckpt.GeneratorCheckpoint) -> None:
+        ema.load_state_dict(saved.model_state)
+
+    start = loop.resume(out, teacher, load_ema, model, optimizer) if resume else 0
     trained = nn.parallel.DistributedDataParallel(model) if world > 1 else model
     sampler = ExampleSampler(data, seed=training.seed * 1000 + rank + start)
     generator = torch.Generator().manual_seed(training.seed * 7919 + rank + start)
@@ -85,10 +80,10 @@ def train_teacher(
         x0, cond = sampler.batch(training.batch_size)
         cond.images, cond.motion = cond.images.to(device), cond.motion.to(device)
         loss = denoising_loss(trained, x0.to(device), cond, generator)
-        lr = warmup_cosine(step, training.steps, training.lr, training.warmup, floor=0.1)
-        set_learning_rate(optimizer, lr)
-        clipped_step(optimizer, loss, model)
-        update_ema(ema, model, min(training.ema_decay, (1 + step) / (10 + step)))
+        lr = loop.warmup_cosine(step, training.steps, training.lr, training.warmup, floor=0.1)
+        loop.set_learning_rate(optimizer, lr)
+        loop.clipped_step(optimizer, loss, model)
+        loop.update_ema(ema, model, min(training.ema_decay, (1 + step) / (10 + step)))
         return loss.item()
 
     def save(step: int) -> None:
@@ -100,9 +95,9 @@ def train_teacher(
             step,
             {"batch_size": training.batch_size, "lr": training.lr, "steps": training.steps},
         )
-        ckpt.save(out, checkpoint, train_state(model, optimizer))
+        ckpt.save(out, checkpoint, loop.train_state(model, optimizer))
 
-    return run_steps(
+    return loop.run_steps(
         step_fn,
         model=model,
         start=start,
@@ -112,16 +107,3 @@ def train_teacher(
         desc="train world teacher",
         progress=progress,
     )
-
-
-def _resume(out: Path, model: nn.Module, ema: nn.Module, optimizer) -> int:
-    if not (Path(out) / "config.json").exists():
-        return 0
-    saved = ckpt.load(out)
-    tensors = load_train_state(out)
-    if tensors is None or saved.role != "teacher":
-        return 0
-    ema.load_state_dict(saved.model_state)
-    restore_train_state(model, optimizer, tensors)
-    log.info("resumed %s at step %d", out, saved.step)
-    return saved.step

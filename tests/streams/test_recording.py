@@ -129,3 +129,28 @@ def test_losses_before_the_first_and_after_the_last_message_are_counted(tmp_path
     obs = summarize(path)["obs"]
     assert (obs.messages, obs.gaps, obs.lost_at_start, obs.lost_at_end) == (3, 1, 3, 3)
     assert obs.lost == 7 and obs.unknown_end == 0
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "says"),
+    [
+        ("tcp://127.0.0.1", "tcp needs HOST:PORT"),
+        ("http://x:1", "expected tcp://HOST:PORT"),
+        ("tcp://10.1.2.3:5599", "refusing to bind"),
+    ],
+)
+def test_replay_endpoint_mistakes_are_one_line(tmp_path, endpoint: str, says: str) -> None:
+    path = tmp_path / "one.mcap"
+    writer = McapWriter(path)
+    frames = encode("hb", Heartbeat(node="x"), seq=0, source="s", t_sent=0.0)
+    writer.write(decode([bytes(memoryview(f)) for f in frames]))
+    writer.close()
+    result = subprocess.run(
+        [sys.executable, "-m", "warmloop.cli", "replay", str(path), "--endpoint", endpoint],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and says in lines[0] and "Traceback" not in result.stderr

@@ -85,7 +85,11 @@ def mean_psnr(frames: np.ndarray, truth: np.ndarray) -> float:
 
 
 def revisit(
-    model, steps: int, seeds: list[int], segments: int = 4, memory: MemoryConfig = REVISIT_MEMORY
+    model,
+    steps: int,
+    seeds: list[int],
+    segments: int = 4,
+    memory_config: MemoryConfig = REVISIT_MEMORY,
 ) -> dict[str, object]:
     kinds = (
         "guided",
@@ -110,7 +114,7 @@ def revisit(
         for _, back in pairs:  # a baseline no one tuned: show the true start frame again
             scores["truth_copy"].append(image_scores(path.truth[0], path.truth[back])[0])
         for mode in ("guided", "unguided"):
-            memory = LocalMemory(path.intrinsics, memory, seed) if mode == "guided" else None
+            memory = LocalMemory(path.intrinsics, memory_config, seed) if mode == "guided" else None
             stream = WorldStream(model, steps, N, memory, fit="all", seed=seed)
             frames = rollout(stream, path).frames
             for first, back in pairs:
@@ -185,7 +189,7 @@ class Size:
 SIZES = {
     "full": Size(3, (0, 1, 2), (0, 1, 2, 3, 4, 5), 4, 8),
     "quick": Size(1, (0,), (0,), 4, 8),
-    "smoke": Size(1, (0,), (0,), 2, 2, MemoryConfig(steps_per_frame=2)),
+    "smoke": Size(1, (0, 1), (0,), 2, 2, MemoryConfig(steps_per_frame=2)),
 }
 
 

@@ -54,6 +54,13 @@ class PolicyNodeConfig:
     sampler: str = field(default="rti", metadata={"help": f"one of {SAMPLERS}"})
     seed: int = 0
     threads: int = 1  # the network's CPU threads (torch or onnxruntime): one per process
+    providers: str = field(
+        default="",
+        metadata={
+            "help": "onnxruntime execution providers in order, e.g. `cuda,cpu` or "
+            "`tensorrt,cuda,cpu` (default: every one usable here, GPU first)"
+        },
+    )
     summary: str = ""  # write a JSON summary here at the end
 
     def __post_init__(self) -> None:
@@ -67,6 +74,8 @@ class PolicyNodeConfig:
         if self.sampler not in SAMPLERS:
             raise ValueError(f"sampler must be one of {SAMPLERS}, got {self.sampler!r}")
         parse_qos(self.observation_qos)
+        if self.providers and self.backend != "onnx":
+            raise ValueError("providers are onnxruntime's: give them with backend onnx only")
         self._check_policy_exists()
 
     def _check_policy_exists(self) -> None:
@@ -84,14 +93,28 @@ class PolicyNodeConfig:
 
 def load_policy(config: PolicyNodeConfig):
     if config.backend == "onnx":
-        from policies.deploy.runtime import OnnxPolicy
+        from policies.deploy.runtime import OnnxPolicy, parse_providers
 
-        return OnnxPolicy(config.policy, config.sampler, seed=config.seed, threads=config.threads)
+        return OnnxPolicy(
+            config.policy,
+            config.sampler,
+            seed=config.seed,
+            threads=config.threads,
+            providers=parse_providers(config.providers),
+        )
     from policies.diffusion.policy import DiffusionPolicy
     from training.threads import INFERENCE, set_threads
 
     set_threads(config.threads, INFERENCE)
     return DiffusionPolicy(config.policy, config.sampler, seed=config.seed)
+
+
+def _description(policy, config: PolicyNodeConfig) -> str:
+    if config.backend == "onnx" and hasattr(policy, "manifest"):
+        from policies.deploy.runtime import describe
+
+        return describe(policy)
+    return f"{config.backend} backend, {config.threads} thread(s)"
 
 
 @dataclass
@@ -137,10 +160,24 @@ class PolicyNode(Node):
             {"observation": parse_qos(self.config.observation_qos)},
         )
         self.publisher = Publisher(parse_endpoint(self.config.publish, bind=True), source="policy")
-        log.info("policy: %s", getattr(self.policy, "providers", self.config.backend))
+        log.info("policy: %s", _description(self.policy, self.config))
 
     def shutdown(self) -> None:
         self.close("subscriber", "publisher")
+        figures = self.status()
+        latency = (
+            f"warm latency p50 {figures['latency_p50_ms']:.2f} ms, "
+            f"p99 {figures['latency_p99_ms']:.2f} ms"
+            if figures
+            else "no warm prediction"
+        )
+        log.info(
+            "policy: %d predictions (%d cold starts), %s; %d bad observations",
+            self.counters["predictions"],
+            self.counters["cold_starts"],
+            latency,
+            self.counters["bad_observations"],
+        )
 
     def loop(self) -> None:
         while not self.stopping:

@@ -58,7 +58,7 @@ fi
 
 # --- the project -------------------------------------------------------------------
 log "installing warmloop and its dependencies"
-pip install -q -e '.[dev]'
+pip install -q -e '.[all,dev]'
 
 rm -f "$VENV"/.stamp-*
 touch "$STAMP"

@@ -26,6 +26,28 @@ from warmloop import __version__
 
 EXIT_USAGE = 2
 
+# The extra of pyproject.toml that installs each optional top-level module: a command
+# whose module is missing names the extra to install instead of a traceback.
+EXTRA_OF_MODULE = {
+    "onnxruntime": "deploy",
+    "mujoco": "sim",
+    "gymnasium": "sim",
+    "imageio": "sim",
+    "tqdm": "sim",
+    "mcap": "record",
+    "torch": "train",
+    "safetensors": "train",
+    "onnx": "train",
+    "zarr": "train",
+    "open3d": "viz",
+    "matplotlib": "viz",
+}
+
+
+def missing_extra(error: ModuleNotFoundError) -> str | None:
+    """The extra that would install the module `error` is about, if it is one of ours."""
+    return EXTRA_OF_MODULE.get((error.name or "").split(".")[0])
+
 
 @dataclass(frozen=True)
 class Command:
@@ -203,7 +225,10 @@ def main(argv: list[str] | None = None) -> int:
     if isinstance(chosen, int):
         return chosen
     name, command, argv = chosen
-    args = build_parser(name, command).parse_args(argv)
+    try:
+        args = build_parser(name, command).parse_args(argv)
+    except ModuleNotFoundError as error:  # the command's module imports a missing extra
+        return _needs_extra(name, error)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -214,7 +239,21 @@ def main(argv: list[str] | None = None) -> int:
         build_parser().print_help()
         return EXIT_USAGE
     args.command_line = shlex.join(["warmloop", *argv])  # for results that record it
-    return command.handlers()[1](args)
+    try:
+        return command.handlers()[1](args)
+    except ModuleNotFoundError as error:  # a module imported late, when the command runs
+        return _needs_extra(name, error)
+
+
+def _needs_extra(name: str | None, error: ModuleNotFoundError) -> int:
+    extra = missing_extra(error)
+    if extra is None:
+        raise error
+    sys.stderr.write(
+        f"warmloop {name} needs the [{extra}] extra ({error.name} is not installed): "
+        f"pip install 'warmloop[{extra}]'\n"
+    )
+    return EXIT_USAGE
 
 
 if __name__ == "__main__":

@@ -144,6 +144,10 @@ def export(checkpoint_dir: Path, out: Path, k_prime: int | None = None) -> Manif
         rti_steps=rti_steps,
         checkpoint_weights_sha256=weights_hash(checkpoint.model_state),
         graphs=graphs,
+        betas=tuple(float(b) for b in schedule.betas),
+        alphas_cumprod=tuple(float(a) for a in schedule.alphas_cumprod),
+        first_timesteps=tuple(range(config.train_steps - 1, -1, -1)),
+        rti_timesteps=tuple(rti_timesteps(k_prime, rti_steps)),
     )
     (out / MANIFEST_FILE).write_text(manifest.to_json(), encoding="utf-8")
     return manifest

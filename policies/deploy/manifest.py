@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from policies.diffusion.configuration import rti_denoising_problem
+from policies.diffusion.sampler import rti_timesteps
 from training.json_file import read_json
 
 MANIFEST_SCHEMA_VERSION = 1
@@ -61,6 +64,12 @@ class Manifest:
     # Added within schema 1: an export that lacks them denoises as the paper does.
     rti_sampler: str = "ddpm"  # or "ddim", deterministic
     rti_steps: int = 0  # DDIM steps from K' to 0; 0 = all K'+1
+    # Added within schema 1, so that a runtime in another language needs no warmloop
+    # code (docs/deployment.md#a-runtime-in-another-language); empty in older exports.
+    betas: tuple[float, ...] = ()  # β_t, t = 0..K-1, of the squared-cosine schedule
+    alphas_cumprod: tuple[float, ...] = ()  # ᾱ_t = Π_{s≤t} (1 − β_s)
+    first_timesteps: tuple[int, ...] = ()  # the first prediction's DDPM chain, K-1..0
+    rti_timesteps: tuple[int, ...] = ()  # what rti_update.onnx denoises, K'..0
     schema_version: int = MANIFEST_SCHEMA_VERSION
 
     def to_json(self) -> str:
@@ -83,18 +92,24 @@ def rti_noise_draws(k_prime: int, mode: str, sampler: str = "ddpm") -> int:
 def read_manifest(directory: Path) -> Manifest:
     path = Path(directory) / MANIFEST_FILE
     data = read_json(path, "an exported policy", ExportError)
+    if not isinstance(data, dict):
+        raise ExportError(f"{path}: must hold a JSON object, got {type(data).__name__}")
     version = data.get("schema_version")
     if version != MANIFEST_SCHEMA_VERSION:
         raise ExportError(
             f"{path}: schema_version {version!r}; this warmloop reads version "
             f"{MANIFEST_SCHEMA_VERSION} (export again with this warmloop)"
         )
+    _check_types(data, path)
     try:
         graphs = {name: GraphEntry(**entry) for name, entry in data.pop("graphs").items()}
         manifest = Manifest(**{**data, "graphs": graphs})
     except (KeyError, TypeError, AttributeError) as exc:
         raise ExportError(f"{path}: malformed ({exc})") from None
     _check_fields(manifest, path)
+    _check_graph_shapes(manifest, path)  # the graphs are the truth the others must match
+    _check_normalizers(manifest, path)
+    _check_schedule(manifest, path)
     return manifest
 
 
@@ -123,6 +138,91 @@ def _check_fields(m: Manifest, path: Path) -> None:
     for ok, name, message in checks:
         if not ok:
             raise ExportError(f"{path}: field {name} {message}")
+
+
+# The JSON type each annotation of Manifest must have (bool is not an int here).
+_JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "str": (str,),
+    "int": (int,),
+    "float": (int, float),
+    "bool": (bool,),
+    "dict[str, Any]": (dict,),
+    "dict[str, GraphEntry]": (dict,),
+    "tuple[int, ...]": (list,),
+    "tuple[float, ...]": (list,),
+}
+
+
+def _check_types(data: dict, path: Path) -> None:
+    """Each field's JSON type, so that a hand-edited "11" fails here, named."""
+    for each in fields(Manifest):
+        if each.name not in data:
+            continue  # a missing required field is reported as malformed
+        value, allowed = data[each.name], _JSON_TYPES[str(each.type)]
+        wrong = not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed)
+        if not wrong and str(each.type).startswith("tuple"):
+            item = int if "int" in str(each.type) else (int, float)
+            wrong = not all(isinstance(v, item) and not isinstance(v, bool) for v in value)
+        if wrong:
+            raise ExportError(
+                f"{path}: field {each.name} must be {each.type}, got {json.dumps(value)[:60]}"
+            )
+
+
+def _check_normalizers(m: Manifest, path: Path) -> None:
+    for name, dim in (("obs_normalizer", m.obs_dim), ("action_normalizer", m.action_dim)):
+        value = getattr(m, name)
+        for key in ("low", "high"):
+            array = value.get(key)
+            ok = isinstance(array, list) and len(array) == dim
+            if not ok or not all(isinstance(v, int | float) for v in array):
+                raise ExportError(f"{path}: field {name}.{key} must be {dim} numbers")
+            if not np.isfinite(np.asarray(array, np.float64)).all():
+                raise ExportError(f"{path}: field {name}.{key} holds NaN or infinity")
+        if not isinstance(value.get("discrete_factor"), int | float):
+            raise ExportError(f"{path}: field {name}.discrete_factor must be a number")
+        if not isinstance(value.get("discrete_dims"), list):
+            raise ExportError(f"{path}: field {name}.discrete_dims must be a list")
+
+
+def _check_graph_shapes(m: Manifest, path: Path) -> None:
+    """obs_dim, action_dim and the horizons against the graphs' declared shapes."""
+    expected = {
+        ("network", "sample"): [m.pred_horizon, m.action_dim],
+        ("network", "cond"): [m.obs_horizon * m.obs_dim],
+        ("rti_update", "shifted"): [m.pred_horizon, m.action_dim],
+        ("rti_update", "cond"): [m.obs_horizon * m.obs_dim],
+    }
+    for (graph, name), tail in expected.items():
+        if graph not in m.graphs:
+            continue
+        shape = m.graphs[graph].inputs.get(name)
+        if shape is None or list(shape[1:]) != tail:
+            raise ExportError(
+                f"{path}: graphs.{graph} input {name} has shape {shape}, but obs_dim "
+                f"{m.obs_dim}, action_dim {m.action_dim} and the horizons make [batch, "
+                f"{', '.join(map(str, tail))}]"
+            )
+
+
+def _check_schedule(m: Manifest, path: Path) -> None:
+    """The tables, when present, must be the ones the runtime computes."""
+    from policies.diffusion.scheduler import NoiseSchedule
+
+    schedule = NoiseSchedule(m.train_steps, m.clip_sample)
+    tables = {
+        "betas": list(schedule.betas),
+        "alphas_cumprod": list(schedule.alphas_cumprod),
+        "first_timesteps": list(range(m.train_steps - 1, -1, -1)),
+        "rti_timesteps": rti_timesteps(m.k_prime, m.rti_steps),
+    }
+    for name, values in tables.items():
+        stored = list(getattr(m, name))
+        if stored and stored != values:
+            raise ExportError(
+                f"{path}: field {name} disagrees with train_steps {m.train_steps} "
+                f"(the squared-cosine schedule), k_prime and rti_steps"
+            )
 
 
 def verify_graph_file(directory: Path, entry: GraphEntry) -> Path:

@@ -58,17 +58,48 @@ def gpu_visible() -> bool:
     return result.returncode == 0 and "GPU" in result.stdout
 
 
+# Short names for --providers.
+PROVIDER_ALIASES = {
+    "tensorrt": "TensorrtExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "cpu": "CPUExecutionProvider",
+}
+
+
+def parse_providers(text: str) -> list[str] | None:
+    """`cuda,cpu` or onnxruntime's names -> a provider list; "" -> None (the default)."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    return [PROVIDER_ALIASES.get(name.lower(), name) for name in names] or None
+
+
+def unusable_reason(provider: str, available: set[str], gpu: bool) -> str | None:
+    """Why `provider` cannot run here, or None when it can."""
+    if provider not in available:
+        build = "onnxruntime-gpu" if GPU_PROVIDERS & available else "onnxruntime (CPU build)"
+        return f"not in this onnxruntime build ({build} has {sorted(available)})"
+    if provider in GPU_PROVIDERS and not gpu:
+        return "in this build, but no GPU is visible (no /dev/nvidia0, nvidia-smi lists none)"
+    return None
+
+
 def choose_providers(requested: Sequence[str] | None = None) -> list[str]:
-    """Providers to ask for, in order, from those usable on this machine."""
+    """Providers to ask for, in order, from those usable on this machine.
+
+    Asked-for providers that cannot run are dropped with a warning that says why (not in
+    this build, or no GPU visible); when none is left the error lists each reason. From
+    the default list, GPU providers are dropped quietly on a machine without a GPU.
+    """
     available = set(ort.get_available_providers())
     gpu = gpu_visible()
-    chosen = [
-        p
-        for p in (requested or PREFERRED_PROVIDERS)
-        if p in available and (p not in GPU_PROVIDERS or gpu)
-    ]
+    reasons = {p: unusable_reason(p, available, gpu) for p in requested or PREFERRED_PROVIDERS}
+    chosen = [p for p, reason in reasons.items() if reason is None]
     if not chosen:
-        raise ExportError(f"none of the providers {list(requested or [])} is usable here")
+        why = "; ".join(f"{p}: {reason}" for p, reason in reasons.items())
+        raise ExportError(f"none of the providers asked for is usable here ({why})")
+    if requested:
+        for provider, reason in reasons.items():
+            if reason is not None:
+                log.warning("%s skipped, %s; running on %s", provider, reason, chosen[0])
     return chosen
 
 
@@ -162,6 +193,7 @@ class OnnxPolicy:
         if sampler == "rti" and self.rti_graph is None:
             raise ExportError(f"{directory}: sampler 'rti' needs rti_update.onnx")
         self.providers = self.network.providers
+        self.threads = threads
         if chosen[0] != self.providers[0]:
             log.warning("asked for %s, onnxruntime gave %s", chosen, self.providers)
         self.sampler, self.executed, self.ddim_steps = sampler, executed, ddim_steps
@@ -242,10 +274,19 @@ class OnnxPolicy:
         return self.rng.standard_normal(shape, dtype=np.float32)
 
 
+def device_of(policy: OnnxPolicy) -> str:
+    """Where the graphs run: the GPU's device id, or the CPU with its thread count."""
+    if policy.network.on_gpu:
+        options = policy.network.session.get_provider_options().get(policy.providers[0], {})
+        return f"GPU {options.get('device_id', 0)}"
+    return f"CPU, {policy.threads or 'onnxruntime-chosen'} intra-op thread(s)"
+
+
 def describe(policy: OnnxPolicy) -> str:
     m: Manifest = policy.manifest
     return (
-        f"onnx policy: providers {policy.providers}, sampler {policy.sampler}, K'={m.k_prime} "
+        f"onnx policy on {policy.providers[0]} ({device_of(policy)}; session providers "
+        f"{policy.providers}), sampler {policy.sampler}, K'={m.k_prime} "
         f"({m.rti_sampler}, {policy.rti_calls} calls), "
         f"To={m.obs_horizon}, Tp={m.pred_horizon}, action_dim={m.action_dim}"
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -156,7 +157,8 @@ ALL = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvid
         (ALL, False, None, ["CPUExecutionProvider"]),  # a GPU build, no GPU visible
         (["CPUExecutionProvider"], True, None, ["CPUExecutionProvider"]),  # a CPU build
         (ALL, True, ["CUDAExecutionProvider"], ["CUDAExecutionProvider"]),
-        (ALL, False, ["CUDAExecutionProvider"], None),  # asked for, unusable: refused
+        (ALL, False, ["CUDAExecutionProvider"], "no GPU is visible"),  # refused, said why
+        (["CPUExecutionProvider"], True, ["CUDAExecutionProvider"], "not in this onnxruntime"),
     ],
 )
 def test_providers_follow_the_build_and_the_gpu(
@@ -166,11 +168,24 @@ def test_providers_follow_the_build_and_the_gpu(
 
     monkeypatch.setattr(runtime.ort, "get_available_providers", lambda: list(available))
     monkeypatch.setattr(runtime, "gpu_visible", lambda: gpu)
-    if expected is None:
-        with pytest.raises(ExportError, match="usable"):
+    if isinstance(expected, str):
+        with pytest.raises(ExportError, match=f"none of the providers .* usable here .*{expected}"):
             runtime.choose_providers(requested)
     else:
         assert runtime.choose_providers(requested) == expected
+
+
+def test_a_fallback_to_the_cpu_is_a_warning_that_says_why(monkeypatch, caplog) -> None:
+    import policies.deploy.runtime as runtime
+
+    monkeypatch.setattr(runtime.ort, "get_available_providers", lambda: list(ALL))
+    monkeypatch.setattr(runtime, "gpu_visible", lambda: False)
+    asked = runtime.parse_providers("cuda,cpu")
+    assert asked == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    with caplog.at_level(logging.WARNING):
+        assert runtime.choose_providers(asked) == ["CPUExecutionProvider"]
+    assert "CUDAExecutionProvider skipped, in this build, but no GPU is visible" in caplog.text
+    assert "running on CPUExecutionProvider" in caplog.text
 
 
 def test_providers_on_this_machine_end_with_the_cpu() -> None:
@@ -231,12 +246,47 @@ def test_weight_hash_mismatch_is_refused(exported, tmp_path) -> None:
 def test_graph_shapes_that_disagree_with_the_manifest_are_refused(exported, tmp_path) -> None:
     directory = _copy(exported, tmp_path)
 
-    def widen_condition(data: dict) -> None:
-        data["graphs"]["network"]["inputs"]["cond"] = ["batch", 23]
-        data["obs_dim"] = 23 // 2
+    def widen_condition(data: dict) -> None:  # a manifest consistent in itself
+        data["graphs"]["network"]["inputs"]["cond"] = ["batch", 24]
+        data["graphs"]["rti_update"]["inputs"]["cond"] = [1, 24]
+        data["obs_dim"] = 12
+        for key in ("low", "high"):
+            data["obs_normalizer"][key].append(0.0)
 
     _edit_manifest(directory, widen_condition)
     with pytest.raises(ExportError, match=r"network.onnx: input cond has shape"):
+        OnnxPolicy(directory)
+
+
+def _set(key: str, value):
+    return lambda data: data.update({key: value})
+
+
+def _truncate_normalizer(data: dict) -> None:
+    data["obs_normalizer"]["low"] = data["obs_normalizer"]["low"][:5]
+
+
+def _nudge_schedule(data: dict) -> None:
+    data["alphas_cumprod"][3] *= 1.0001
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (_set("obs_dim", "11"), r"field obs_dim must be int, got \"11\""),
+        (_set("rti_clip", 1), "field rti_clip must be bool"),
+        (_set("discrete_dims", [3.0]), "field discrete_dims must be tuple"),
+        (_set("obs_dim", 12), "graphs.network input cond has shape .* obs_dim 12"),
+        (_set("action_dim", 5), "graphs.network input sample has shape"),
+        (_truncate_normalizer, "field obs_normalizer.low must be 11 numbers"),
+        (_nudge_schedule, "field alphas_cumprod disagrees with train_steps 100"),
+        (_set("rti_timesteps", [2, 0]), "field rti_timesteps disagrees"),
+    ],
+)
+def test_manifest_mistakes_name_the_file_and_the_field(exported, tmp_path, edit, message) -> None:
+    directory = _copy(exported, tmp_path)
+    _edit_manifest(directory, edit)
+    with pytest.raises(ExportError, match=rf"manifest.json: {message}"):
         OnnxPolicy(directory)
 
 

@@ -333,7 +333,14 @@ def _write_results(args: argparse.Namespace, task: str, figures: dict) -> None:
 
 def load_policy(args: argparse.Namespace):
     """(policy, task, actions executed per prediction) for a checkpoint or an export."""
-    if (Path(args.checkpoint) / "manifest.json").exists():
+    directory = Path(args.checkpoint)
+    if not (directory / "manifest.json").exists() and not (directory / "config.json").exists():
+        # Never guess: a torch-free robot must not be sent to load a torch checkpoint.
+        raise ValueError(
+            f"{directory} is neither an export (no manifest.json) nor a checkpoint "
+            "(no config.json)"
+        )
+    if (directory / "manifest.json").exists():
         from policies.deploy.manifest import read_manifest
         from policies.deploy.runtime import OnnxPolicy
 

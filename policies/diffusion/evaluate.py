@@ -337,8 +337,7 @@ def load_policy(args: argparse.Namespace):
     if not (directory / "manifest.json").exists() and not (directory / "config.json").exists():
         # Never guess: a torch-free robot must not be sent to load a torch checkpoint.
         raise ValueError(
-            f"{directory} is neither an export (no manifest.json) nor a checkpoint "
-            "(no config.json)"
+            f"{directory} is neither an export (no manifest.json) nor a checkpoint (no config.json)"
         )
     if (directory / "manifest.json").exists():
         from policies.deploy.manifest import read_manifest

@@ -37,17 +37,16 @@ def robot(tmp_path_factory: pytest.TempPathFactory) -> Path:
     source = where / "source"  # a copy, so the build never writes into the checkout
     shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(*NOT_SHIPPED))
     wheels = where / "wheels"
-    built = _run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation"]
-        + [str(source), "-w", str(wheels)],
-        cwd=where,
-    )
+    wheel_flags = ("-q", "--no-deps", "--no-build-isolation", "-w", str(wheels))
+    built = _run([sys.executable, "-m", "pip", "wheel", *wheel_flags, str(source)], where)
     assert built.returncode == 0, built.stderr[-2000:]
     venv = where / "venv"
     assert _run([sys.executable, "-m", "venv", str(venv)], cwd=where).returncode == 0
     wheel = next(wheels.glob("warmloop-*.whl"))
-    installed = _run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
-                     + [f"warmloop[deploy] @ {wheel.as_uri()}"], cwd=where)  # fmt: skip
+    requirement = f"warmloop[deploy] @ {wheel.as_uri()}"
+    installed = _run(
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", requirement], where
+    )
     assert installed.returncode == 0, installed.stderr[-2000:]
     return venv / "bin"
 
@@ -94,26 +93,30 @@ def test_eval_of_a_directory_that_is_no_policy_says_so_without_torch(robot, tmp_
 
 def _sim(observations: str, actions: str, summary: Path) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "sim.node", "--task", "pickplace", "--episodes", "2"]
-        + ["--publish", observations, "--actions", actions, "--seed", "300000"]
-        + ["--rate-scale", str(RATE_SCALE), "--staleness", "0.2"]
-        + ["--wait-for-policy", "60", "--summary", str(summary)],
+        [
+            *(sys.executable, "-m", "sim.node", "--task", "pickplace", "--episodes", "2"),
+            *("--publish", observations, "--actions", actions, "--seed", "300000"),
+            *("--rate-scale", str(RATE_SCALE), "--staleness", "0.2"),
+            *("--wait-for-policy", "60", "--summary", str(summary)),
+        ],
         stderr=subprocess.PIPE,
         text=True,
         cwd=ROOT,
-    )  # fmt: skip
+    )
 
 
 def test_the_robot_install_drives_the_sim(robot: Path, exported: Path, tmp_path: Path) -> None:
     observations, actions = f"ipc://{tmp_path}/obs", f"ipc://{tmp_path}/act"
     sim = _sim(observations, actions, tmp_path / "sim.json")
     policy = subprocess.Popen(
-        [str(robot / "warmloop"), "deploy", str(exported), "--observations", observations]
-        + ["--publish", actions, "--dt", str(0.1 / RATE_SCALE), "--providers", "cpu"],
+        [
+            *(str(robot / "warmloop"), "deploy", str(exported), "--observations", observations),
+            *("--publish", actions, "--dt", str(0.1 / RATE_SCALE), "--providers", "cpu"),
+        ],
         stderr=subprocess.PIPE,
         text=True,
         cwd=tmp_path,
-    )  # fmt: skip
+    )
     try:
         assert sim.wait(timeout=180) == 0, sim.communicate()[1][-2000:]
     finally:

@@ -9,7 +9,6 @@ two DDIM steps), including the gripper's snap and the shift of the guess.
 from __future__ import annotations
 
 from collections import deque
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -117,6 +117,24 @@ def _description(policy, config: PolicyNodeConfig) -> str:
     return f"{config.backend} backend, {config.threads} thread(s)"
 
 
+def observation_problem(policy, observation: Observation) -> str | None:
+    """Why `observation` must not enter the policy's history, or None when it may.
+
+    Checked before the history takes it in: a bad state kept there would spoil the next
+    To predictions. A finite state can still normalise to infinity (3.4e38)."""
+    state = observation.state
+    if state.shape != (policy.obs_dim,):
+        return f"state has shape {state.shape}, the policy takes ({policy.obs_dim},)"
+    if observation.step < 0 or observation.episode < 0:
+        return f"step and episode must be >= 0, got {observation.step}, {observation.episode}"
+    if not np.isfinite(state).all():
+        return "state holds NaN or infinity"
+    with np.errstate(over="ignore", invalid="ignore"):
+        if not np.isfinite(policy.obs_normalizer.normalize(state)).all():
+            return "state normalises to infinity: far outside the trained range"
+    return None
+
+
 @dataclass
 class EpisodeHistory:
     """The last To observations of the current episode, oldest first."""
@@ -202,15 +220,11 @@ class PolicyNode(Node):
         }
 
     def _on_observation(self, observation: Observation) -> None:
-        if observation.state.shape != (self.policy.obs_dim,):
+        problem = observation_problem(self.policy, observation)
+        if problem is not None:
             # Kept out of the history, where it would spoil the next To predictions.
             self.counters["bad_observations"] += 1
-            log.warning(
-                "observation %d skipped: state has shape %s, the policy takes (%d,)",
-                observation.step,
-                observation.state.shape,
-                self.policy.obs_dim,
-            )
+            log.warning("observation %d skipped: %s", observation.step, problem)
             return
         self._newest = observation
         if self.history.add(observation):

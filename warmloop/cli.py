@@ -101,6 +101,11 @@ COMMANDS = (
         add="add_deploy_arguments",
         run="deploy_main",
     ),
+    Command(
+        "serve",
+        "serve an exported policy to robots: observation in, action chunk out (req/rep)",
+        "policies.serve",
+    ),
     Command("launch", "run a launch graph", "runtime.launch"),
     Command("replay", "republish an MCAP recording", "streams.replay"),
     Command("view", "view frames and 4D reconstructions", "viz.viewer"),

@@ -230,7 +230,11 @@ class OnnxPolicy:
             raise ValueError(f"observations must have shape {expected}, got {observations.shape}")
         if not np.isfinite(observations).all():
             raise ValueError("observations contain NaN or infinity")
-        return self.obs_normalizer.normalize(observations).reshape(1, -1)
+        with np.errstate(over="ignore", invalid="ignore"):
+            normalized = self.obs_normalizer.normalize(observations)
+        if not np.isfinite(normalized).all():  # e.g. 3.4e38: finite, but not once scaled
+            raise ValueError("observations normalise to infinity: far outside the trained range")
+        return normalized.reshape(1, -1)
 
     def predict_normalized(self, observations: np.ndarray) -> np.ndarray:
         cond = self.condition(observations)

@@ -130,3 +130,15 @@ def test_the_robot_install_drives_the_sim(robot: Path, exported: Path, tmp_path:
     assert policy.returncode == 0, policy_log[-2000:]
     assert "onnx policy on CPUExecutionProvider (CPU, 1 intra-op thread(s)" in policy_log
     assert "warm latency p50" in policy_log
+
+
+def test_the_thin_client_imports_numpy_pyzmq_and_msgpack_only(robot, tmp_path) -> None:
+    code = (
+        "import json, sys, importlib.metadata as md; before = set(sys.modules); "
+        "import policies.client; owners = md.packages_distributions(); "
+        "print(json.dumps(sorted({d for m in set(sys.modules) - before "
+        "for d in owners.get(m.split('.')[0], [])})))"
+    )
+    result = _run([str(robot / "python"), "-c", code], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert set(json.loads(result.stdout)) == {"numpy", "pyzmq", "msgpack", "warmloop"}

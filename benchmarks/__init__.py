@@ -92,6 +92,13 @@ BENCHMARKS = {
             ("viz",),
         ),
         Benchmark(
+            "deploy",
+            "the robot's install, cold start and latency: onnxruntime vs torch; served",
+            "benchmarks.deploy",
+            ("policies", "streams", "runtime", "warmloop/cli.py", "pyproject.toml"),
+            ("pickplace",),
+        ),
+        Benchmark(
             "onnx",
             "RTI update latency: torch eager vs onnxruntime, and parity",
             "benchmarks.onnx",

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -70,3 +72,26 @@ def test_documented_command_parses(doc: str, line: str) -> None:
         build_parser(name, command).parse_args(argv)
     except SystemExit as exc:
         pytest.fail(f"{doc}: `{line}` does not parse (exit {exc.code})")
+
+
+DEPLOYMENT = [line for doc, line in COMMANDS if doc == "deployment.md"]
+
+
+@pytest.mark.parametrize("line", DEPLOYMENT, ids=[line[:60] for line in DEPLOYMENT])
+def test_deployment_commands_run_with_help_appended(line: str) -> None:
+    """In a real process: the command's module imports and its parser builds."""
+    argv = [*shlex.split(line)[1:], "--help"]
+    done = subprocess.run(
+        [sys.executable, "-m", "warmloop.cli", *argv],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert done.returncode == 0, f"`{line} --help`: {done.stderr[-1000:]}"
+    assert done.stdout.startswith("usage: warmloop")
+
+
+def test_the_deployment_doc_shows_each_journeys_commands() -> None:
+    shown = {shlex.split(line)[1] for line in DEPLOYMENT}
+    assert {"export", "eval", "deploy", "serve"} <= shown

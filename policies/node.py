@@ -224,7 +224,9 @@ class PolicyNode(Node):
         if problem is not None:
             # Kept out of the history, where it would spoil the next To predictions.
             self.counters["bad_observations"] += 1
-            log.warning("observation %d skipped: %s", observation.step, problem)
+            self.warnings.warning(
+                "bad observations", "observation %d skipped: %s", observation.step, problem
+            )
             return
         self._newest = observation
         if self.history.add(observation):
@@ -244,7 +246,9 @@ class PolicyNode(Node):
             actions = self.policy.infer(np.stack(self.history.states))
         except ValueError as exc:
             self.counters["bad_observations"] += 1
-            log.warning("observation %d skipped: %s", observation.step, exc)
+            self.warnings.warning(
+                "bad observations", "observation %d skipped: %s", observation.step, exc
+            )
             return
         if not cold:
             self.latencies_ms.append((time.perf_counter() - began) * 1e3)

@@ -150,7 +150,10 @@ class PolicyServer(Node):
             return session.last_reply
         except ValueError as exc:
             self.counters["bad_observations"] += 1
-            log.warning("bad observation from %r (step %d): %s", client, observation.step, exc)
+            self.warnings.warning(
+                "bad observations", "bad observation from %r (step %d): %s",
+                client, observation.step, exc,
+            )  # fmt: skip
             return Error(code="bad_observation", message=str(exc))
 
     def _session(self, client: str, observation: Observation) -> Session:

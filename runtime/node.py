@@ -34,6 +34,32 @@ log = logging.getLogger(__name__)
 HEARTBEAT_PERIOD = 1.0  # seconds
 
 
+class ThrottledLog:
+    """Warnings that cannot flood a log: per kind, the first `first` lines, then one line
+    per `period` seconds saying how many were left out. Counters elsewhere stay exact."""
+
+    def __init__(self, logger: logging.Logger, first: int = 10, period: float = 10.0):
+        self.logger, self.first, self.period = logger, first, period
+        self._seen: Counter[str] = Counter()
+        self._quiet: Counter[str] = Counter()  # left out since the last summary line
+        self._last_summary: dict[str, float] = {}
+
+    def warning(self, kind: str, message: str, *args: Any) -> None:
+        self._seen[kind] += 1
+        if self._seen[kind] <= self.first:
+            self.logger.warning(message, *args)
+            return
+        self._quiet[kind] += 1
+        now = time.monotonic()
+        if now - self._last_summary.get(kind, -self.period) >= self.period:
+            self.logger.warning(
+                "%d more %s (%d in all); logging one line per %.0f s. Last: " + message,
+                self._quiet[kind], kind, self._seen[kind], self.period, *args,
+            )  # fmt: skip
+            self._quiet[kind] = 0
+            self._last_summary[kind] = now
+
+
 class Node:
     name = "node"
 
@@ -43,6 +69,7 @@ class Node:
         self.publisher: Publisher | None = None  # heartbeats go here when set
         self._stop = threading.Event()
         self._last_heartbeat = -HEARTBEAT_PERIOD
+        self.warnings = ThrottledLog(log)
 
     # ---- lifecycle -----------------------------------------------------------------
     def configure(self) -> None:
@@ -82,7 +109,16 @@ class Node:
         if handler is None:
             self.counters["unhandled"] += 1
             return False
-        handler(received.message)
+        try:
+            handler(received.message)
+        except Exception as exc:  # one message must never end the node's loop
+            kind = type(exc).__name__
+            self.counters["handler_errors"] += 1
+            self.counters[f"handler_errors.{kind}"] += 1
+            self.warnings.warning(
+                f"handler error {kind}", "%s: %s while handling %s: %s",
+                self.name, kind, received.message.SCHEMA, exc,
+            )  # fmt: skip
         return True
 
     def heartbeat(self, state: str = "running", force: bool = False) -> None:

@@ -147,3 +147,45 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def test_observations_that_would_crash_the_policy_are_skipped_and_it_answers_after(
+    exported: Path, tmp_path: Path
+) -> None:
+    """A finite 3.4e38 (infinite once normalised) and step -1 used to end `warmloop deploy`."""
+    from streams import Publisher, parse_endpoint
+
+    observations, actions = f"ipc://{tmp_path}/obs", f"ipc://{tmp_path}/act"
+    publisher = Publisher(parse_endpoint(observations, bind=True), source="robot")
+    chunks = Subscriber(actions, {"action": Queue(64)})
+    policy = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "warmloop.cli", "deploy", str(exported)),
+            *("--observations", observations, "--publish", actions),
+            *("--summary", str(tmp_path / "policy.json")),
+        ],
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    state = np.zeros(11, np.float32)
+    try:
+        answer, step = None, 0
+        while answer is None and step < 3000:  # until the node is up and answers
+            publisher.publish("observation", Observation(state=np.full(11, 3.4e38, np.float32)))
+            publisher.publish("observation", Observation(state=state, step=-1))
+            publisher.publish("observation", Observation(state=state, step=step + 1))
+            received = chunks.recv("action", timeout=0.02)
+            answer = received.message if received else None
+            step += 1
+        assert answer is not None and answer.first_index >= 1
+        assert np.isfinite(answer.actions).all()
+    finally:
+        policy.send_signal(signal.SIGTERM)
+        _, log = policy.communicate(timeout=30)
+        publisher.close()
+        chunks.close()
+    assert policy.returncode == 0, log[-2000:]
+    counters = json.loads((tmp_path / "policy.json").read_text())["counters"]
+    assert counters["bad_observations"] >= 2 and counters.get("handler_errors", 0) == 0
+    assert log.count("skipped") <= 12  # ten lines, then one summary per 10 s

@@ -33,6 +33,8 @@ class RecorderConfig:
     )
     publish: str = field(default="", metadata={"help": "bind here for heartbeats"})
     depth: int = 10_000  # messages buffered per topic while the writer is busy
+    queue_mb: float = 256.0  # bytes buffered across topics: past it the oldest are dropped
+    flush_s: float = 1.0  # longest a message waits in memory before its chunk is written
     summary: str = ""
 
     def __post_init__(self) -> None:
@@ -44,6 +46,10 @@ class RecorderConfig:
             )
         if self.depth < 1:
             raise ValueError(f"depth must be >= 1, got {self.depth}")
+        if self.queue_mb <= 0 or self.flush_s <= 0:
+            raise ValueError(
+                f"queue_mb and flush_s must be positive, got {self.queue_mb}, {self.flush_s}"
+            )
 
 
 def fresh_path(path: Path) -> Path:
@@ -69,6 +75,7 @@ class RecorderNode(Node):
             Subscriber(
                 parse_endpoint(spec, bind=False),
                 {topic: Queue(self.config.depth) for topic in self.config.topics},
+                max_buffered_bytes=int(self.config.queue_mb * 2**20),
             )
             for spec in self.config.connect
         ]
@@ -79,7 +86,7 @@ class RecorderNode(Node):
                 self.config.out,
                 self.path,
             )
-        self.writer = McapWriter(self.path)
+        self.writer = McapWriter(self.path, flush_s=self.config.flush_s)
         if self.config.publish:
             self.publisher = Publisher(
                 parse_endpoint(self.config.publish, bind=True), source="recorder"
@@ -88,9 +95,21 @@ class RecorderNode(Node):
     def loop(self) -> None:
         while not self.stopping:
             if not self._drain():
+                self.writer.flush_if_due()  # a quiet stream still reaches the disk
                 time.sleep(0.005)  # the subscribers' keeper threads buffer meanwhile
+            self._report_drops()
             self.heartbeat()
         self._drain()
+
+    def _report_drops(self) -> None:
+        dropped = sum(t.overflowed for s in self.subscribers for t in s.stats.topics.values())
+        if dropped > self.counters["dropped"]:
+            self.warnings.warning(
+                "dropped", "recorder: %d message(s) dropped so far: the writer fell behind "
+                "(queue %s MB, depth %d per topic)", dropped, self.config.queue_mb,
+                self.config.depth,
+            )  # fmt: skip
+            self.counters["dropped"] = dropped
 
     def _drain(self) -> bool:
         wrote = False

@@ -166,6 +166,11 @@ class SubscriberStats:
     topics: dict[str, TopicStats] = field(default_factory=dict)
 
 
+def _size(received: Received) -> int:
+    """Bytes a received message holds: its frames as they arrived."""
+    return sum(len(frame) for frame in received.frames)
+
+
 class Subscriber(SocketUser):
     """Receives typed messages on chosen topics, each with its own QoS."""
 
@@ -176,13 +181,24 @@ class Subscriber(SocketUser):
         *,
         context: zmq.Context | None = None,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        max_buffered_bytes: int | None = None,
     ):
+        """With `max_buffered_bytes`, the messages buffered across topics stay under that
+        many bytes: the oldest is dropped (counted as `overflowed`) to make room.
+
+        `max_message_bytes` is checked by the decoder, after ZeroMQ received the message:
+        ZMQ_MAXMSGSIZE would refuse it before allocating, but libzmq then cuts the
+        connection to that publisher for good (a protocol error is never reconnected), so
+        one oversized frame would silence a legitimate stream. The request/reply server,
+        whose peers reconnect themselves, sets it."""
         if not topics:
             raise ValueError("subscribe to at least one topic")
         if isinstance(endpoints, Endpoint | str):
             endpoints = [endpoints]
         resolved = [Endpoint(e, bind=False) if isinstance(e, str) else e for e in endpoints]
-        self._owned = OwnedSocket(zmq.SUB, resolved, context)
+        self._owned = OwnedSocket(zmq.SUB, resolved, context, {zmq.MAXMSGSIZE: max_message_bytes})
+        self._byte_budget = max_buffered_bytes
+        self.buffered_bytes = 0
         for topic in topics:
             self._owned.socket.setsockopt_string(zmq.SUBSCRIBE, topic)
         self._qos = dict(topics)
@@ -252,12 +268,18 @@ class Subscriber(SocketUser):
     def _pop(self, topic: str | None) -> Received | None:
         if topic is not None:
             buffer = self._buffers[topic]
-            return buffer.popleft()[1] if buffer else None
+            return self._take(buffer) if buffer else None
         oldest = None  # the buffer whose head arrived first
         for buffer in self._buffers.values():
             if buffer and (oldest is None or buffer[0][0] < oldest[0][0]):
                 oldest = buffer
-        return None if oldest is None else oldest.popleft()[1]
+        return None if oldest is None else self._take(oldest)
+
+    def _take(self, buffer: deque) -> Received:
+        received = buffer.popleft()[1]
+        if self._byte_budget is not None:
+            self.buffered_bytes -= _size(received)
+        return received
 
     def _keep_draining(self) -> None:
         # The keeper never spins: it holds the GIL while it decodes, and a busy keeper
@@ -306,12 +328,26 @@ class Subscriber(SocketUser):
         topic_stats.received += 1
         buffer = self._buffers[received.topic]
         if len(buffer) >= self._qos[received.topic].depth:
-            buffer.popleft()
+            self._take(buffer)
             if isinstance(self._qos[received.topic], Latest):
                 topic_stats.superseded += 1
             else:
                 topic_stats.overflowed += 1
         buffer.append((next(self._arrivals), received))
+        if self._byte_budget is not None:
+            self.buffered_bytes += _size(received)
+            self._keep_within_budget()
+
+    def _keep_within_budget(self) -> None:
+        """Drop the oldest buffered messages, of any topic, until under the byte budget;
+        the newest one stays, whatever its size."""
+        while self.buffered_bytes > self._byte_budget:
+            waiting = [(b[0][0], t) for t, b in self._buffers.items() if b]
+            if sum(len(b) for b in self._buffers.values()) <= 1:
+                return
+            name = min(waiting)[1]
+            self._take(self._buffers[name])
+            self.stats.topics[name].overflowed += 1
 
     def _count_sequence(self, received: Received, topic_stats: TopicStats) -> None:
         stamp = received.message.stamp

@@ -2,9 +2,14 @@
 
 Each MCAP message holds one warmloop message exactly as it crossed the wire: a msgpack
 array of the frames after the topic (header, then buffers). The topic is the MCAP
-channel. log_time is the receive time (ns, monotonic clock) and publish_time the
-sender's t_sent, so a replay can reproduce the original timing. Foxglove opens the
-files; a reader in any language decodes them with docs/protocol.md.
+channel. log_time is the receive time as wall-clock UTC nanoseconds (what MCAP tools
+expect); publish_time the sender's t_sent (its monotonic clock), so a replay can
+reproduce the original timing; the sender's own seq and monotonic capture time stay in
+the message. `sequence` counts per channel from 1. Chunks are zstd-compressed and
+written out at least every `flush_s` seconds (default 1) or 1 MiB, whichever comes
+first, so a recorder killed with SIGKILL loses about the last second at most; the cut
+file is read back chunk by chunk. Foxglove opens the files; a reader in any language
+decodes them with docs/protocol.md.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import os
 import signal
 import struct
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,10 +47,22 @@ def _ns(seconds: float) -> int:
     return max(0, int(seconds * 1e9))
 
 
-class McapWriter:
-    """Appends received messages to an MCAP file; `close()` leaves it readable."""
+def wall_ns(monotonic: float) -> int:
+    """A monotonic-clock time as wall-clock UTC nanoseconds, through the clocks' offset now."""
+    return max(0, time.time_ns() - int((time.monotonic() - monotonic) * 1e9))
 
-    def __init__(self, path: Path):
+
+FLUSH_S = 1.0  # seconds of data a recorder may hold before writing a chunk out
+
+
+class McapWriter:
+    """Appends received messages to an MCAP file; `close()` leaves it readable.
+
+    A chunk goes to disk when it reaches 1 MiB or when `flush_s` seconds passed since the
+    last one (checked on each write and on `flush_if_due()`, which an idle recorder
+    calls), so what a crash can lose is bounded in time as well as in bytes."""
+
+    def __init__(self, path: Path, flush_s: float = FLUSH_S):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._stream: BinaryIO = open(self.path, "wb")  # noqa: SIM115 - closed in close()
@@ -52,7 +70,11 @@ class McapWriter:
         self._writer.start(profile=PROFILE, library="warmloop")
         self._channels: dict[str, int] = {}
         self._schemas: dict[str, int] = {}
+        self._sequence: dict[int, int] = {}
         self.written = 0
+        self.flush_s = flush_s
+        self._pending = 0  # messages written since the last flush
+        self._flushed_at = time.monotonic()
         self._closed = False
 
     def _channel(self, topic: str, schema: str) -> int:
@@ -72,14 +94,25 @@ class McapWriter:
             [bytes(memoryview(getattr(f, "buffer", f))) for f in received.frames[1:]],
             use_bin_type=True,
         )
+        channel = self._channel(received.topic, message.SCHEMA)
+        self._sequence[channel] = self._sequence.get(channel, 0) + 1
         self._writer.add_message(
-            channel_id=self._channel(received.topic, message.SCHEMA),
-            log_time=_ns(received.t_received),
+            channel_id=channel,
+            log_time=wall_ns(received.t_received),
             publish_time=_ns(message.stamp.t_sent if message.stamp else 0.0),
             data=payload,
-            sequence=(message.stamp.seq if message.stamp else 0) & 0xFFFFFFFF,
+            sequence=self._sequence[channel] & 0xFFFFFFFF,
         )
         self.written += 1
+        self._pending += 1
+        self.flush_if_due()
+
+    def flush_if_due(self) -> None:
+        """Write the chunk in progress out when it holds `flush_s` seconds of data."""
+        if self._pending and time.monotonic() - self._flushed_at >= self.flush_s:
+            self._writer.flush()
+            self._pending = 0
+            self._flushed_at = time.monotonic()
 
     def close(self) -> None:
         if self._closed:
@@ -144,7 +177,11 @@ def _read_truncated(
         return  # an empty file: nothing was written
     stream.seek(0)
     reader = NonSeekingReader(stream, validate_crcs=True)
-    messages = reader.iter_messages(topics=None if topics is None else list(topics))
+    # In the order written: log-time order would read the whole file first, and a cut
+    # file's end raises before a single message came out.
+    messages = reader.iter_messages(
+        topics=None if topics is None else list(topics), log_time_order=False
+    )
     while True:
         try:
             _schema, channel, message = next(messages)
@@ -264,10 +301,12 @@ class Recorder:
         try:
             while not self._stop.is_set():
                 received = self.subscriber.recv(timeout=0.05)
-                if received is not None:
-                    self.writer.write(received)
-                    if self.writer.written == 1:  # a sign of life for whoever waits on us
-                        log.info("first message: %r", received.topic)
+                if received is None:
+                    self.writer.flush_if_due()  # a quiet stream still reaches the disk
+                    continue
+                self.writer.write(received)
+                if self.writer.written == 1:  # a sign of life for whoever waits on us
+                    log.info("first message: %r", received.topic)
             while (received := self.subscriber.recv(timeout=0.0)) is not None:
                 self.writer.write(received)
         finally:

@@ -48,7 +48,8 @@ class Service(SocketUser):
         self.source = source
         self._handlers = dict(handlers)
         self._max_bytes = max_message_bytes
-        self._owned = OwnedSocket(zmq.REP, [endpoint], context)
+        # ZeroMQ drops a frame over the cap, with its connection, before allocating it.
+        self._owned = OwnedSocket(zmq.REP, [endpoint], context, {zmq.MAXMSGSIZE: max_message_bytes})
         self._seq = count()
         self.errors = 0
 

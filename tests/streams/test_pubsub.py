@@ -195,3 +195,24 @@ def test_a_byte_budget_bounds_what_a_stuck_subscriber_costs_the_publisher(tmp_pa
         stuck.close(linger=0)
         context.term()
     assert grown < 16 + 40, grown  # the budget, and slack for the allocator and sockets
+
+
+def test_a_byte_budget_bounds_what_a_subscriber_buffers() -> None:
+    image = np.zeros((300, 1000), np.uint8)  # ~0.3 MB each
+    with (
+        Publisher("tcp://127.0.0.1:*", source="p") as pub,
+        Subscriber(pub.address, {"obs": Queue(1000)}, max_buffered_bytes=1_000_000) as sub,
+    ):
+        _connected(pub, sub, "obs")
+        received = sub.stats.topics["obs"].received
+        for step in range(20):
+            pub.publish("obs", Observation(state=np.zeros(1, np.float32), images={"c": image},
+                                           step=step))  # fmt: skip
+        assert wait_for(lambda: sub.stats.topics["obs"].received >= received + 20)
+        assert sub.buffered_bytes <= 1_000_000
+        steps = []
+        while (r := sub.recv("obs", timeout=0.05)) is not None:
+            steps.append(r.message.step)
+        assert steps == list(range(17, 20))  # the newest three fit
+        assert sub.stats.topics["obs"].overflowed == 17
+        assert sub.buffered_bytes == 0

@@ -126,3 +126,24 @@ def test_clock_estimate_recovers_a_known_offset() -> None:
     assert clock.rtt == pytest.approx(0.002)
     assert clock.offset == pytest.approx(offset)
     assert clock.to_local(offset + 3.0) == pytest.approx(3.0)
+
+
+def test_an_oversized_request_is_refused_before_it_is_allocated(tmp_path) -> None:
+    """ZMQ_MAXMSGSIZE: the server drops the frame and its sender; others go on."""
+    address = f"ipc://{tmp_path}/svc.ipc"
+    service = Service(address, {Observation: _policy}, source="p", max_message_bytes=100_000)
+    stop = threading.Event()
+    thread = threading.Thread(target=service.serve_until, args=(stop.is_set,), daemon=True)
+    thread.start()
+    huge = Observation(state=np.zeros(2, np.float32), images={"c": np.zeros(5_000_000, "u1")})
+    try:
+        with Client(address, source="big", timeout=0.3, retries=1) as client:
+            with pytest.raises(RequestTimeout):
+                client.request(huge)
+            reply = client.request(Observation(state=np.ones(2, np.float32))).message
+        assert isinstance(reply, ActionChunk)
+    finally:
+        stop.set()
+        thread.join()
+        service.close()
+    assert service.errors == 0  # never decoded: ZeroMQ refused it

@@ -33,6 +33,7 @@ _DTYPES = {
     (code, order): np.dtype(code).newbyteorder("=" if order == "|" else order)
     for code in WIRE_DTYPES
     for order in ("<", ">", "|")
+    if order != "|" or np.dtype(code).itemsize == 1  # "no byte order" only where none exists
 }
 _HEADER_KEYS = frozenset(
     {"schema", "version", "seq", "source", "t_capture", "t_sent", "fields", "arrays"}
@@ -154,6 +155,16 @@ def _decode_topic(view: memoryview) -> str:
     return topic
 
 
+def _map_length(view: memoryview) -> int:
+    """The entry count a msgpack map declares (fixmap, map 16 or map 32), read from its
+    first bytes: more than the decoded dict holds means a key came twice."""
+    first = view[0]
+    if 0x80 <= first <= 0x8F:
+        return first & 0x0F
+    width = {0xDE: 2, 0xDF: 4}.get(first, 0)
+    return int.from_bytes(view[1 : 1 + width], "big") if width else -1
+
+
 def _decode_header(view: memoryview) -> dict[str, Any]:
     if view.nbytes > MAX_HEADER_BYTES:
         raise DecodeError(f"header of {view.nbytes} bytes exceeds {MAX_HEADER_BYTES}")
@@ -166,6 +177,8 @@ def _decode_header(view: memoryview) -> dict[str, Any]:
     if type(header) is not dict or header.keys() != _HEADER_KEYS:
         keys = sorted(map(str, header)) if isinstance(header, dict) else type(header).__name__
         raise DecodeError(f"header must be a map with keys {sorted(_HEADER_KEYS)}, got {keys}")
+    if _map_length(view) != len(_HEADER_KEYS):  # msgpack keeps the last of repeated keys
+        raise DecodeError("header repeats a key")
     # One cheap pass for the common, valid case; name the bad field only when one is.
     t_capture, t_sent, seq, source = (
         header["t_capture"],
@@ -211,7 +224,9 @@ def _decode_array(spec: Any, view: memoryview) -> tuple[str, np.ndarray]:
             raise DecodeError(
                 f"array {name!r}: dtype {code!r} is not allowed; allowed: {WIRE_DTYPES}"
             )
-        raise DecodeError(f"array {name!r}: byte order {order!r} must be '<', '>' or '|'")
+        raise DecodeError(
+            f"array {name!r}: byte order {order!r} must be '<' or '>' ('|' only for 1-byte dtypes)"
+        )
     if type(shape) is not list or len(shape) > MAX_NDIM:
         raise DecodeError(f"array {name!r}: bad shape {shape!r:.80}")
     # numpy checks the rest in C: reshape rejects dimensions that are not integers and

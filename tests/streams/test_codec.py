@@ -172,3 +172,22 @@ def test_construction_validates() -> None:
             intrinsics=np.eye(3),
             pose=np.eye(4),
         )
+
+
+def test_rejects_no_byte_order_on_multi_byte_arrays(chunk_frames) -> None:
+    arrays = _header(chunk_frames)["arrays"]
+    arrays[0]["order"] = "|"  # f4: its byte order matters
+    with pytest.raises(DecodeError, match=r"'\|' only for 1-byte dtypes"):
+        decode(_with_header(chunk_frames, arrays=arrays))
+
+
+def test_rejects_a_header_that_repeats_a_key(chunk_frames) -> None:
+    header = _header(chunk_frames)
+    # A map of 9 entries whose last repeats `seq`: decoded, it would silently be seq=7.
+    items = b"".join(msgpack.packb(k) + msgpack.packb(v) for k, v in header.items())
+    repeated = bytes([0x80 | 9]) + items + msgpack.packb("seq") + msgpack.packb(7)
+    with pytest.raises(DecodeError, match="repeats a key"):
+        decode([chunk_frames[0], repeated, *chunk_frames[2:]])
+    big = b"\xde\x00\x09" + items + msgpack.packb("seq") + msgpack.packb(7)  # map 16
+    with pytest.raises(DecodeError, match="repeats a key"):
+        decode([chunk_frames[0], big, *chunk_frames[2:]])

@@ -87,9 +87,10 @@ BENCHMARKS = {
         ),
         Benchmark(
             "hardening",
-            "what long runs cost: the viewer's memory over hundreds of frames",
+            "what long runs and hostile input cost: viewer memory, kill -9, a flood",
             "benchmarks.hardening",
-            ("viz",),
+            ("viz", "benchmarks/hostile.py", "streams", "runtime", "policies"),
+            ("pickplace",),
         ),
         Benchmark(
             "deploy",

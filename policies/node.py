@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.node import Node, NodeType, config_from_args, node_main, run_node
+from runtime.node import Node, NodeType, node_main, run_from_args
 from streams import ActionChunk, Observation, Publisher, Subscriber, parse_endpoint, parse_qos
 
 log = logging.getLogger(__name__)
@@ -288,12 +288,7 @@ def add_deploy_arguments(parser: argparse.ArgumentParser) -> None:
 
 def deploy_main(args: argparse.Namespace) -> int:
     args.backend = "onnx"
-    try:
-        config = config_from_args(PolicyNodeConfig, args)
-    except ValueError as exc:
-        log.error("deploy: %s", exc)
-        return 2
-    return run_node(PolicyNode(config), Path(config.summary) if config.summary else None)
+    return run_from_args("deploy", PolicyNodeConfig, PolicyNode, args)
 
 
 def main(argv: list[str] | None = None) -> int:

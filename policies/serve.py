@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from policies.node import EpisodeHistory, observation_problem
-from runtime.node import Node, add_config_arguments, config_from_args, require, run_node
+from runtime.node import Node, add_config_arguments, require, run_from_args
 from streams import ActionChunk, Error, Observation, Service, parse_endpoint
 
 log = logging.getLogger(__name__)
@@ -217,9 +217,4 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main_from_args(args: argparse.Namespace) -> int:
-    try:
-        config = config_from_args(ServeConfig, args)
-    except ValueError as exc:
-        log.error("serve: %s", exc)
-        return 2
-    return run_node(PolicyServer(config), Path(config.summary) if config.summary else None)
+    return run_from_args("serve", ServeConfig, PolicyServer, args)

@@ -235,6 +235,17 @@ def add_config_arguments(
             parser.add_argument(flag, type=kind, default=default, required=required, help=text)
 
 
+def run_from_args(name: str, config_class: type, make_node: Callable[[Any], Node], args) -> int:
+    """A warmloop subcommand that runs one node: its config from the parsed command line
+    (one line and exit code 2 when the config refuses it), then `run_node`."""
+    try:
+        config = config_from_args(config_class, args)
+    except ValueError as exc:
+        log.error("%s: %s", name, exc)
+        return 2
+    return run_node(make_node(config), Path(config.summary) if config.summary else None)
+
+
 def run_node(node: Node, summary_path: Path | None = None) -> int:
     """Configure, loop and shut down `node`, stopping on SIGINT/SIGTERM. Exit code."""
     for signum in (signal.SIGINT, signal.SIGTERM):

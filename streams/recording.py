@@ -47,9 +47,10 @@ def _ns(seconds: float) -> int:
     return max(0, int(seconds * 1e9))
 
 
-def wall_ns(monotonic: float) -> int:
-    """A monotonic-clock time as wall-clock UTC nanoseconds, through the clocks' offset now."""
-    return max(0, time.time_ns() - int((time.monotonic() - monotonic) * 1e9))
+def wall_clock_offset_ns() -> int:
+    """Wall-clock UTC minus monotonic time, in ns, read once: adding one fixed offset keeps
+    log times in receive order (reading both clocks per message would jitter them)."""
+    return time.time_ns() - time.monotonic_ns()
 
 
 FLUSH_S = 1.0  # seconds of data a recorder may hold before writing a chunk out
@@ -71,6 +72,7 @@ class McapWriter:
         self._channels: dict[str, int] = {}
         self._schemas: dict[str, int] = {}
         self._sequence: dict[int, int] = {}
+        self._wall_offset_ns = wall_clock_offset_ns()
         self.written = 0
         self.flush_s = flush_s
         self._pending = 0  # messages written since the last flush
@@ -98,7 +100,7 @@ class McapWriter:
         self._sequence[channel] = self._sequence.get(channel, 0) + 1
         self._writer.add_message(
             channel_id=channel,
-            log_time=wall_ns(received.t_received),
+            log_time=max(0, self._wall_offset_ns + _ns(received.t_received)),
             publish_time=_ns(message.stamp.t_sent if message.stamp else 0.0),
             data=payload,
             sequence=self._sequence[channel] & 0xFFFFFFFF,

@@ -26,6 +26,24 @@ def _publish_until_heard(pub: Publisher, count_received, topic: str = "probe") -
     assert wait_for(heard, timeout=60.0, interval=0.01), "the recorder never connected"
 
 
+def _joined_recorder(pub: Publisher, module_args: list[str]):
+    """A recorder process (python -m MODULE ARGS), probed until it says it has its first
+    message, i.e. it has joined; the process and its stderr lines."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", *module_args], stderr=subprocess.PIPE, text=True
+    )
+    log = LineReader(process.stderr)
+
+    def joined() -> bool:
+        pub.publish("probe", Heartbeat(node="probe"))
+        return any("first message" in line for line in log.lines)
+
+    if not wait_for(joined, timeout=60.0, interval=0.02):
+        process.kill()
+        raise AssertionError(log.text())
+    return process, log
+
+
 def test_record_then_replay_gives_identical_messages(tmp_path) -> None:
     path = tmp_path / "run.mcap"
     sent = sample_messages() * 5
@@ -66,30 +84,9 @@ def test_record_then_replay_gives_identical_messages(tmp_path) -> None:
 def test_recorder_process_closes_a_readable_file_on_sigterm(tmp_path) -> None:
     path = tmp_path / "sig.mcap"
     with Publisher("tcp://127.0.0.1:*", source="sim") as pub:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "streams.recording",
-                str(path),
-                "--connect",
-                pub.address,
-                "--topic",
-                "probe",
-                "--topic",
-                "obs",
-            ],
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        log = LineReader(process.stderr)
+        command = ["streams.recording", str(path), "--connect", pub.address]
+        process, log = _joined_recorder(pub, [*command, "--topic", "probe", "--topic", "obs"])
         try:
-            # Probes until the recorder says it has its first message: it has joined.
-            def joined() -> bool:
-                pub.publish("probe", Heartbeat(node="probe"))
-                return any("first message" in line for line in log.lines)
-
-            assert wait_for(joined, timeout=60.0, interval=0.02), log.text()
             for step in range(200):
                 pub.publish("obs", Observation(state=np.full(3, step, np.float32), step=step))
                 time.sleep(0.002)
@@ -166,22 +163,9 @@ def test_a_recorder_killed_with_sigkill_loses_at_most_the_last_second(tmp_path) 
     path = tmp_path / "run.mcap"
     began_ns = time.time_ns()
     with Publisher("tcp://127.0.0.1:*", source="sim") as pub:
-        process = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "runtime.recorder_node", "--out", str(path)),
-                *("--connect", pub.address, "--topics", "probe", "--topics", "obs"),
-            ],
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        log = LineReader(process.stderr)
+        command = ["runtime.recorder_node", "--out", str(path), "--connect", pub.address]
+        process, _ = _joined_recorder(pub, [*command, "--topics", "probe", "--topics", "obs"])
         try:
-
-            def joined() -> bool:
-                pub.publish("probe", Heartbeat(node="probe"))
-                return any("first message" in line for line in log.lines)
-
-            assert wait_for(joined, timeout=60.0, interval=0.02), log.text()
             sent_at = []  # (monotonic time, seq) of each observation
             start = time.monotonic()
             for step in range(500):  # 100 Hz for 5 s

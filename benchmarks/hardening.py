@@ -69,13 +69,14 @@ def run(size: str, checkpoints: Path) -> BenchResult:
 def _add_hostile(result: BenchResult, size: str, checkpoints: Path) -> None:
     from benchmarks.hostile import flood_policy_node, kill9_loss_s
     from policies.deploy.export import export
+    from streams.recording import FLUSH_S
 
     repeats, seconds, messages = HOSTILE[size]
     with tempfile.TemporaryDirectory(prefix="warmloop-hostile-") as tmp:
         where = Path(tmp)
         loss = {"flushed": [], "mcap_chunks_only": []}
         for _ in range(repeats):  # interleaved: a busy moment hits both
-            loss["flushed"].append(kill9_loss_s(where, seconds, flush_s=1.0))
+            loss["flushed"].append(kill9_loss_s(where, seconds, flush_s=FLUSH_S))
             loss["mcap_chunks_only"].append(kill9_loss_s(where, seconds, flush_s=1e9))
         export(checkpoints / "pickplace", where / "export")
         flood = flood_policy_node(where, where / "export", messages)
@@ -92,7 +93,7 @@ def _add_hostile(result: BenchResult, size: str, checkpoints: Path) -> None:
     )
     result.table += [
         ["kill -9 of the recorder at 100 Hz: seconds lost (worst / median)",
-         f"flush each 1 s: {worst:.2f} / {np.median(loss['flushed']):.2f}",
+         f"flush each {FLUSH_S} s: {worst:.2f} / {np.median(loss['flushed']):.2f}",
          f"MCAP chunks alone: {np.median(loss['mcap_chunks_only']):.2f} (median)"],
         [f"policy node, {messages} bad observations: log lines", str(flood["flood_log_lines"]),
          f"one per message: {flood['flood_bad_observations_counted']}"],

@@ -34,7 +34,7 @@ class RecorderConfig:
     publish: str = field(default="", metadata={"help": "bind here for heartbeats"})
     depth: int = 10_000  # messages buffered per topic while the writer is busy
     queue_mb: float = 256.0  # bytes buffered across topics: past it the oldest are dropped
-    flush_s: float = 1.0  # longest a message waits in memory before its chunk is written
+    flush_s: float = 0.5  # longest a message waits in memory before its chunk is written
     summary: str = ""
 
     def __post_init__(self) -> None:

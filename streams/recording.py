@@ -6,8 +6,8 @@ channel. log_time is the receive time as wall-clock UTC nanoseconds (what MCAP t
 expect); publish_time the sender's t_sent (its monotonic clock), so a replay can
 reproduce the original timing; the sender's own seq and monotonic capture time stay in
 the message. `sequence` counts per channel from 1. Chunks are zstd-compressed and
-written out at least every `flush_s` seconds (default 1) or 1 MiB, whichever comes
-first, so a recorder killed with SIGKILL loses about the last second at most; the cut
+written out at least every `flush_s` seconds (default 0.5) or 1 MiB, whichever comes
+first, so a recorder killed with SIGKILL loses well under a second; the cut
 file is read back chunk by chunk. Foxglove opens the files; a reader in any language
 decodes them with docs/protocol.md.
 """
@@ -53,7 +53,9 @@ def wall_clock_offset_ns() -> int:
     return time.time_ns() - time.monotonic_ns()
 
 
-FLUSH_S = 1.0  # seconds of data a recorder may hold before writing a chunk out
+# Seconds of data a recorder may hold before writing a chunk out: half the 1 s a kill -9
+# may cost, so that delivery delays on a loaded machine fit within it.
+FLUSH_S = 0.5
 
 
 class McapWriter:

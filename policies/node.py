@@ -117,6 +117,15 @@ def _description(policy, config: PolicyNodeConfig) -> str:
     return f"{config.backend} backend, {config.threads} thread(s)"
 
 
+def latency_figures(latencies_ms) -> dict[str, float]:
+    """p50 and p99 of the warm predictions' latencies (ms), as heartbeats report them."""
+    latencies = np.asarray(latencies_ms)
+    return {
+        "latency_p50_ms": float(np.percentile(latencies, 50)),
+        "latency_p99_ms": float(np.percentile(latencies, 99)),
+    }
+
+
 def observation_problem(policy, observation: Observation) -> str | None:
     """Why `observation` must not enter the policy's history, or None when it may.
 
@@ -212,10 +221,8 @@ class PolicyNode(Node):
     def status(self) -> dict[str, float]:
         if not self.latencies_ms:
             return {}
-        latencies = np.asarray(self.latencies_ms)
         return {
-            "latency_p50_ms": float(np.percentile(latencies, 50)),
-            "latency_p99_ms": float(np.percentile(latencies, 99)),
+            **latency_figures(self.latencies_ms),
             "actions_per_prediction": float(np.mean(self.shifts)),
         }
 

@@ -24,12 +24,13 @@ import argparse
 import logging
 import time
 import zlib
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from policies.node import EpisodeHistory, observation_problem
+from policies.node import EpisodeHistory, latency_figures, observation_problem
 from runtime.node import Node, add_config_arguments, require, run_from_args
 from streams import ActionChunk, Error, Observation, Service, parse_endpoint
 
@@ -91,7 +92,7 @@ class PolicyServer(Node):
         super().__init__()
         self.config = config
         self.sessions: dict[str, Session] = {}
-        self.latencies_ms: list[float] = []
+        self.latencies_ms: deque[float] = deque(maxlen=10_000)  # a server runs for days
 
     def configure(self) -> None:
         from policies.deploy.runtime import OnnxPolicy, describe, parse_providers
@@ -126,13 +127,7 @@ class PolicyServer(Node):
         )
 
     def status(self) -> dict[str, float]:
-        if not self.latencies_ms:
-            return {}
-        latencies = np.asarray(self.latencies_ms[-10_000:])
-        return {
-            "latency_p50_ms": float(np.percentile(latencies, 50)),
-            "latency_p99_ms": float(np.percentile(latencies, 99)),
-        }
+        return latency_figures(self.latencies_ms) if self.latencies_ms else {}
 
     def _answer(self, observation: Observation) -> ActionChunk | Error:
         self.counters["requests"] += 1

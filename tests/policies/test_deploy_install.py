@@ -10,7 +10,6 @@ extra say which one.
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import subprocess
 import sys
@@ -18,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.deploy import build_robot_venv
 from policies.deploy.export import export
 from tests.no_torch import ROOT
 
 pytestmark = pytest.mark.slow
 RATE_SCALE = 4
-NOT_SHIPPED = (".venv", ".git", "runs", "checkpoints", "build", "*.egg-info", "__pycache__")
 
 
 def _run(command: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -33,22 +32,7 @@ def _run(command: list[str], cwd: Path, timeout: float = 300) -> subprocess.Comp
 @pytest.fixture(scope="module")
 def robot(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh venv holding `warmloop[deploy]` from a wheel of this checkout: its bin/."""
-    where = tmp_path_factory.mktemp("robot")
-    source = where / "source"  # a copy, so the build never writes into the checkout
-    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(*NOT_SHIPPED))
-    wheels = where / "wheels"
-    wheel_flags = ("-q", "--no-deps", "--no-build-isolation", "-w", str(wheels))
-    built = _run([sys.executable, "-m", "pip", "wheel", *wheel_flags, str(source)], where)
-    assert built.returncode == 0, built.stderr[-2000:]
-    venv = where / "venv"
-    assert _run([sys.executable, "-m", "venv", str(venv)], cwd=where).returncode == 0
-    wheel = next(wheels.glob("warmloop-*.whl"))
-    requirement = f"warmloop[deploy] @ {wheel.as_uri()}"
-    installed = _run(
-        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", requirement], where
-    )
-    assert installed.returncode == 0, installed.stderr[-2000:]
-    return venv / "bin"
+    return build_robot_venv(ROOT, tmp_path_factory.mktemp("robot"))
 
 
 @pytest.fixture(scope="module")

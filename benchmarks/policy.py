@@ -9,7 +9,7 @@ guess to level K' (Diffuser-style) where the checkpoint takes it as the state at
 (the paper's way), "rti_state" the reverse.
 Success comes from 8 environments stepped in lockstep with batched predictions;
 latency is per prediction at batch 1, torch eager, measured in a few more closed-loop
-episodes (seeds 200,000 onwards; RTI's first prediction of each episode, a full chain,
+episodes (seeds 300,000 onwards; RTI's first prediction of each episode, a full chain,
 excluded). The sampler overhead is one timed RTI update over its network calls
 ((K'+1) for the paper's DDPM chain) timed one by one, on the same inputs.
 """
@@ -26,6 +26,7 @@ import torch
 
 from benchmarks.harness import BenchResult, project_root, save_figure
 from benchmarks.load import cpu_hogs
+from policies import seeds
 from policies.diffusion.checkpoint import Checkpoint, load
 from policies.diffusion.configuration import DiffusionConfig
 from policies.diffusion.evaluate import EvalResult, evaluate
@@ -35,7 +36,7 @@ from training.threads import INFERENCE, cores_available, set_threads
 TASKS = ("pickplace", "pusht")
 LABELS = ("ddpm100", "ddim10", "rti", "rti_chunk", "rti_state", "rti_renoise")
 NUM_ENVS = 8
-LATENCY_SEED = 200_000  # episodes timed at batch 1, apart from the scored ones
+LATENCY_SEED = seeds.LATENCY  # episodes timed at batch 1, apart from the scored ones
 LATENCY_EPISODES = {"pickplace": 10, "pusht": 3}  # PushT episodes are up to 300 steps
 PLOT = Path("docs") / "img" / "policy_success_latency.png"
 # (label, sampler, actions executed per prediction or None for the checkpoint's Ta,

@@ -15,6 +15,11 @@ Then a closed-loop check evaluates K'−1, K', K'+1, 2K' and the smaller 1, 2 an
 half-width of the best. Candidates enter and denoise the chain as the checkpoint's RTI
 does, or as `--warm-start`, `--rti-sampler` and `--rti-steps` say (stored with K'); a
 DDIM step count above a candidate's K'+1 is cut to K'+1.
+
+Tune on one range, report on another (policies/seeds.py): the held-out observations are
+the scripted expert's, on tuning seeds the dataset never saw (training saw every dataset
+episode), and the closed-loop checks run on tuning seeds too, never on the seeds that
+`warmloop eval` and the benchmarks report on.
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ class Calibration:
     rti_sampler: str = "ddpm"  # how the candidates denoised from K'
     warm_start: str = "state"  # how they entered the chain at K'
     rti_steps: int = 0  # DDIM steps per update (0: K'+1), cut to K'+1 per candidate
+    held_out_first_seed: int | None = None  # expert episodes, tuning range
+    check_first_seed: int | None = None  # closed-loop checks, tuning range
 
 
 def offline_ratios(
@@ -91,9 +98,24 @@ def check_candidates(offline: int) -> list[int]:
     return sorted({k for k in near if k >= 0})
 
 
+def expert_observations(task: str, episodes: int) -> list[np.ndarray]:
+    """Observations along the scripted expert's episodes on the first tuning seeds."""
+    from policies import seeds
+    from sim.collect import collect_episode
+    from sim.envs import make_env
+
+    env = make_env(task)
+    try:
+        return [
+            collect_episode(env, task, i, seeds.TUNING_DEMONSTRATIONS + i, (), None)[0]["obs"]
+            for i in range(episodes)
+        ]
+    finally:
+        env.close()
+
+
 def calibrate(
     checkpoint_dir: Path,
-    data_dir: Path,
     episodes: int = 10,
     check_episodes: int = 20,
     progress: bool = True,
@@ -101,11 +123,11 @@ def calibrate(
     rti_steps: int | None = None,
     warm_start: str | None = None,
 ) -> Calibration:
+    from policies import seeds
     from policies.diffusion.checkpoint import load
     from policies.diffusion.evaluate import DEFAULT_NUM_ENVS, evaluate
     from policies.diffusion.policy import DiffusionPolicy
     from runtime.stats import wilson_half_width
-    from sim.dataset import load_episodes
 
     checkpoint = load(checkpoint_dir)
     rti_sampler = checkpoint.config.rti_sampler if rti_sampler is None else rti_sampler
@@ -115,8 +137,7 @@ def calibrate(
     problem = rti_denoising_problem(checkpoint.config.train_steps - 1, rti_sampler, rti_steps)
     if problem:
         raise ValueError(f"--{problem[0].replace('_', '-')} {problem[1]}")
-    stored = load_episodes(data_dir, with_images=False)
-    held_out = [e.arrays["obs"] for e in stored[-episodes:]]  # the latest episodes
+    held_out = expert_observations(checkpoint.config.task, episodes)
     policy = DiffusionPolicy(checkpoint, sampler="ddpm", seed=0)
     ratios = offline_ratios(policy, held_out)
     offline = choose(ratios)
@@ -137,6 +158,7 @@ def calibrate(
             checkpoint.config.task,
             check_episodes,
             executed=1,
+            seed=seeds.TUNING_CLOSED_LOOP,
             progress=progress,
             num_envs=DEFAULT_NUM_ENVS,
         ).success_rate
@@ -151,6 +173,8 @@ def calibrate(
         rti_sampler=rti_sampler,
         rti_steps=rti_steps,
         warm_start=warm_start,
+        held_out_first_seed=seeds.TUNING_DEMONSTRATIONS,
+        check_first_seed=seeds.TUNING_CLOSED_LOOP,
     )
 
 
@@ -181,12 +205,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("checkpoint", type=Path, help="checkpoint directory")
     parser.add_argument(
-        "--data",
-        type=Path,
-        required=True,
-        help="the task's dataset; its last episodes are the held-out ones",
+        "--episodes",
+        type=int,
+        default=10,
+        help="held-out expert episodes, on tuning seeds (policies/seeds.py)",
     )
-    parser.add_argument("--episodes", type=int, default=10, help="held-out episodes")
     parser.add_argument(
         "--check-episodes", type=int, default=20, help="closed-loop episodes per K' candidate"
     )
@@ -196,21 +219,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main_from_args(args: argparse.Namespace) -> int:
     from policies.diffusion.checkpoint import CheckpointError
-    from sim.dataset import DatasetError
     from training.threads import INFERENCE, set_threads
 
     set_threads(args.threads, INFERENCE)
     try:
         result = calibrate(
             args.checkpoint,
-            args.data,
             args.episodes,
             args.check_episodes,
             rti_sampler=args.rti_sampler,
             rti_steps=args.rti_steps,
             warm_start=args.warm_start,
         )
-    except (CheckpointError, DatasetError, ValueError) as exc:
+    except (CheckpointError, ValueError) as exc:
         sys.stderr.write(f"warmloop calibrate-rti: {exc}\n")
         return 2
     store(args.checkpoint, result)

@@ -1,7 +1,9 @@
 """`warmloop eval CHECKPOINT`: closed-loop success, score and latency in simulation.
 
-Evaluation seeds start at 100,000, far from the collection seeds (0, 1, 2, ...), so a
-policy is scored on starts it never saw.
+Evaluation seeds start at 100,000 (policies/seeds.py: REPORT), far from the collection
+seeds (0, 1, 2, ...) and from the tuning ones, so a policy is scored on starts it never
+saw and nothing was chosen on. `--delay D` plays the chunks late, as a robot whose
+inference takes D control ticks does (policies/diffusion/execution.py).
 """
 
 from __future__ import annotations
@@ -17,10 +19,19 @@ from typing import Any
 
 import numpy as np
 
-from runtime.stats import wilson_half_width
+from policies import seeds
+from policies.diffusion.execution import (
+    MERGES,
+    ChunkPlan,
+    add_delay_arguments,
+    check_timing,
+    frozen_rows,
+)
+from policies.diffusion.inpainting import DEFAULT_BETA
+from runtime.stats import wilson_half_width, wilson_interval
 
 log = logging.getLogger(__name__)
-EVAL_SEED = 100_000
+EVAL_SEED = seeds.REPORT
 DEFAULT_NUM_ENVS = 8
 
 
@@ -35,6 +46,16 @@ class EvalResult:
     network_calls_per_prediction: float
     actions_per_prediction: int
     mean_batch: float  # episodes served by one prediction call, on average
+    delay: int = 0  # ticks between an observation and its chunk becoming executable
+    jitter: int = 0
+    merge: str = "latest"
+    success_low: float = 0.0  # Wilson 95% interval bounds (not centred on the rate)
+    success_high: float = 1.0
+    boundary_jump: float = float("nan")  # mean ‖a_τ − a_τ−1‖ where a new chunk first plays
+    mean_step: float = float("nan")  # mean ‖a_τ − a_τ−1‖ over every tick, for reference
+    jerk: float = float("nan")  # mean ‖Δ³a‖ of the executed continuous actions
+    calls_per_tick: float = float("nan")  # network calls per episode tick, first predictions apart
+    cold_start_ms: float = float("nan")  # median first prediction of an episode (batched call)
     # one record per episode: episode, seed, success, score, length (steps)
     per_episode: list[dict] = field(default_factory=list, repr=False)
 
@@ -46,7 +67,7 @@ class _Slot:
     env: Any
     episode: int = -1
     history: deque = field(default_factory=deque)
-    queue: deque = field(default_factory=deque)
+    plan: ChunkPlan = field(default_factory=ChunkPlan)
     first: bool = True  # no prediction made yet in this episode
     best: float = 0.0
     length: int = 0  # steps played in this episode
@@ -59,6 +80,10 @@ class _Tally:
     latencies: list[float] = field(default_factory=list)
     batches: list[int] = field(default_factory=list)
     calls: int = 0
+    episode_calls: int = 0  # per episode served, after each episode's first prediction
+    cold_starts: list[float] = field(default_factory=list)  # first predictions, seconds
+    ticks: int = 0
+    smoothness: list[dict] = field(default_factory=list)
     per_episode: list[dict] = field(default_factory=list)
 
 
@@ -72,13 +97,17 @@ def evaluate(
     progress: bool = True,
     num_envs: int = 1,
     videos: tuple[Path, int] | None = None,
+    delay: int = 0,
+    jitter: int = 0,
+    merge: str = "latest",
 ) -> EvalResult:
     """Run `episodes` episodes, `num_envs` at a time in lockstep with batched inference.
 
-    Episode i is reset with seed + i whatever `num_envs` is; `executed` actions of each
-    predicted chunk are played. With num_envs > 1 the policy needs `infer_batch`.
-    `video` is an MP4 of episode 0; `videos` = (DIR, N) writes DIR/episodeI.mp4 for the
-    first N episodes.
+    Episode i is reset with seed + i whatever `num_envs` is; a prediction is made every
+    `executed` ticks, and its chunk plays `delay` (+ up to `jitter`) ticks later, merged
+    with the plan by `merge` (execution.py). With num_envs > 1 the policy needs
+    `infer_batch`. `video` is an MP4 of episode 0; `videos` = (DIR, N) writes
+    DIR/episodeI.mp4 for the first N episodes.
     """
     from tqdm import tqdm
 
@@ -86,6 +115,10 @@ def evaluate(
 
     if num_envs > 1 and not hasattr(policy, "infer_batch"):
         raise ValueError("this policy predicts one episode at a time: use num_envs=1")
+    if merge not in MERGES:
+        raise ValueError(f"merge must be one of {MERGES}, got {merge!r}")
+    check_timing(delay, jitter, executed, policy.obs_horizon - 1, policy.pred_horizon)
+    timing = {"delay": delay, "jitter": jitter, "executed": executed, "merge": merge}
     slots = [_Slot(make_env(task)) for _ in range(min(num_envs, episodes))]
     tally = _Tally()
     filmed = max(1 if video is not None else 0, videos[1] if videos else 0)
@@ -93,32 +126,22 @@ def evaluate(
     upcoming = iter(range(episodes))
     bar = tqdm(total=episodes, desc=f"eval {task}", disable=not progress)
     for index, slot in enumerate(slots):
-        _start_episode(slot, index, next(upcoming), policy, seed)
+        _start_episode(slot, index, next(upcoming), policy, seed, timing)
     active = list(enumerate(slots))
     while active:
-        waiting = [(i, s) for i, s in active if not s.queue]
+        waiting = [(i, s) for i, s in active if s.plan.needs_prediction()]
         for group in _prediction_groups(policy, waiting):
-            _predict(policy, group, executed, tally)
+            _predict(policy, group, tally)
         for index, slot in list(active):
             info = _step(slot, frames if slot.episode < filmed else None)
             if info is not None:  # the episode ended
-                tally.successes += bool(info["success"])
-                tally.scores.append(slot.best)
-                tally.per_episode.append(
-                    {
-                        "episode": slot.episode,
-                        "seed": seed + slot.episode,
-                        "success": bool(info["success"]),
-                        "score": slot.best,
-                        "length": slot.length,
-                    }
-                )
+                _tally_episode(tally, slot, info, seed)
                 bar.update()
                 episode = next(upcoming, None)
                 if episode is None:
                     active.remove((index, slot))
                 else:
-                    _start_episode(slot, index, episode, policy, seed)
+                    _start_episode(slot, index, episode, policy, seed, timing)
     bar.close()
     fps = slots[0].env.unwrapped.metadata["render_fps"]
     for slot in slots:
@@ -129,13 +152,31 @@ def evaluate(
         for episode in range(min(videos[1], episodes)):
             _write_video(videos[0] / f"episode{episode}.mp4", frames[episode], fps)
     tally.per_episode.sort(key=lambda record: record["episode"])
-    return _result(tally, episodes, executed)
+    return _result(tally, episodes, timing)
+
+
+def _tally_episode(tally: _Tally, slot: _Slot, info: dict, seed: int) -> None:
+    smoothness = slot.plan.smoothness()
+    tally.successes += bool(info["success"])
+    tally.scores.append(slot.best)
+    tally.ticks += slot.length
+    tally.smoothness.append(smoothness)
+    tally.per_episode.append(
+        {
+            "episode": slot.episode,
+            "seed": seed + slot.episode,
+            "success": bool(info["success"]),
+            "score": slot.best,
+            "length": slot.length,
+            **smoothness,
+        }
+    )
 
 
 def _step(slot: _Slot, frames: dict[int, list[np.ndarray]] | None) -> dict | None:
     """Play the slot's next queued action; the final info when its episode ends.
     With `frames`, the camera image is kept for the episode's video."""
-    observation, reward, terminated, truncated, info = slot.env.step(slot.queue.popleft())
+    observation, reward, terminated, truncated, info = slot.env.step(slot.plan.next_action())
     slot.history.append(observation)
     slot.length += 1
     slot.best = max(slot.best, float(info.get("score", reward)))
@@ -145,7 +186,7 @@ def _step(slot: _Slot, frames: dict[int, list[np.ndarray]] | None) -> dict | Non
     return info if terminated or truncated else None
 
 
-def _start_episode(slot: _Slot, index: int, episode: int, policy, seed: int) -> None:
+def _start_episode(slot: _Slot, index: int, episode: int, policy, seed: int, timing: dict) -> None:
     observation, _ = slot.env.reset(seed=seed + episode)
     if hasattr(policy, "infer_batch"):
         policy.reset(index)  # this slot's warm-start guess only
@@ -153,22 +194,34 @@ def _start_episode(slot: _Slot, index: int, episode: int, policy, seed: int) -> 
         policy.reset()
     slot.episode, slot.first, slot.best, slot.length = episode, True, 0.0, 0
     slot.history = deque([observation] * policy.obs_horizon, maxlen=policy.obs_horizon)
-    slot.queue.clear()
+    # The jitter draws follow the episode's seed, so an episode replays whatever
+    # environment slot it lands in.
+    rng = np.random.default_rng(seed + episode)
+    slot.plan = ChunkPlan(discrete_dims=discrete_dims(policy), rng=rng, **timing)
 
 
 def _prediction_groups(policy, waiting: list[tuple[int, _Slot]]) -> list[list]:
-    """Episodes to predict for together. Under RTI a first prediction denoises fully and
-    later ones warm-start: each kind gets its own call, so that only later ones are
-    timed. Other samplers cost the same every time: one call serves all."""
-    if getattr(policy, "sampler", None) != "rti":
+    """Episodes to predict for together. Under RTI (or inpainting) a first prediction
+    starts from noise and later ones from the previous chunk: each kind gets its own
+    call, so that only later ones are timed. Other samplers cost the same every time:
+    one call serves all."""
+    warm_starts = getattr(policy, "warm_starts", getattr(policy, "sampler", None) == "rti")
+    if not warm_starts:
         return [waiting] if waiting else []
     first = [w for w in waiting if w[1].first]
     later = [w for w in waiting if not w[1].first]
     return [group for group in (first, later) if group]
 
 
-def _predict(policy, group: list[tuple[int, _Slot]], executed: int, tally: _Tally) -> None:
-    """One prediction call for every episode in `group`; queue each one's actions."""
+def discrete_dims(policy) -> tuple[int, ...]:
+    """The action dimensions that are commands (a gripper), never averaged."""
+    if hasattr(policy, "manifest"):
+        return tuple(policy.manifest.discrete_dims)
+    return tuple(policy.config.discrete_dims)
+
+
+def _predict(policy, group: list[tuple[int, _Slot]], tally: _Tally) -> None:
+    """One prediction call for every episode in `group`; plan each one's chunk."""
     first = all(slot.first for _, slot in group)
     observations = np.stack([np.stack(s.history) for _, s in group])
     calls_before, began = policy.network_calls, time.perf_counter()
@@ -176,13 +229,17 @@ def _predict(policy, group: list[tuple[int, _Slot]], executed: int, tally: _Tall
         chunks = policy.infer_batch(observations, [i for i, _ in group])
     else:
         chunks = policy.infer(observations[0])[None]
-    if not first:  # RTI's first prediction of an episode always denoises fully
-        tally.latencies.append(time.perf_counter() - began)
+    elapsed = time.perf_counter() - began
+    if first:  # RTI's first prediction of an episode always denoises fully
+        tally.cold_starts.append(elapsed)
+    else:
+        tally.episode_calls += (policy.network_calls - calls_before) * len(group)
+        tally.latencies.append(elapsed)
         tally.calls += policy.network_calls - calls_before
         tally.batches.append(len(group))
     start = policy.obs_horizon - 1  # the chunk's action for the current step
     for (_, slot), chunk in zip(group, chunks, strict=True):
-        slot.queue.extend(chunk[start : start + executed])
+        slot.plan.receive(chunk, start)
         slot.first = False
 
 
@@ -193,9 +250,16 @@ def _write_video(path: Path, frames: list[np.ndarray], fps: float) -> None:
     imageio.mimwrite(path, frames, fps=fps)
 
 
-def _result(tally: _Tally, episodes: int, executed: int) -> EvalResult:
+def _result(tally: _Tally, episodes: int, timing: dict) -> EvalResult:
     ms = np.array(tally.latencies) * 1e3 if tally.latencies else np.array([np.nan])
     predictions = max(len(tally.batches), 1)
+    low, high = wilson_interval(tally.successes, episodes)
+
+    def mean_of(name: str) -> float:
+        values = [s[name] for s in tally.smoothness if np.isfinite(s[name])]
+        return float(np.mean(values)) if values else float("nan")
+
+    batch = float(np.mean(tally.batches)) if tally.batches else 1.0
     return EvalResult(
         episodes=episodes,
         success_rate=tally.successes / episodes,
@@ -204,8 +268,19 @@ def _result(tally: _Tally, episodes: int, executed: int) -> EvalResult:
         latency_p50_ms=float(np.percentile(ms, 50)),
         latency_p99_ms=float(np.percentile(ms, 99)),
         network_calls_per_prediction=tally.calls / predictions,
-        actions_per_prediction=executed,
-        mean_batch=float(np.mean(tally.batches)) if tally.batches else 1.0,
+        actions_per_prediction=timing["executed"],
+        mean_batch=batch,
+        delay=timing["delay"],
+        jitter=timing["jitter"],
+        merge=timing["merge"],
+        success_low=low,
+        success_high=high,
+        boundary_jump=mean_of("boundary_jump"),
+        mean_step=mean_of("mean_step"),
+        jerk=mean_of("jerk"),
+        # What one robot would call: a batched call counts once for every episode in it.
+        calls_per_tick=tally.episode_calls / max(tally.ticks, 1),
+        cold_start_ms=float(np.median(tally.cold_starts) * 1e3) if tally.cold_starts else np.nan,
         per_episode=tally.per_episode,
     )
 
@@ -242,8 +317,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_rti_arguments(parser)
     parser.add_argument("--episodes", type=int, default=50)
     parser.add_argument(
-        "--execute", type=int, help="actions executed per prediction (default: 1 for rti, Ta else)"
+        "--execute",
+        type=int,
+        help="actions executed per prediction (default: 1 for rti, Ta else; at least "
+        "delay + jitter, since one inference runs at a time)",
     )
+    add_delay_arguments(parser)
     parser.add_argument("--seed", type=int, default=EVAL_SEED, help="first evaluation seed")
     parser.add_argument(
         "--num-envs",
@@ -289,6 +368,7 @@ def main_from_args(args: argparse.Namespace) -> int:
             raise ValueError("an exported policy predicts one episode at a time: --num-envs 1")
         if args.videos and args.out is None:
             raise ValueError("--videos N writes into --out DIR: give --out")
+        check_timing(args.delay, args.jitter, executed, policy.obs_horizon - 1, policy.pred_horizon)
     except ValueError as exc:  # CheckpointError and ExportError are ValueErrors
         sys.stderr.write(f"warmloop eval: {exc}\n")
         return 2
@@ -302,6 +382,9 @@ def main_from_args(args: argparse.Namespace) -> int:
         args.video,
         num_envs=num_envs,
         videos=videos,
+        delay=args.delay,
+        jitter=args.jitter,
+        merge=args.merge,
     )
     figures = asdict(result)
     for key, value in figures.items():
@@ -349,8 +432,10 @@ def load_policy(args: argparse.Namespace):
                 "--k-prime, --warm-start, --rti-sampler and --rti-steps are fixed in an "
                 "exported policy; export again to change them"
             )
+        if getattr(args, "inpaint", "none") != "none":
+            raise ValueError("--inpaint runs on a checkpoint (torch) for now, not an export")
         manifest = read_manifest(args.checkpoint)
-        executed = args.execute or (1 if args.sampler == "rti" else manifest.action_horizon)
+        executed = _executed(args, manifest.action_horizon)
         policy = OnnxPolicy(
             args.checkpoint,
             args.sampler,
@@ -368,7 +453,7 @@ def load_policy(args: argparse.Namespace):
 
     checkpoint = load(args.checkpoint)
     config = checkpoint.config
-    executed = args.execute or (1 if args.sampler == "rti" else config.action_horizon)
+    executed = _executed(args, config.action_horizon)
     policy = DiffusionPolicy(
         checkpoint,
         sampler=args.sampler,
@@ -378,5 +463,19 @@ def load_policy(args: argparse.Namespace):
         warm_start=args.warm_start,
         rti_sampler=args.rti_sampler,
         rti_steps=args.rti_steps,
+        inpaint=getattr(args, "inpaint", "none"),
+        frozen=frozen_rows(
+            config.obs_horizon, getattr(args, "delay", 0), getattr(args, "jitter", 0)
+        ),
+        guidance_beta=getattr(args, "guidance_beta", DEFAULT_BETA),
     )
     return policy, config.task, executed
+
+
+def _executed(args: argparse.Namespace, action_horizon: int) -> int:
+    """Actions per prediction: as asked, else 1 for RTI and Ta for the others, raised to
+    the delay so that one inference runs at a time."""
+    if args.execute:
+        return args.execute
+    lookahead = getattr(args, "delay", 0) + getattr(args, "jitter", 0)
+    return max(1 if args.sampler == "rti" else action_horizon, lookahead)

@@ -15,7 +15,8 @@ from policies.diffusion.configuration import (
     rti_denoising_problem,
     rti_steps_within,
 )
-from policies.diffusion.sampler import RTIState, rti_update, sample_ddim, sample_ddpm
+from policies.diffusion.inpainting import DEFAULT_BETA, INPAINT_MODES, Inpainting, soft_mask
+from policies.diffusion.sampler import RTIState, rti_update, sample_ddim, sample_ddpm, shift_chunk
 from policies.diffusion.scheduler import NoiseSchedule
 from policies.diffusion.training import build_network
 from training.checkpoint import load_into
@@ -29,6 +30,11 @@ class DiffusionPolicy:
     shifted by `executed` actions and denoise from K'. `warm_start` ("state" or
     "renoise"), `rti_sampler` ("ddpm": K'+1 stochastic steps; "ddim": deterministic)
     and `rti_steps` (DDIM steps from K'; 0 = K'+1) override the checkpoint's.
+
+    Under inference delay, `inpaint` ("replace" or "guide", policies/diffusion/
+    inpainting.py) makes every prediction after an episode's first agree with the
+    previous chunk on its first `frozen` rows (the history rows plus the delay); `ddim`
+    and `rti` samplers only. `guidance_beta` clips RTC's guidance weight.
     """
 
     def __init__(
@@ -43,6 +49,9 @@ class DiffusionPolicy:
         warm_start: str | None = None,
         rti_sampler: str | None = None,
         rti_steps: int | None = None,
+        inpaint: str = "none",
+        frozen: int = 0,
+        guidance_beta: float = DEFAULT_BETA,
     ):
         if not isinstance(checkpoint, ckpt.Checkpoint):
             checkpoint = ckpt.load(Path(checkpoint))
@@ -70,6 +79,8 @@ class DiffusionPolicy:
             name, message = problem
             raise ValueError(f"{name} = {getattr(self, name)!r} (K' = {self.k_prime}): {message}")
         self.obs_horizon, self.pred_horizon = config.obs_horizon, config.pred_horizon
+        self._check_inpainting(inpaint, frozen, guidance_beta)
+        self.inpaint, self.frozen, self.guidance_beta = inpaint, frozen, guidance_beta
         self.obs_dim = config.obs_dim
         self.obs_normalizer = checkpoint.obs_normalizer
         self.action_normalizer = checkpoint.action_normalizer
@@ -80,6 +91,24 @@ class DiffusionPolicy:
         self.generator = torch.Generator(device=device).manual_seed(seed)
         self._rti_states: dict[int, RTIState] = {}
         self.network_calls = 0
+
+    def _check_inpainting(self, inpaint: str, frozen: int, beta: float) -> None:
+        if inpaint not in INPAINT_MODES:
+            raise ValueError(f"inpaint must be one of {INPAINT_MODES}, got {inpaint!r}")
+        if inpaint != "none" and self.sampler == "ddpm":
+            raise ValueError("inpainting needs the ddim or rti sampler")
+        if not 0 <= frozen <= self.pred_horizon - self.executed:
+            raise ValueError(
+                f"frozen must be in 0..{self.pred_horizon - self.executed} (the horizon less "
+                f"the executed actions), got {frozen}"
+            )
+        if beta < 0:
+            raise ValueError(f"guidance_beta must be at least 0, got {beta}")
+
+    @property
+    def warm_starts(self) -> bool:
+        """Whether predictions after an episode's first start from the previous chunk."""
+        return self.sampler == "rti" or self.inpaint != "none"
 
     @property
     def rti(self) -> RTIState:
@@ -123,35 +152,68 @@ class DiffusionPolicy:
         observations = self._check_batch(observations, slots)
         flat = self.obs_normalizer.normalize(observations).reshape(len(slots), -1)
         cond = torch.from_numpy(flat).to(self.device)
-        if self.sampler == "ddim":
-            timesteps = self.schedule.ddim_timesteps(self.ddim_steps)
-            noise = self._noise(len(slots))
-            return sample_ddim(self._eps_fn(cond), self.schedule, noise, timesteps)
         if self.sampler == "ddpm":
             return self._sample_full(cond)
-        warm = [i for i, slot in enumerate(slots) if self._rti_state(slot).warm]
+        warm = [
+            i for i, slot in enumerate(slots) if self.warm_starts and self._rti_state(slot).warm
+        ]
         cold = [i for i in range(len(slots)) if i not in warm]
         chunk = torch.empty(
             (len(slots), self.pred_horizon, self.config.action_dim), device=self.device
         )
         if warm:
             guess = torch.cat([self._rti_state(slots[i]).guess for i in warm])
-            chunk[warm] = rti_update(
-                self._eps_fn(cond[warm]),
-                self.schedule,
-                guess,
-                self.executed,
-                self.k_prime,
-                lambda: self._noise(len(warm)),
-                self.warm_start,
-                self.rti_sampler,
-                self.rti_steps,
-            )
-        if cold:  # the first prediction of an episode denoises fully
-            chunk[cold] = self._sample_full(cond[cold])
-        for i, slot in enumerate(slots):
-            self._rti_state(slot).store(chunk[i : i + 1])
+            chunk[warm] = self._warm_chunk(cond[warm], guess)
+        if cold:  # a DDIM prediction, or RTI's first of an episode: from pure noise
+            chunk[cold] = self._cold_chunk(cond[cold])
+        if self.warm_starts:
+            for i, slot in enumerate(slots):
+                self._rti_state(slot).store(chunk[i : i + 1])
         return chunk
+
+    def _cold_chunk(self, cond: torch.Tensor) -> torch.Tensor:
+        if self.sampler == "rti":  # the first prediction of an episode denoises fully
+            return self._sample_full(cond)
+        timesteps = self.schedule.ddim_timesteps(self.ddim_steps)
+        return sample_ddim(self._eps_fn(cond), self.schedule, self._noise(len(cond)), timesteps)
+
+    def _warm_chunk(self, cond: torch.Tensor, guess: torch.Tensor) -> torch.Tensor:
+        """From the previous chunks `guess`: an RTI update, or DDIM inpainting its prefix."""
+        batch = len(cond)
+        inpainting = self._inpainting(guess) if self.inpaint != "none" else None
+        if self.sampler == "ddim":
+            return sample_ddim(
+                self._eps_fn(cond),
+                self.schedule,
+                self._noise(batch),
+                self.schedule.ddim_timesteps(self.ddim_steps),
+                noise=lambda: self._noise(batch),
+                inpainting=inpainting,
+            )
+        return rti_update(
+            self._eps_fn(cond),
+            self.schedule,
+            guess,
+            self.executed,
+            self.k_prime,
+            lambda: self._noise(batch),
+            self.warm_start,
+            self.rti_sampler,
+            self.rti_steps,
+            inpainting,
+        )
+
+    def _inpainting(self, guess: torch.Tensor) -> Inpainting:
+        """Agree with the previous chunks' plan: `guess` shifted to this prediction's ticks."""
+        weights = soft_mask(self.pred_horizon, self.frozen, self.pred_horizon - self.executed)
+        return Inpainting(
+            known=shift_chunk(guess, self.executed),
+            frozen=self.frozen,
+            mode=self.inpaint,
+            weights=torch.from_numpy(weights).to(self.device),
+            beta=self.guidance_beta,
+            noised=not (self.sampler == "rti" and self.warm_start == "state"),
+        )
 
     def _check_batch(self, observations: np.ndarray, slots: Sequence[int]) -> np.ndarray:
         expected = (len(slots), self.obs_horizon, self.config.obs_dim)

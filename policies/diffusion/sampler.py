@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from policies.diffusion.configuration import rti_denoising_problem
+from policies.diffusion.inpainting import Inpainting
 from policies.diffusion.scheduler import NoiseSchedule
 
 Array = Any
@@ -33,12 +34,22 @@ NoiseFn = Callable[[], Array]  # returns standard normal noise shaped like the s
 
 
 def sample_ddpm(
-    eps_fn: EpsFn, schedule: NoiseSchedule, x: Array, noise: NoiseFn, start: int | None = None
+    eps_fn: EpsFn,
+    schedule: NoiseSchedule,
+    x: Array,
+    noise: NoiseFn,
+    start: int | None = None,
+    inpainting: Inpainting | None = None,
 ) -> Array:
-    """Stochastic reverse chain from step `start` (default K−1) down to 0."""
+    """Stochastic reverse chain from step `start` (default K−1) down to 0; with
+    `inpainting`, towards a frozen prefix (policies/diffusion/inpainting.py)."""
     start = schedule.train_steps - 1 if start is None else start
+    if inpainting is not None:
+        eps_fn = inpainting.eps_fn(eps_fn, schedule)
     for t in range(start, -1, -1):
         x = schedule.ddpm_step(x, eps_fn(x, t), t, noise() if t > 0 else None)
+        if inpainting is not None:
+            x = inpainting.replace(schedule, x, t - 1, noise)
     return x
 
 
@@ -49,11 +60,17 @@ def sample_ddim(
     timesteps: Sequence[int],
     eta: float = 0.0,
     noise: NoiseFn | None = None,
+    inpainting: Inpainting | None = None,
 ) -> Array:
-    """DDIM over the given descending timesteps, ending at the clean sample."""
+    """DDIM over the given descending timesteps, ending at the clean sample; with
+    `inpainting` (which then needs `noise` to replace), towards a frozen prefix."""
+    if inpainting is not None:
+        eps_fn = inpainting.eps_fn(eps_fn, schedule)
     for t, t_prev in zip(timesteps, [*timesteps[1:], -1], strict=True):
         step_noise = noise() if eta > 0 and noise is not None else None
         x = schedule.ddim_step(x, eps_fn(x, t), t, t_prev, eta, step_noise)
+        if inpainting is not None:
+            x = inpainting.replace(schedule, x, t_prev, noise)
     return x
 
 
@@ -117,11 +134,13 @@ def rti_update(
     mode: str = "state",
     sampler: str = "ddpm",
     steps: int = 0,
+    inpainting: Inpainting | None = None,
 ) -> Array:
     """One RTI prediction: shift the previous chunk, warm-start at K', denoise to 0.
 
     sampler "ddpm" runs every step K'..0 (`steps` must be 0); "ddim" runs `steps`
-    deterministic steps from K' (0: all K'+1).
+    deterministic steps from K' (0: all K'+1). `inpainting` freezes the prefix that
+    inference delay has already committed (its `known` is the shifted chunk).
     """
     if not 0 <= k_prime < schedule.train_steps:
         raise ValueError(f"k_prime must be in 0..{schedule.train_steps - 1}, got {k_prime}")
@@ -130,8 +149,9 @@ def rti_update(
         raise ValueError(f"RTI {problem[0]} ({sampler!r}, {steps} steps): {problem[1]}")
     x = warm_start(schedule, shift_chunk(previous, executed), k_prime, mode, noise)
     if sampler == "ddpm":
-        return sample_ddpm(eps_fn, schedule, x, noise, start=k_prime)
-    return sample_ddim(eps_fn, schedule, x, rti_timesteps(k_prime, steps))
+        return sample_ddpm(eps_fn, schedule, x, noise, start=k_prime, inpainting=inpainting)
+    timesteps = rti_timesteps(k_prime, steps)
+    return sample_ddim(eps_fn, schedule, x, timesteps, noise=noise, inpainting=inpainting)
 
 
 class RTIState:

@@ -145,8 +145,6 @@ def test_calibrate_rti_stores_a_checked_k_prime(dataset, tmp_path, capsys) -> No
             [
                 "calibrate-rti",
                 str(out),
-                "--data",
-                str(dataset),
                 "--episodes",
                 "1",
                 "--check-episodes",

@@ -196,7 +196,8 @@ class Subscriber(SocketUser):
         if isinstance(endpoints, Endpoint | str):
             endpoints = [endpoints]
         resolved = [Endpoint(e, bind=False) if isinstance(e, str) else e for e in endpoints]
-        self._owned = OwnedSocket(zmq.SUB, resolved, context, {zmq.MAXMSGSIZE: max_message_bytes})
+        # No ZMQ_MAXMSGSIZE here, on purpose (see above): the decoder refuses the frame.
+        self._owned = OwnedSocket(zmq.SUB, resolved, context)
         self._byte_budget = max_buffered_bytes
         self.buffered_bytes = 0
         for topic in topics:

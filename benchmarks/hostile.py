@@ -139,3 +139,89 @@ def flood_policy_node(where: Path, export_dir: Path, messages: int) -> dict:
         "flood_rss_growth_mb_policy": after - before,
         "flood_answered_after": answered,
     }
+
+
+OVERSIZE_BYTES = 200 * 2**20  # the issue's 200 MB frames, over the 64 MiB cap
+
+
+def _node_command(node: str, address: str, where: Path, export_dir: Path) -> tuple[list, str]:
+    """How to start `node` listening to `address`, and the topic it reads there."""
+    summary = str(where / f"oversize-{node}.json")
+    if node == "sim":
+        return [
+            *(sys.executable, "-m", "sim.node", "--task", "pickplace", "--episodes", "100"),
+            *("--actions", address, "--publish", f"ipc://{where}/oversize-sim-out"),
+            *("--summary", summary),
+        ], "action"
+    if node == "recorder":
+        return [
+            *(sys.executable, "-m", "runtime.recorder_node", "--out", str(where / "flood.mcap")),
+            *("--connect", address, "--topics", "frame", "--summary", summary),
+        ], "frame"
+    return [
+        *(sys.executable, "-m", "warmloop.cli", "deploy", str(export_dir)),
+        *("--observations", address, "--publish", f"ipc://{where}/oversize-policy-out"),
+        *("--summary", summary),
+    ], "observation"
+
+
+def _settled_rss(pid: int, quiet_s: float = 1.0, timeout: float = 60.0) -> float:
+    """RSS once it has stopped moving (within 1 MB over `quiet_s`): start-up is done."""
+    deadline, last = time.monotonic() + timeout, _rss_mb(pid)
+    while time.monotonic() < deadline:
+        time.sleep(quiet_s)
+        now = _rss_mb(pid)
+        if abs(now - last) < 1.0:
+            return now
+        last = now
+    return last
+
+
+def oversize_flood(where: Path, node: str, export_dir: Path, big: int, garbage: int) -> dict:
+    """One node's memory, log lines and (sim) deadline misses under `big` frames of 200
+    MB and then `garbage` undecodable ones, from a raw ZeroMQ publisher: before, peak,
+    after, and whether it is still running."""
+    import zmq
+
+    context = zmq.Context()
+    raw = context.socket(zmq.PUB)
+    raw.linger = 0
+    address = f"ipc://{where}/oversize-{node}"
+    raw.bind(address)
+    command, topic = _node_command(node, address, where, export_dir)
+    process = subprocess.Popen(command, cwd=project_root(), stderr=subprocess.PIPE, text=True)
+    lines = _Lines(process)
+    try:
+        before = _settled_rss(process.pid)
+        logged_before = len(lines.lines)
+        payload, peak = bytes(OVERSIZE_BYTES), before
+        for _ in range(big):
+            raw.send_multipart([topic.encode(), payload], copy=False)
+            for _ in range(5):  # ~0.5 s each: ZeroMQ hands it over, the node refuses it
+                time.sleep(0.1)
+                peak = max(peak, _rss_mb(process.pid))
+        junk = np.random.default_rng(0).bytes(64)
+        for _ in range(garbage):
+            raw.send_multipart([topic.encode(), junk])
+            time.sleep(0.0002)
+        after = _settled_rss(process.pid, timeout=20.0)
+        alive = process.poll() is None
+        flood_lines = len(lines.lines) - logged_before
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+        raw.close()
+        context.term()
+    figures = {
+        f"rss_before_mb_{node}": before,
+        f"rss_peak_mb_{node}": peak,
+        f"rss_growth_mb_{node}": after - before,
+        f"oversize_log_lines_{node}": flood_lines,
+        f"oversize_survived_{node}": alive,
+    }
+    summary = where / f"oversize-{node}.json"
+    if node == "sim" and summary.exists():
+        figures["flood_deadline_misses_per_10k"] = json.loads(summary.read_text()).get(
+            "misses_per_10k"
+        )
+    return figures

@@ -129,6 +129,16 @@ def test_eval_reports_success_latency_and_calls(dataset, tmp_path, capsys) -> No
     assert 1.0 < float(report["mean_batch"]) <= 2.0
     assert main([*args, "--num-envs", "0"]) == 2
     assert main(["eval", str(tmp_path / "missing"), "--episodes", "1"]) == 2
+    capsys.readouterr()
+    # Under delay: RTI predicts every d ticks, the prefix frozen; impossible timings refused.
+    delayed = ["eval", str(out), "--k-prime", "2", "--episodes", "1", "--delay", "2"]
+    assert main([*delayed, "--inpaint", "replace"]) == 0
+    report = dict(line.split(": ") for line in capsys.readouterr().out.strip().splitlines())
+    assert report["delay"] == "2" and report["actions_per_prediction"] == "2"
+    assert float(report["success_low"]) <= float(report["success_rate"])
+    assert main([*delayed, "--execute", "1"]) == 2
+    assert "two inferences" in capsys.readouterr().err
+    assert main([*delayed, "--delay", "15"]) == 2
 
 
 @pytest.mark.slow

@@ -144,21 +144,23 @@ def test_malformed_messages_are_counted_and_the_stream_goes_on() -> None:
 def test_an_oversized_message_is_refused_and_the_stream_goes_on(tmp_path) -> None:
     """One frame over the cap must not silence the publisher for good (ZMQ_MAXMSGSIZE on
     a subscriber would: libzmq drops the connection and never reconnects)."""
-    with Publisher(f"ipc://{tmp_path}/big", source="s") as pub:
-        with Subscriber(pub.address, {"obs": Queue(100)}, max_message_bytes=2_000) as sub:
+    with (
+        Publisher(f"ipc://{tmp_path}/big", source="s") as pub,
+        Subscriber(pub.address, {"obs": Queue(100)}, max_message_bytes=2_000) as sub,
+    ):
 
-            def small(step: int) -> None:
-                pub.publish("obs", Observation(state=np.zeros(3, np.float32), step=step))
+        def small(step: int) -> None:
+            pub.publish("obs", Observation(state=np.zeros(3, np.float32), step=step))
 
-            assert wait_for(lambda: small(0) or sub.recv("obs", timeout=0.02) is not None, 5)
-            pub.publish("obs", Observation(state=np.zeros(5_000, np.float32), step=1))  # 20 kB
-            steps = []
-            for step in range(2, 12):
-                small(step)
-                while (got := sub.recv("obs", timeout=0.05)) is not None:
-                    steps.append(got.message.step)
-            assert steps[-1] == 11 and 1 not in steps
-            assert sub.stats.decode_errors == 1
+        assert wait_for(lambda: small(0) or sub.recv("obs", timeout=0.02) is not None, 5)
+        pub.publish("obs", Observation(state=np.zeros(5_000, np.float32), step=1))  # 20 kB
+        steps = []
+        for step in range(2, 12):
+            small(step)
+            while (got := sub.recv("obs", timeout=0.05)) is not None:
+                steps.append(got.message.step)
+        assert steps[-1] == 11 and 1 not in steps
+        assert sub.stats.decode_errors == 1
 
 
 def test_topics_match_exactly_not_by_prefix() -> None:

@@ -200,7 +200,5 @@ def _viewer(size: str) -> BenchResult:
         f"({'met' if figures['viewer_rss_mb_per_min'] <= 2 else 'NOT met'}); over "
         f"{isolated_frames} frames at {fps:.1f} per second the renderer process was replaced "
         f"{replaced} time(s) (at +{300:.0f} MB).",
-        "Not measured yet: RSS of the sim and recorder under floods of oversized messages, "
-        "and the sim's deadline misses during a flood.",
     ]
     return BenchResult(figures, table, notes)

@@ -33,6 +33,7 @@ import zmq
 
 from streams.codec import DEFAULT_MAX_MESSAGE_BYTES, Received, decode, encode
 from streams.errors import DecodeError
+from streams.logs import ThrottledLog
 from streams.messages import Message
 from streams.sockets import Endpoint, OwnedSocket, SocketUser
 
@@ -204,6 +205,7 @@ class Subscriber(SocketUser):
             self._owned.socket.setsockopt_string(zmq.SUBSCRIBE, topic)
         self._qos = dict(topics)
         self._max_bytes = max_message_bytes
+        self._warnings = ThrottledLog(log)  # counters stay exact; the log stays short
         self._buffers: dict[str, deque[tuple[int, Received]]] = {t: deque() for t in topics}
         self._last_seq: dict[tuple[str, str], int] = {}
         self._arrivals = count()
@@ -318,9 +320,10 @@ class Subscriber(SocketUser):
             received = decode(frames, max_bytes=self._max_bytes, t_received=time.monotonic())
         except DecodeError as exc:
             self.stats.decode_errors += 1
-            log.warning(
-                "dropped a malformed message (%d so far): %s", self.stats.decode_errors, exc
-            )
+            self._warnings.warning(
+                "malformed", "dropped a malformed message (%d so far): %s",
+                self.stats.decode_errors, exc,
+            )  # fmt: skip
             return
         if received.topic not in self._buffers:
             return  # ZeroMQ subscriptions match prefixes; we want exact topics

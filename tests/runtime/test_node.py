@@ -6,8 +6,9 @@ import logging
 
 import numpy as np
 
-from runtime.node import Node, ThrottledLog
+from runtime.node import Node
 from streams import ActionChunk, Observation, Received
+from streams.logs import ThrottledLog
 
 
 def test_throttled_warnings_keep_the_first_lines_then_one_summary_per_period(caplog) -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -122,45 +123,49 @@ def test_seq_gaps_are_counted_as_drops() -> None:
     context.term()
 
 
-def test_malformed_messages_are_counted_and_the_stream_goes_on() -> None:
+GOOD = encode("obs", Observation(state=np.ones(2, np.float32)), seq=0, source="s", t_sent=0.0)
+
+
+@contextlib.contextmanager
+def _raw_publisher_and_subscriber():
+    """A bare ZeroMQ PUB (it sends whatever bytes it is given) and a subscriber that has
+    already received one good message from it."""
     context = zmq.Context()
     raw = context.socket(zmq.PUB)
     port = raw.bind_to_random_port("tcp://127.0.0.1")
-    good = encode("obs", Observation(state=np.ones(2, np.float32)), seq=0, source="s", t_sent=0.0)
-    with Subscriber(f"tcp://127.0.0.1:{port}", {"obs": Queue(10)}) as sub:
-        for _ in range(200):
-            raw.send_multipart(good)
-            if sub.recv("obs", timeout=0.02):
-                break
+    try:
+        with Subscriber(f"tcp://127.0.0.1:{port}", {"obs": Queue(10)}) as sub:
+            for _ in range(200):
+                raw.send_multipart(GOOD)
+                if sub.recv("obs", timeout=0.02):
+                    break
+            yield raw, sub
+    finally:
+        raw.close(linger=0)
+        context.term()
+
+
+def test_malformed_messages_are_counted_and_the_stream_goes_on() -> None:
+    with _raw_publisher_and_subscriber() as (raw, sub):
         errors_before = sub.stats.decode_errors
         raw.send_multipart([b"obs", b"\xc1 not msgpack"])
-        raw.send_multipart([b"obs", good[1]])  # declared array frame missing
-        raw.send_multipart(good)
+        raw.send_multipart([b"obs", GOOD[1]])  # declared array frame missing
+        raw.send_multipart(GOOD)
         assert sub.recv("obs", timeout=1.0) is not None
         assert sub.stats.decode_errors - errors_before == 2
-    raw.close(linger=0)
-    context.term()
 
 
 def test_a_flood_of_malformed_messages_logs_a_few_lines(caplog) -> None:
-    context = zmq.Context()
-    raw = context.socket(zmq.PUB)
-    port = raw.bind_to_random_port("tcp://127.0.0.1")
-    good = encode("obs", Observation(state=np.ones(2, np.float32)), seq=0, source="s", t_sent=0.0)
-    with Subscriber(f"tcp://127.0.0.1:{port}", {"obs": Queue(10)}) as sub:
-        for _ in range(200):
-            raw.send_multipart(good)
-            if sub.recv("obs", timeout=0.02):
-                break
-        with caplog.at_level(logging.WARNING, logger="streams.pubsub"):
-            for _ in range(500):
-                raw.send_multipart([b"obs", b"\xc1 not msgpack"])
-            raw.send_multipart(good)
-            assert sub.recv("obs", timeout=2.0) is not None
+    with (
+        _raw_publisher_and_subscriber() as (raw, sub),
+        caplog.at_level(logging.WARNING, logger="streams.pubsub"),
+    ):
+        for _ in range(500):
+            raw.send_multipart([b"obs", b"\xc1 not msgpack"])
+        raw.send_multipart(GOOD)
+        assert sub.recv("obs", timeout=2.0) is not None
         assert sub.stats.decode_errors == 500  # every one counted
         assert 10 <= len(caplog.messages) <= 12  # the first 10, then a summary a period
-    raw.close(linger=0)
-    context.term()
 
 
 def test_an_oversized_message_is_refused_and_the_stream_goes_on(tmp_path) -> None:

@@ -59,7 +59,10 @@ class ChunkExecutor:
         self.chunks.clear()
 
     def _index(self, chunk: ActionChunk, now: float) -> int:
-        return int(np.floor((now + self.clock_offset - chunk.t_first) / chunk.dt))
+        """The row due now: below 0 is not yet due, past the last is over. Clamped first,
+        since a valid chunk (t_first −1e300, dt 1e-9) divides to infinity."""
+        position = (now + self.clock_offset - chunk.t_first) / chunk.dt
+        return int(np.floor(np.clip(position, -1, len(chunk.actions))))
 
     def offer(self, chunk: ActionChunk, now: float) -> None:
         self.counters["chunks"] += 1

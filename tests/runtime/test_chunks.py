@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from runtime.chunks import ChunkExecutor
 from streams import ActionChunk
@@ -67,8 +69,43 @@ def test_clock_offset_shifts_chunk_times_into_ours() -> None:
     assert executor.due_action(10.15)[0] == 1.0
 
 
+@pytest.mark.parametrize(
+    ("t_first", "dt"), [(-1e300, 1e-9), (1e300, 1e-9), (0.0, 5e-324), (10.0, 1e300)]
+)
+def test_extreme_but_valid_timestamps_never_raise(t_first: float, dt: float) -> None:
+    """The protocol allows any finite t_first and positive dt; their ratio may not be."""
+    executor = ChunkExecutor("ensemble", staleness=1.0)
+    executor.offer(chunk(1.0, t_first=10.0), now=10.0)
+    extreme = ActionChunk(actions=np.zeros((4, 3), np.float32), t_first=t_first, dt=dt)
+    executor.offer(extreme, now=10.0)
+    due = executor.due_action(10.05)
+    assert due is None or np.isfinite(due).all()
+
+
 def test_bad_settings_are_refused() -> None:
     with pytest.raises(ValueError, match="merge strategy"):
         ChunkExecutor("median")
     with pytest.raises(ValueError, match="staleness"):
         ChunkExecutor("latest", staleness=0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    t_first=st.floats(allow_nan=False, allow_infinity=False),
+    dt=st.floats(min_value=0, exclude_min=True, allow_infinity=False),
+    rows=st.integers(1, 20),
+    now=st.floats(-1e6, 1e6),
+    strategy=st.sampled_from(["latest", "average", "ensemble"]),
+)
+def test_any_chunk_the_protocol_allows_is_offered_and_merged_without_raising(
+    t_first: float, dt: float, rows: int, now: float, strategy: str
+) -> None:
+    try:
+        extreme = ActionChunk(actions=np.ones((rows, 3), np.float32), t_first=t_first, dt=dt)
+    except ValueError:
+        return  # refused by the message's own validation: never reaches an executor
+    executor = ChunkExecutor(strategy, staleness=1.0)
+    executor.offer(chunk(1.0, t_first=now), now=now)
+    executor.offer(extreme, now=now)
+    due = executor.due_action(now + 0.05)
+    assert due is not None and np.isfinite(due).all()  # the first chunk still covers now

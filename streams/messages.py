@@ -240,6 +240,25 @@ class Frame(Message):
             )
         if self.depth is not None and np.isnan(self.depth).any():
             raise InvalidMessage(f"{self.SCHEMA}.depth: contains NaN (use inf for no return)")
+        problem = _camera_problem(self.intrinsics, self.pose)
+        if problem:
+            raise InvalidMessage(f"{self.SCHEMA}.{problem}")
+
+
+def _camera_problem(intrinsics: np.ndarray, pose: np.ndarray) -> str | None:
+    """Why a pinhole camera cannot be used, or None. Finite is not enough: fx = 0 or a
+    sheared pose turns every ray into inf or NaN downstream (a reconstruction fitted on
+    them is lost)."""
+    k = np.asarray(intrinsics, np.float64)
+    if not (k[0, 0] > 0 and k[1, 1] > 0) or not np.allclose(k[2], (0, 0, 1)):
+        return "intrinsics: need fx > 0, fy > 0 and a last row of (0, 0, 1)"
+    t = np.asarray(pose, np.float64)
+    if not np.allclose(t[3], (0, 0, 0, 1)):
+        return "pose: the last row must be (0, 0, 0, 1)"
+    rotation = t[:3, :3]
+    if not np.allclose(rotation @ rotation.T, np.eye(3), atol=1e-3) or np.linalg.det(rotation) < 0:
+        return "pose: the rotation must be orthonormal with determinant +1"
+    return None
 
 
 @_message

@@ -160,6 +160,25 @@ def test_rejects_schema_rule_violation(chunk_frames) -> None:
         decode(_with_header(chunk_frames, fields=fields))
 
 
+@pytest.mark.parametrize(
+    ("intrinsics", "pose", "message"),
+    [
+        (np.diag([0.0, 50.0, 1.0]), np.eye(4), "intrinsics: need fx > 0"),
+        (np.array([[50.0, 0, 32], [0, 50, 32], [0, 0, 2]]), np.eye(4), "last row of"),
+        (np.eye(3), np.diag([2.0, 1.0, 1.0, 1.0]), "rotation must be orthonormal"),
+        (np.eye(3), np.diag([-1.0, 1.0, 1.0, 1.0]), "determinant"),
+        (np.eye(3), np.vstack([np.eye(4)[:3], [0, 0, 1, 1]]), "pose: the last row"),
+    ],
+)
+def test_a_frame_needs_a_usable_pinhole_camera(intrinsics, pose, message) -> None:
+    """Finite is not enough: fx = 0 or a sheared pose makes every ray inf or NaN."""
+    with pytest.raises(InvalidMessage, match=message):
+        Frame(rgb=np.zeros((2, 2, 3), np.uint8), intrinsics=intrinsics, pose=pose)
+    rotated = np.eye(4)
+    rotated[:3, :3] = [[0, -1, 0], [1, 0, 0], [0, 0, 1]]
+    Frame(rgb=np.zeros((2, 2, 3), np.uint8), intrinsics=np.eye(3), pose=rotated.astype(np.float32))
+
+
 def test_construction_validates() -> None:
     with pytest.raises(InvalidMessage, match="state: contains NaN"):
         Observation(state=np.array([np.nan], np.float32))

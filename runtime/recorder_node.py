@@ -35,6 +35,10 @@ class RecorderConfig:
     depth: int = 10_000  # messages buffered per topic while the writer is busy
     queue_mb: float = 256.0  # bytes buffered across topics: past it the oldest are dropped
     flush_s: float = 0.5  # longest a message waits in memory before its chunk is written
+    foxglove: bool = field(
+        default=False,
+        metadata={"help": "also write Foxglove-native channels (images, calibration, /tf, JSON)"},
+    )
     summary: str = ""
 
     def __post_init__(self) -> None:
@@ -86,7 +90,9 @@ class RecorderNode(Node):
                 self.config.out,
                 self.path,
             )
-        self.writer = McapWriter(self.path, flush_s=self.config.flush_s)
+        self.writer = McapWriter(
+            self.path, flush_s=self.config.flush_s, foxglove=self.config.foxglove
+        )
         if self.config.publish:
             self.publisher = Publisher(
                 parse_endpoint(self.config.publish, bind=True), source="recorder"

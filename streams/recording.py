@@ -9,7 +9,9 @@ the message. `sequence` counts per channel from 1. Chunks are zstd-compressed an
 written out at least every `flush_s` seconds (default 0.5) or 1 MiB, whichever comes
 first, so a recorder killed with SIGKILL loses well under a second; the cut
 file is read back chunk by chunk. Foxglove opens the files; a reader in any language
-decodes them with docs/protocol.md.
+decodes them with docs/protocol.md. With `foxglove=True` each message also gets
+Foxglove-native companion channels (images, calibration, transforms, JSON for plots:
+streams/foxglove_channels.py), which warmloop's readers skip.
 """
 
 from __future__ import annotations
@@ -65,8 +67,9 @@ class McapWriter:
     last one (checked on each write and on `flush_if_due()`, which an idle recorder
     calls), so what a crash can lose is bounded in time as well as in bytes."""
 
-    def __init__(self, path: Path, flush_s: float = FLUSH_S):
+    def __init__(self, path: Path, flush_s: float = FLUSH_S, foxglove: bool = False):
         self.path = Path(path)
+        self.foxglove = foxglove  # also write Foxglove-native companions (foxglove_channels)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._stream: BinaryIO = open(self.path, "wb")  # noqa: SIM115 - closed in close()
         self._writer = Writer(self._stream)
@@ -81,16 +84,37 @@ class McapWriter:
         self._flushed_at = time.monotonic()
         self._closed = False
 
-    def _channel(self, topic: str, schema: str) -> int:
+    def _channel(
+        self,
+        topic: str,
+        schema: str,
+        encoding: str = MESSAGE_ENCODING,
+        schema_encoding: str = "",
+        schema_data: bytes = b"",
+    ) -> int:
         if topic not in self._channels:
             if schema not in self._schemas:
-                self._schemas[schema] = self._writer.register_schema(
-                    name=schema, encoding="", data=b""
+                self._schemas[schema] = (
+                    self._writer.register_schema(
+                        name=schema, encoding=schema_encoding, data=schema_data
+                    )
+                    if schema or schema_data
+                    else 0  # schemaless JSON: MCAP's schema id 0
                 )
             self._channels[topic] = self._writer.register_channel(
-                topic=topic, message_encoding=MESSAGE_ENCODING, schema_id=self._schemas[schema]
+                topic=topic, message_encoding=encoding, schema_id=self._schemas[schema]
             )
         return self._channels[topic]
+
+    def _add(self, channel: int, log_time: int, publish_time: int, data: bytes) -> None:
+        self._sequence[channel] = self._sequence.get(channel, 0) + 1
+        self._writer.add_message(
+            channel_id=channel,
+            log_time=log_time,
+            publish_time=publish_time,
+            data=data,
+            sequence=self._sequence[channel] & 0xFFFFFFFF,
+        )
 
     def write(self, received: Received) -> None:
         message = received.message
@@ -98,15 +122,21 @@ class McapWriter:
             [bytes(memoryview(getattr(f, "buffer", f))) for f in received.frames[1:]],
             use_bin_type=True,
         )
-        channel = self._channel(received.topic, message.SCHEMA)
-        self._sequence[channel] = self._sequence.get(channel, 0) + 1
-        self._writer.add_message(
-            channel_id=channel,
-            log_time=max(0, self._wall_offset_ns + _ns(received.t_received)),
-            publish_time=_ns(message.stamp.t_sent if message.stamp else 0.0),
-            data=payload,
-            sequence=self._sequence[channel] & 0xFFFFFFFF,
-        )
+        log_time = max(0, self._wall_offset_ns + _ns(received.t_received))
+        publish_time = _ns(message.stamp.t_sent if message.stamp else 0.0)
+        self._add(self._channel(received.topic, message.SCHEMA), log_time, publish_time, payload)
+        if self.foxglove:
+            from streams.foxglove_channels import companions
+
+            for extra in companions(received.topic, message, log_time):
+                channel = self._channel(
+                    extra.topic,
+                    extra.schema_name,
+                    extra.message_encoding,
+                    extra.schema_encoding,
+                    extra.schema_data,
+                )
+                self._add(channel, log_time, publish_time, extra.data)
         self.written += 1
         self._pending += 1
         self.flush_if_due()
@@ -194,7 +224,8 @@ def _read_truncated(
         except (McapError, EOFError, ValueError, struct.error, zstd_error()):
             log.info("%s: cut short; every complete chunk before the cut was read", path)
             return
-        yield _recorded(path, channel, message)
+        if not _companion(channel):
+            yield _recorded(path, channel, message)
 
 
 def _read_stream(
@@ -203,7 +234,14 @@ def _read_stream(
     reader = make_reader(stream)
     wanted = None if topics is None else list(topics)
     for _schema, channel, message in reader.iter_messages(topics=wanted, log_time_order=True):
-        yield _recorded(path, channel, message)
+        if not _companion(channel):
+            yield _recorded(path, channel, message)
+
+
+def _companion(channel) -> bool:
+    """A Foxglove-native companion channel (streams/foxglove_channels.py): for Foxglove's
+    panels, not a warmloop message."""
+    return channel.message_encoding in ("json", "protobuf")
 
 
 def _recorded(path: Path, channel, message) -> RecordedMessage:

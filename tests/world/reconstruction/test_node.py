@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from mcap.reader import make_reader
 
 from runtime.launch import resolve
 from runtime.launch_file import load
@@ -142,6 +143,10 @@ def test_explore_reconstruct_launch_streams_to_the_viewer(tmp_path) -> None:
     assert not re.search(r"Filament|Vulkan|EGL|\[Open3D", viewed.stdout + viewed.stderr)
     # The viewer's default threshold shows the room once the field has its first walls:
     # points across the room, where a fixed density of 2 drew nothing of a young field.
+    # ... and Foxglove finds the camera images, calibration and poses beside them.
+    with open(tmp_path / "run.mcap", "rb") as stream:
+        channels = {c.topic for c in make_reader(stream).get_summary().channels.values()}
+    assert {"/frame/rgb", "/frame/depth", "/frame/calibration", "/tf"} <= channels
     last = [r for r in read_recording(tmp_path / "run.mcap") if r.topic == "triplanes"][-1]
     points, _ = point_cloud(from_message(last.decode().message), 5.0, 40, None)
     assert len(points) > 1000

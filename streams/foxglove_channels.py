@@ -1,0 +1,176 @@
+"""Foxglove-native companions of recorded messages, so that Foxglove's panels show them.
+
+A recording keeps every message losslessly on its `warmloop-multipart` channel. With
+`McapWriter(..., foxglove=True)` (`warmloop record --foxglove`, the recorder node's
+`--foxglove`) each message also gets Foxglove-native companions, written beside it with
+the same log time:
+
+    Frame on topic T     /T/rgb          foxglove.RawImage, rgb8
+                         /T/depth        foxglove.RawImage, 32FC1 (metres along the axis)
+                         /T/calibration  foxglove.CameraCalibration (K, P; no distortion)
+                         /tf             foxglove.FrameTransform, world -> T/CAMERA
+    anything else        /T              schemaless JSON: scalar fields, and arrays of at
+                                         most 4,096 numbers as nested lists (Plot panel)
+
+The protobuf schemas and their encoding come from Foxglove's own SDK (`foxglove-sdk`),
+so no schema is written by hand here. warmloop's camera pose is OpenGL-style (x right,
+y up, looking along −z); Foxglove's image frame is optical (x right, y down, looking
+along +z): the transform flips y and z. Readers of warmloop messages skip the
+companions (`streams.recording.read_recording`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from streams.messages import Frame, Message
+
+JSON_ENCODING = "json"
+PROTOBUF_ENCODING = "protobuf"
+COMPANION_ENCODINGS = frozenset({JSON_ENCODING, PROTOBUF_ENCODING})
+MAX_JSON_ARRAY = 4096  # numbers; larger arrays (images, planes) stay out of the JSON
+WORLD_FRAME = "world"
+OPENGL_TO_OPTICAL = np.diag([1.0, -1.0, -1.0])  # flip y and z
+
+
+@dataclass(frozen=True)
+class Companion:
+    """One Foxglove-native message: its topic, schema (None: schemaless JSON), bytes."""
+
+    topic: str
+    schema_name: str
+    schema_encoding: str
+    schema_data: bytes
+    message_encoding: str
+    data: bytes
+
+
+def companions(topic: str, message: Message, log_time_ns: int) -> list[Companion]:
+    """The Foxglove-native messages that show `message` (recorded on `topic`)."""
+    if isinstance(message, Frame):
+        return _frame_companions(topic, message, log_time_ns)
+    data = json.dumps(_json_fields(message), allow_nan=False).encode()
+    return [Companion(f"/{topic}", "", "", b"", JSON_ENCODING, data)]
+
+
+def _json_fields(message: Message) -> dict[str, Any]:
+    fields: dict[str, Any] = {"schema": message.SCHEMA}
+    for name in message.SCALARS:
+        value = getattr(message, name)
+        fields[name] = value if not isinstance(value, dict) else dict(value)
+    for name in message.ARRAYS:
+        value = getattr(message, name)
+        if value is not None and value.size <= MAX_JSON_ARRAY:
+            fields[name] = np.asarray(
+                value, np.float64 if value.dtype.kind == "f" else None
+            ).tolist()
+    return fields
+
+
+def _protobuf(topic: str, value) -> Companion:
+    schema = type(value).get_schema()
+    return Companion(
+        topic, schema.name, schema.encoding, bytes(schema.data), PROTOBUF_ENCODING, value.encode()
+    )
+
+
+def _frame_companions(topic: str, frame: Frame, log_time_ns: int) -> list[Companion]:
+    from foxglove import messages as fox
+
+    stamp = fox.Timestamp(sec=log_time_ns // 1_000_000_000, nsec=log_time_ns % 1_000_000_000)
+    frame_id = f"{topic}/{frame.camera or 'camera'}"
+    height, width = frame.rgb.shape[:2]
+    out = [
+        _protobuf(
+            f"/{topic}/rgb",
+            fox.RawImage(
+                timestamp=stamp,
+                frame_id=frame_id,
+                width=width,
+                height=height,
+                encoding="rgb8",
+                step=3 * width,
+                data=np.ascontiguousarray(frame.rgb).tobytes(),
+            ),
+        )
+    ]
+    if frame.depth is not None:
+        depth = np.ascontiguousarray(frame.depth, "<f4")
+        out.append(
+            _protobuf(
+                f"/{topic}/depth",
+                fox.RawImage(
+                    timestamp=stamp,
+                    frame_id=frame_id,
+                    width=width,
+                    height=height,
+                    encoding="32FC1",
+                    step=4 * width,
+                    data=depth.tobytes(),
+                ),
+            )
+        )
+    k = np.asarray(frame.intrinsics, np.float64)
+    projection = np.hstack([k, np.zeros((3, 1))])
+    out.append(
+        _protobuf(
+            f"/{topic}/calibration",
+            fox.CameraCalibration(
+                timestamp=stamp,
+                frame_id=frame_id,
+                width=width,
+                height=height,
+                distortion_model="",
+                D=[],
+                K=k.ravel().tolist(),
+                R=np.eye(3).ravel().tolist(),
+                P=projection.ravel().tolist(),
+            ),
+        )
+    )
+    out.append(_protobuf("/tf", _transform(fox, stamp, frame_id, frame.pose)))
+    return out
+
+
+def _transform(fox, stamp, frame_id: str, pose: np.ndarray):
+    pose = np.asarray(pose, np.float64)
+    x, y, z, w = quaternion_xyzw(pose[:3, :3] @ OPENGL_TO_OPTICAL)
+    tx, ty, tz = pose[:3, 3].tolist()
+    return fox.FrameTransform(
+        timestamp=stamp,
+        parent_frame_id=WORLD_FRAME,
+        child_frame_id=frame_id,
+        translation=fox.Vector3(x=tx, y=ty, z=tz),
+        rotation=fox.Quaternion(x=x, y=y, z=z, w=w),
+    )
+
+
+def quaternion_xyzw(rotation: np.ndarray) -> tuple[float, float, float, float]:
+    """The unit quaternion (x, y, z, w) of a rotation matrix, w >= 0 (Shepperd's method:
+    divide by the largest of the four candidates, so no branch loses precision)."""
+    m = np.asarray(rotation, np.float64)
+    trace = np.trace(m)
+    candidates = [trace, m[0, 0], m[1, 1], m[2, 2]]
+    largest = int(np.argmax(candidates))
+    if largest == 0:
+        w = 0.5 * np.sqrt(1.0 + trace)
+        x, y, z = (
+            (m[2, 1] - m[1, 2]) / (4 * w),
+            (m[0, 2] - m[2, 0]) / (4 * w),
+            (m[1, 0] - m[0, 1]) / (4 * w),
+        )
+    else:
+        i = largest - 1
+        j, k = (i + 1) % 3, (i + 2) % 3
+        q = np.empty(3)
+        q[i] = 0.5 * np.sqrt(1.0 + m[i, i] - m[j, j] - m[k, k])
+        q[j] = (m[j, i] + m[i, j]) / (4 * q[i])
+        q[k] = (m[k, i] + m[i, k]) / (4 * q[i])
+        w = (m[k, j] - m[j, k]) / (4 * q[i])
+        x, y, z = q
+    sign = -1.0 if w < 0 else 1.0
+    return float(sign * x), float(sign * y), float(sign * z), float(sign * w)

@@ -85,6 +85,14 @@ class ViewerConfig:
         },
     )
     max_height: float | None = field(default=None, metadata={"help": "drop points above (m)"})
+    foxglove: bool = field(
+        default=False,
+        metadata={
+            "help": "serve the endpoints' live topics to the Foxglove app over WebSocket "
+            "instead of drawing (docs/visualization.md)"
+        },
+    )
+    port: int = field(default=8765, metadata={"help": "with --foxglove: the WebSocket port"})
 
     def __post_init__(self) -> None:
         if not self.source:
@@ -207,6 +215,14 @@ def main_from_args(args: argparse.Namespace) -> int:
     except ValueError as exc:
         log.error("view: %s", exc)
         return 2
+    if config.foxglove:
+        from viz.foxglove_live import FoxgloveLive, FoxgloveLiveConfig
+
+        if config.recording is not None:
+            sys.stderr.write("warmloop view: --foxglove serves live endpoints; open a .mcap "
+                             "file in Foxglove itself\n")  # fmt: skip
+            return 2
+        return run_node(FoxgloveLive(FoxgloveLiveConfig(config.source, port=config.port)))
     if config.recording is None:
         return run_node(ViewerNode(config))
     output = config.sink()

@@ -71,7 +71,8 @@ def _json_fields(message: Message) -> dict[str, Any]:
     return fields
 
 
-def _protobuf(topic: str, value) -> Companion:
+def protobuf_companion(topic: str, value) -> Companion:
+    """A companion holding one foxglove-sdk message, with its protobuf schema."""
     schema = type(value).get_schema()
     return Companion(
         topic, schema.name, schema.encoding, bytes(schema.data), PROTOBUF_ENCODING, value.encode()
@@ -85,7 +86,7 @@ def _frame_companions(topic: str, frame: Frame, log_time_ns: int) -> list[Compan
     frame_id = f"{topic}/{frame.camera or 'camera'}"
     height, width = frame.rgb.shape[:2]
     out = [
-        _protobuf(
+        protobuf_companion(
             f"/{topic}/rgb",
             fox.RawImage(
                 timestamp=stamp,
@@ -101,7 +102,7 @@ def _frame_companions(topic: str, frame: Frame, log_time_ns: int) -> list[Compan
     if frame.depth is not None:
         depth = np.ascontiguousarray(frame.depth, "<f4")
         out.append(
-            _protobuf(
+            protobuf_companion(
                 f"/{topic}/depth",
                 fox.RawImage(
                     timestamp=stamp,
@@ -117,7 +118,7 @@ def _frame_companions(topic: str, frame: Frame, log_time_ns: int) -> list[Compan
     k = np.asarray(frame.intrinsics, np.float64)
     projection = np.hstack([k, np.zeros((3, 1))])
     out.append(
-        _protobuf(
+        protobuf_companion(
             f"/{topic}/calibration",
             fox.CameraCalibration(
                 timestamp=stamp,
@@ -132,7 +133,7 @@ def _frame_companions(topic: str, frame: Frame, log_time_ns: int) -> list[Compan
             ),
         )
     )
-    out.append(_protobuf("/tf", _transform(fox, stamp, frame_id, frame.pose)))
+    out.append(protobuf_companion("/tf", _transform(fox, stamp, frame_id, frame.pose)))
     return out
 
 

@@ -218,6 +218,13 @@ def main_from_args(args: argparse.Namespace) -> int:
     if config.foxglove:
         from viz.foxglove_live import FoxgloveLive, FoxgloveLiveConfig
 
+        try:
+            import foxglove  # noqa: F401 - only to say which extra is missing
+        except ImportError:
+            sys.stderr.write("warmloop view --foxglove needs the [record] extra: "
+                             "pip install 'warmloop[record]'\n")  # fmt: skip
+            return 2
+
         if config.recording is not None:
             sys.stderr.write("warmloop view: --foxglove serves live endpoints; open a .mcap "
                              "file in Foxglove itself\n")  # fmt: skip

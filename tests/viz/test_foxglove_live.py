@@ -8,12 +8,15 @@ import threading
 import time
 
 import numpy as np
+import torch
 from mcap.records import Schema
 from mcap_protobuf.decoder import DecoderFactory
 from websockets.sync.client import connect
 
 from streams import Frame, Observation, Publisher
-from viz.foxglove_live import FoxgloveLive, FoxgloveLiveConfig
+from viz.foxglove_live import POINT_DTYPE, FoxgloveLive, FoxgloveLiveConfig, point_cloud_companion
+from world.reconstruction.exchange import to_message
+from world.reconstruction.field import FieldConfig, TriPlaneField
 
 MESSAGE_DATA = 0x01  # Foxglove WebSocket protocol: binary opcode of a message
 
@@ -78,3 +81,29 @@ def test_a_websocket_client_receives_the_camera_image(tmp_path) -> None:
     assert (image.width, image.height, image.encoding) == (8, 6, "rgb8")
     assert np.array_equal(np.frombuffer(image.data, np.uint8).reshape(6, 8, 3), rgb)
     assert node.counters["served"] > 0
+
+
+def test_the_reconstruction_is_a_coloured_point_cloud_for_foxglove() -> None:
+    torch.manual_seed(0)
+    bounds = ((-1.0, -1.0, -1.0), (1.0, 1.0, 1.0))
+    config = FieldConfig(resolution=8, channels=4, deform_channels=2, time_steps=2, deform=False)
+    field = TriPlaneField(config, bounds, (0.0, 1.0))
+    with torch.no_grad():  # dense everywhere, as no fitted field is in seconds
+        for parameter in field.parameters():
+            parameter.fill_(1.0)
+    companion = point_cloud_companion("triplanes", to_message(field), 123)
+    schema = Schema(
+        id=1, name=companion.schema_name, encoding="protobuf", data=companion.schema_data
+    )
+    cloud = DecoderFactory().decoder_for("protobuf", schema)(companion.data)
+    assert (companion.topic, cloud.frame_id, cloud.point_stride) == (
+        "/triplanes/points",
+        "world",
+        16,
+    )
+    assert [f.name for f in cloud.fields] == ["x", "y", "z", "red", "green", "blue", "alpha"]
+    assert [f.offset for f in cloud.fields] == [0, 4, 8, 12, 13, 14, 15]
+    points = np.frombuffer(cloud.data, POINT_DTYPE)
+    assert len(points) > 100 and np.all(points["a"] == 255)
+    for axis in "xyz":
+        assert points[axis].min() >= -1.0 and points[axis].max() <= 1.0  # inside the bounds

@@ -79,6 +79,7 @@ class McapWriter:
         self._sequence: dict[int, int] = {}
         self._wall_offset_ns = wall_clock_offset_ns()
         self.written = 0
+        self.companion_errors = 0
         self.flush_s = flush_s
         self._pending = 0  # messages written since the last flush
         self._flushed_at = time.monotonic()
@@ -126,20 +127,33 @@ class McapWriter:
         publish_time = _ns(message.stamp.t_sent if message.stamp else 0.0)
         self._add(self._channel(received.topic, message.SCHEMA), log_time, publish_time, payload)
         if self.foxglove:
-            from streams.foxglove_channels import companions
-
-            for extra in companions(received.topic, message, log_time):
-                channel = self._channel(
-                    extra.topic,
-                    extra.schema_name,
-                    extra.message_encoding,
-                    extra.schema_encoding,
-                    extra.schema_data,
-                )
-                self._add(channel, log_time, publish_time, extra.data)
+            self._write_companions(received, log_time, publish_time)
         self.written += 1
         self._pending += 1
         self.flush_if_due()
+
+    def _write_companions(self, received: Received, log_time: int, publish_time: int) -> None:
+        """Foxglove-native companions, best effort: the lossless record is already
+        written, so a message they cannot show (say, a NaN counter JSON cannot hold) is
+        counted in `companion_errors` and never costs the recording."""
+        from streams.foxglove_channels import companions
+
+        try:
+            extras = companions(received.topic, received.message, log_time)
+        except (ValueError, TypeError, OverflowError) as exc:
+            self.companion_errors += 1
+            if self.companion_errors <= 10:
+                log.warning("no Foxglove companion for %s: %s", received.topic, exc)
+            return
+        for extra in extras:
+            channel = self._channel(
+                extra.topic,
+                extra.schema_name,
+                extra.message_encoding,
+                extra.schema_encoding,
+                extra.schema_data,
+            )
+            self._add(channel, log_time, publish_time, extra.data)
 
     def flush_if_due(self) -> None:
         """Write the chunk in progress out when it holds `flush_s` seconds of data."""

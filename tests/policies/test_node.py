@@ -189,3 +189,69 @@ def test_observations_that_would_crash_the_policy_are_skipped_and_it_answers_aft
     counters = json.loads((tmp_path / "policy.json").read_text())["counters"]
     assert counters["bad_observations"] >= 2 and counters.get("handler_errors", 0) == 0
     assert log.count("skipped") <= 12  # ten lines, then one summary per 10 s
+
+
+def _observations():
+    """Observations the protocol allows: any state length, extreme finite values, any
+    step and episode the message accepts (construction refuses the rest)."""
+    from hypothesis import strategies as st
+
+    values = st.floats(width=32, allow_nan=False, allow_infinity=False)
+    states = st.integers(0, 14).flatmap(
+        lambda n: st.lists(values | st.sampled_from([0.0, 0.5, -0.3]), min_size=n, max_size=n)
+    )
+    return st.builds(
+        lambda state, step, episode: (np.asarray(state, np.float32), step, episode),
+        states,
+        st.integers(-3, 2**62),
+        st.integers(-3, 5),
+    )
+
+
+@pytest.fixture(scope="module")
+def policy_node(exported: Path, tmp_path_factory: pytest.TempPathFactory):
+    from policies.deploy.runtime import OnnxPolicy
+    from policies.node import PolicyNode, PolicyNodeConfig
+
+    where = tmp_path_factory.mktemp("node")
+    config = PolicyNodeConfig(
+        policy=exported, observations=f"ipc://{where}/obs", publish=f"ipc://{where}/act"
+    )
+    node = PolicyNode(config, policy=OnnxPolicy(exported))
+    node.configure()
+    yield node
+    node.shutdown()
+
+
+def test_any_observation_the_protocol_allows_is_handled_or_refused(policy_node) -> None:
+    """The handler and the prediction after it (which runs outside the handler's guard)
+    never raise on a decodable observation, and a good one is answered afterwards."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from streams import Received
+    from streams.errors import InvalidMessage
+
+    node = policy_node
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.lists(_observations(), min_size=1, max_size=5))
+    def drive(drawn) -> None:
+        for state, step, episode in drawn:
+            try:
+                observation = Observation(state=state, step=step, episode=episode)
+            except InvalidMessage:
+                continue  # never decodable: it cannot reach the node
+            node._newest = None
+            node.dispatch(Received("observation", observation))
+            if node._newest is not None:
+                node._predict(node._newest)
+
+    drive()
+    assert node.counters.get("handler_errors", 0) == 0
+    before = node.counters["predictions"]
+    good = Observation(state=np.zeros(11, np.float32), step=0, episode=99)
+    node._newest = None
+    node.dispatch(Received("observation", good))
+    node._predict(node._newest)
+    assert node.counters["predictions"] == before + 1

@@ -100,13 +100,6 @@ BENCHMARKS = {
             ("pickplace",),
         ),
         Benchmark(
-            "realtime",
-            "under inference delay: RTI against Real-Time Chunking, ensembling, naive",
-            "benchmarks.realtime",
-            _POLICY_CODE,
-            ("pickplace", "pusht"),
-        ),
-        Benchmark(
             "onnx",
             "RTI update latency: torch eager vs onnxruntime, and parity",
             "benchmarks.onnx",

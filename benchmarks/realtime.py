@@ -1,5 +1,7 @@
-"""`warmloop bench realtime`: RTI against Real-Time Chunking and the other ways to run
-chunks late, under inference delay d (ticks), on the shipped checkpoints.
+"""RTI against Real-Time Chunking and the other ways to run
+chunks late, under inference delay d (ticks), on the shipped checkpoints. Not in the
+`warmloop bench` registry until it is re-run on the checkpoints as shipped (its one run,
+docs/runs/realtime-2026-12-01.json, used re-calibrated ones; docs/realtime.md).
 
 Every method runs in `warmloop eval`'s lockstep delay model (policies/diffusion/
 execution.py): the chunk predicted from observation t plays from t + d, the previous

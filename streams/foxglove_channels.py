@@ -79,42 +79,41 @@ def protobuf_companion(topic: str, value) -> Companion:
     )
 
 
+def foxglove_stamp(log_time_ns: int):
+    """A foxglove Timestamp from wall-clock nanoseconds."""
+    from foxglove import messages as fox
+
+    return fox.Timestamp(sec=log_time_ns // 1_000_000_000, nsec=log_time_ns % 1_000_000_000)
+
+
+def _raw_image(topic: str, stamp, frame_id: str, pixels: np.ndarray, encoding: str) -> Companion:
+    """An H×W(×C) array as a foxglove.RawImage; the row step follows from its bytes."""
+    from foxglove import messages as fox
+
+    pixels = np.ascontiguousarray(pixels)
+    height, width = pixels.shape[:2]
+    image = fox.RawImage(
+        timestamp=stamp,
+        frame_id=frame_id,
+        width=width,
+        height=height,
+        encoding=encoding,
+        step=pixels.strides[0],
+        data=pixels.tobytes(),
+    )
+    return protobuf_companion(topic, image)
+
+
 def _frame_companions(topic: str, frame: Frame, log_time_ns: int) -> list[Companion]:
     from foxglove import messages as fox
 
-    stamp = fox.Timestamp(sec=log_time_ns // 1_000_000_000, nsec=log_time_ns % 1_000_000_000)
+    stamp = foxglove_stamp(log_time_ns)
     frame_id = f"{topic}/{frame.camera or 'camera'}"
     height, width = frame.rgb.shape[:2]
-    out = [
-        protobuf_companion(
-            f"/{topic}/rgb",
-            fox.RawImage(
-                timestamp=stamp,
-                frame_id=frame_id,
-                width=width,
-                height=height,
-                encoding="rgb8",
-                step=3 * width,
-                data=np.ascontiguousarray(frame.rgb).tobytes(),
-            ),
-        )
-    ]
+    out = [_raw_image(f"/{topic}/rgb", stamp, frame_id, frame.rgb, "rgb8")]
     if frame.depth is not None:
-        depth = np.ascontiguousarray(frame.depth, "<f4")
-        out.append(
-            protobuf_companion(
-                f"/{topic}/depth",
-                fox.RawImage(
-                    timestamp=stamp,
-                    frame_id=frame_id,
-                    width=width,
-                    height=height,
-                    encoding="32FC1",
-                    step=4 * width,
-                    data=depth.tobytes(),
-                ),
-            )
-        )
+        depth = np.asarray(frame.depth, "<f4")
+        out.append(_raw_image(f"/{topic}/depth", stamp, frame_id, depth, "32FC1"))
     k = np.asarray(frame.intrinsics, np.float64)
     projection = np.hstack([k, np.zeros((3, 1))])
     out.append(

@@ -34,6 +34,7 @@ from mcap.writer import Writer
 
 from streams.codec import DEFAULT_MAX_MESSAGE_BYTES, Received, decode
 from streams.errors import DecodeError
+from streams.foxglove_channels import COMPANION_ENCODINGS
 from streams.messages import Heartbeat
 from streams.pubsub import Queue, Subscriber
 from streams.sockets import Endpoint
@@ -255,7 +256,7 @@ def _read_stream(
 def _companion(channel) -> bool:
     """A Foxglove-native companion channel (streams/foxglove_channels.py): for Foxglove's
     panels, not a warmloop message."""
-    return channel.message_encoding in ("json", "protobuf")
+    return channel.message_encoding in COMPANION_ENCODINGS
 
 
 def _recorded(path: Path, channel, message) -> RecordedMessage:

@@ -24,7 +24,13 @@ import numpy as np
 
 from runtime.node import Node
 from streams import Latest, Subscriber, TriPlanes, parse_endpoint
-from streams.foxglove_channels import WORLD_FRAME, Companion, companions, protobuf_companion
+from streams.foxglove_channels import (
+    WORLD_FRAME,
+    Companion,
+    companions,
+    foxglove_stamp,
+    protobuf_companion,
+)
 
 log = logging.getLogger(__name__)
 
@@ -144,9 +150,8 @@ def point_cloud_companion(topic: str, message: TriPlanes, log_time_ns: int) -> C
         )
         for name in POINT_DTYPE.names
     ]
-    stamp = fox.Timestamp(sec=log_time_ns // 1_000_000_000, nsec=log_time_ns % 1_000_000_000)
     cloud = fox.PointCloud(
-        timestamp=stamp,
+        timestamp=foxglove_stamp(log_time_ns),
         frame_id=WORLD_FRAME,
         pose=fox.Pose(
             position=fox.Vector3(x=0, y=0, z=0), orientation=fox.Quaternion(x=0, y=0, z=0, w=1)

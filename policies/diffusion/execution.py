@@ -111,8 +111,7 @@ class ChunkPlan:
         return self.played[-1]
 
     def _continuous(self, actions: np.ndarray) -> np.ndarray:
-        keep = [d for d in range(actions.shape[-1]) if d not in set(self.discrete_dims)]
-        return actions[..., keep]
+        return np.delete(actions, list(self.discrete_dims), axis=-1)
 
     def smoothness(self) -> dict[str, float]:
         """Mean chunk-boundary jump, mean step and mean jerk (‖Δ³a‖) of the episode."""

@@ -15,9 +15,9 @@ import math
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, Literal
 
-import msgpack
+import msgspec
 import numpy as np
 import zmq
 
@@ -28,17 +28,39 @@ DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 MAX_HEADER_BYTES = 64 * 1024
 MAX_NDIM = 8
 _NATIVE_ORDER = "<" if sys.byteorder == "little" else ">"
-_NUMBER = (int, float)
 _DTYPES = {
     (code, order): np.dtype(code).newbyteorder("=" if order == "|" else order)
     for code in WIRE_DTYPES
     for order in ("<", ">", "|")
     if order != "|" or np.dtype(code).itemsize == 1  # "no byte order" only where none exists
 }
-_HEADER_KEYS = frozenset(
-    {"schema", "version", "seq", "source", "t_capture", "t_sent", "fields", "arrays"}
-)
-_ARRAY_KEYS = frozenset({"name", "dtype", "shape", "order"})
+_NonNegative = Annotated[int, msgspec.Meta(ge=0)]
+
+
+class ArrayHeader(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """How one buffer frame is to be read; msgspec checks the types in C."""
+
+    name: str
+    dtype: Literal[WIRE_DTYPES]  # type: ignore[valid-type]
+    shape: Annotated[list[_NonNegative], msgspec.Meta(max_length=MAX_NDIM)]
+    order: Literal["<", ">", "|"]
+
+
+class Header(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Frame 1 of every message. Scalars in `fields` are checked by the message class."""
+
+    schema: str
+    version: int
+    seq: _NonNegative
+    source: Annotated[str, msgspec.Meta(max_length=256)]
+    t_capture: float
+    t_sent: float
+    fields: dict[str, Any]
+    arrays: list[ArrayHeader]
+
+
+_HEADER_DECODER = msgspec.msgpack.Decoder(Header)
+_HEADER_FIELDS = len(Header.__struct_fields__)
 _WIRE_TYPES: dict[np.dtype, tuple[str, str]] = {}
 
 
@@ -76,12 +98,8 @@ def encode(
     seq: int,
     source: str,
     t_sent: float,
-    packer: msgpack.Packer | None = None,
 ) -> list[Any]:
-    """Frames for `send_multipart(frames, copy=False)`; array buffers are not copied.
-
-    A sender that encodes often passes its own `packer` (one per thread): reusing it
-    costs half of building one per message."""
+    """Frames for `send_multipart(frames, copy=False)`; array buffers are not copied."""
     arrays, buffers = [], []
     for name, value in _array_items(message):
         if value.dtype.byteorder not in ("=", "|", _NATIVE_ORDER):
@@ -103,8 +121,8 @@ def encode(
         "fields": {name: values[name] for name in message.SCALARS},
         "arrays": arrays,
     }
-    packed = packer.pack(header) if packer else msgpack.packb(header, use_bin_type=True)
-    return [topic.encode(), packed, *buffers]
+    # msgspec writes the same msgpack bytes as msgpack-python, in half the time.
+    return [topic.encode(), msgspec.msgpack.encode(header), *buffers]
 
 
 def _view(frame: Any) -> memoryview:
@@ -130,17 +148,17 @@ def decode(
         raise DecodeError(f"message of {total} bytes exceeds the cap of {max_bytes} bytes")
     topic = _decode_topic(views[0])
     header = _decode_header(views[1])
-    cls = REGISTRY.get((header["schema"], header["version"]))
+    cls = REGISTRY.get((header.schema, header.version))
     if cls is None:
-        raise DecodeError(f"unknown schema {header['schema']!r} version {header['version']!r}")
-    specs = header["arrays"]
+        raise DecodeError(f"unknown schema {header.schema!r} version {header.version!r}")
+    specs = header.arrays
     if len(specs) != len(views) - 2:
         raise DecodeError(
             f"header declares {len(specs)} arrays but {len(views) - 2} buffer frames follow"
         )
     arrays = [_decode_array(spec, view) for spec, view in zip(specs, views[2:], strict=True)]
     message = _build(cls, header, arrays)
-    message.stamp = Stamp(header["seq"], header["source"], header["t_sent"])
+    message.stamp = Stamp(header.seq, header.source, header.t_sent)
     frames = frames if type(frames) is list else list(frames)
     return Received(topic, message, frames, t_received)
 
@@ -157,7 +175,7 @@ def _decode_topic(view: memoryview) -> str:
 
 def _map_length(view: memoryview) -> int:
     """The entry count a msgpack map declares (fixmap, map 16 or map 32), read from its
-    first bytes: more than the decoded dict holds means a key came twice."""
+    first bytes: more than the decoded header holds means a key came twice."""
     first = view[0]
     if 0x80 <= first <= 0x8F:
         return first & 0x0F
@@ -165,96 +183,45 @@ def _map_length(view: memoryview) -> int:
     return int.from_bytes(view[1 : 1 + width], "big") if width else -1
 
 
-def _decode_header(view: memoryview) -> dict[str, Any]:
+def _decode_header(view: memoryview) -> Header:
     if view.nbytes > MAX_HEADER_BYTES:
         raise DecodeError(f"header of {view.nbytes} bytes exceeds {MAX_HEADER_BYTES}")
     try:
-        # msgpack >= 1.0 defaults, spelled out costs a microsecond per message: strings
-        # decoded as UTF-8 (raw=False), map keys only str or bytes (strict_map_key=True).
-        header = msgpack.unpackb(view)
-    except Exception as exc:  # msgpack raises several unrelated types on garbage
-        raise DecodeError(f"header is not valid msgpack: {type(exc).__name__}") from None
-    if type(header) is not dict or header.keys() != _HEADER_KEYS:
-        keys = sorted(map(str, header)) if isinstance(header, dict) else type(header).__name__
-        raise DecodeError(f"header must be a map with keys {sorted(_HEADER_KEYS)}, got {keys}")
-    if _map_length(view) != len(_HEADER_KEYS):  # msgpack keeps the last of repeated keys
+        header = _HEADER_DECODER.decode(view)
+    except msgspec.ValidationError as exc:
+        raise DecodeError(f"bad header: {exc}") from None
+    except Exception as exc:  # msgspec.DecodeError, UnicodeDecodeError, ... on garbage
+        raise DecodeError(f"header is not valid msgpack: {type(exc).__name__}: {exc}") from None
+    if _map_length(view) != _HEADER_FIELDS:  # a repeated key: msgspec keeps the last one
         raise DecodeError("header repeats a key")
-    # One cheap pass for the common, valid case; name the bad field only when one is.
-    t_capture, t_sent, seq, source = (
-        header["t_capture"],
-        header["t_sent"],
-        header["seq"],
-        header["source"],
-    )
-    if not (
-        type(header["schema"]) is str
-        and type(header["version"]) is int
-        and type(seq) is int
-        and seq >= 0
-        and type(source) is str
-        and len(source) <= 256
-        and type(t_capture) in _NUMBER
-        and math.isfinite(t_capture)
-        and type(t_sent) in _NUMBER
-        and math.isfinite(t_sent)
-        and type(header["fields"]) is dict
-        and type(header["arrays"]) is list
-    ):
-        raise DecodeError(
-            f"header has a bad value in one of: schema (str), version (int), "
-            f"seq (int >= 0), source (str), t_capture, t_sent (finite), fields "
-            f"(map), arrays (list): {_describe(header)}"
-        )
+    if not (math.isfinite(header.t_capture) and math.isfinite(header.t_sent)):
+        raise DecodeError(f"header: t_capture and t_sent must be finite: {header!r:.200}")
     return header
 
 
-def _describe(header: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v!r:.40}" for k, v in header.items() if k not in ("fields", "arrays"))
-
-
-def _decode_array(spec: Any, view: memoryview) -> tuple[str, np.ndarray]:
-    if type(spec) is not dict or spec.keys() != _ARRAY_KEYS:
-        raise DecodeError(f"array spec must have name, dtype, shape, order: {spec!r:.80}")
-    name, code, shape, order = spec["name"], spec["dtype"], spec["shape"], spec["order"]
-    if type(name) is not str:
-        raise DecodeError("array name must be a string")
-    dtype = _DTYPES.get((code, order)) if type(code) is str and type(order) is str else None
-    if dtype is None:
-        if code not in WIRE_DTYPES:
-            raise DecodeError(
-                f"array {name!r}: dtype {code!r} is not allowed; allowed: {WIRE_DTYPES}"
-            )
+def _decode_array(spec: ArrayHeader, view: memoryview) -> tuple[str, np.ndarray]:
+    name, shape = spec.name, spec.shape
+    dtype = _DTYPES.get((spec.dtype, spec.order))
+    if dtype is None:  # the decoder admitted both codes: only the pair can be wrong
         raise DecodeError(
-            f"array {name!r}: byte order {order!r} must be '<' or '>' ('|' only for 1-byte dtypes)"
+            f"array {name!r}: byte order {spec.order!r} must be '<' or '>' "
+            "('|' only for 1-byte dtypes)"
         )
-    if type(shape) is not list or len(shape) > MAX_NDIM:
-        raise DecodeError(f"array {name!r}: bad shape {shape!r:.80}")
-    # numpy checks the rest in C: reshape rejects dimensions that are not integers and
-    # sizes that disagree with the buffer; comparing shapes rejects -1 ("infer").
+    # numpy checks the sizes in C: reshape rejects a shape that disagrees with the buffer.
     try:
         array = np.frombuffer(view, dtype=dtype).reshape(shape)
-    except (TypeError, ValueError):
-        array = None
-    if array is None or array.shape != tuple(shape):
-        raise DecodeError(_shape_error(name, code, shape, dtype, view))
+    except ValueError:
+        raise DecodeError(
+            f"array {name!r}: shape {shape} of {spec.dtype} needs "
+            f"{math.prod(shape) * dtype.itemsize} bytes, buffer has {view.nbytes}"
+        ) from None
     if not view.readonly:  # views on bytes and zmq frames are read-only already
         array.flags.writeable = False
     return name, array
 
 
-def _shape_error(name: str, code: str, shape: list, dtype: np.dtype, view: memoryview) -> str:
-    if not all(type(d) is int and d >= 0 for d in shape):
-        return f"array {name!r}: bad shape {shape!r:.80}"
-    return (
-        f"array {name!r}: shape {shape} of {code} needs {math.prod(shape) * dtype.itemsize} "
-        f"bytes, buffer has {view.nbytes}"
-    )
-
-
-def _build(
-    cls: type[Message], header: dict[str, Any], arrays: list[tuple[str, np.ndarray]]
-) -> Message:
-    scalars = header["fields"]
+def _build(cls: type[Message], header: Header, arrays: list[tuple[str, np.ndarray]]) -> Message:
+    scalars = header.fields
     if scalars.keys() != cls.SCALARS.keys():
         raise DecodeError(
             f"{cls.SCHEMA}: fields {sorted(map(str, scalars))} != expected {sorted(cls.SCALARS)}"
@@ -275,7 +242,7 @@ def _build(
         else:
             raise DecodeError(f"{cls.SCHEMA}: unexpected array {name!r}")
     try:  # a missing required array is a TypeError from the dataclass, as is a bad field
-        return cls(t_capture=header["t_capture"], **kwargs)
+        return cls(t_capture=header.t_capture, **kwargs)
     except InvalidMessage as exc:
         raise DecodeError(str(exc)) from None
     except TypeError as exc:

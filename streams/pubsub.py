@@ -28,7 +28,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from itertools import count
 
-import msgpack
 import zmq
 
 from streams.codec import DEFAULT_MAX_MESSAGE_BYTES, Received, decode, encode
@@ -112,7 +111,6 @@ class Publisher(SocketUser):
         self._owned = OwnedSocket(zmq.PUB, [endpoint], context, {zmq.SNDHWM: send_hwm})
         self._seq: dict[str, count] = {}
         self._published: dict[str, int] = {}
-        self._packer = msgpack.Packer(use_bin_type=True)  # a Publisher is not thread-safe
 
     @property
     def address(self) -> str:
@@ -130,7 +128,6 @@ class Publisher(SocketUser):
             seq=seq,
             source=self.source,
             t_sent=time.monotonic(),
-            packer=self._packer,
         )
         self._owned.socket.send_multipart(frames, copy=False)
         self._published[topic] = seq + 1

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -205,3 +206,21 @@ def test_a_writer_left_idle_still_writes_its_chunk_out(tmp_path) -> None:
     assert path.stat().st_size > size  # the chunk reached the file without a new write
     assert [r.decode().message.step for r in read_recording(path)] == [0]  # a cut file reads
     writer.close()
+
+
+def test_a_recording_made_before_msgspec_still_replays() -> None:
+    """tests/streams/fixtures/recording-83ac073.mcap was written by the msgpack-python codec
+    of commit 83ac073 (make_recording_83ac073.py, run on that commit); the msgspec
+    decoder must read every message of it unchanged."""
+    path = Path(__file__).parent / "fixtures" / "recording-83ac073.mcap"
+    received = {r.topic: r for r in (m.decode() for m in read_recording(path))}
+    assert sorted(received) == ["actions", "frame", "heartbeat", "obs"]
+    obs = received["obs"].message
+    assert obs.state.tolist() == list(range(7)) and (obs.step, obs.episode) == (3, 1)
+    assert obs.images["wrist"].shape == (8, 8, 3)
+    chunk = received["actions"].message
+    assert chunk.actions.shape == (4, 4) and (chunk.t_first, chunk.dt) == (10.1, 0.1)
+    frame = received["frame"].message
+    assert frame.camera == "main" and float(frame.depth[0, 0]) == 2.0
+    assert received["heartbeat"].message.counters == {"ticks": 12, "late": 0}
+    assert [received[t].message.stamp.source for t in received] == ["old"] * 4

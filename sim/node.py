@@ -316,6 +316,7 @@ class SimNode(Node):
             self.counters["malformed_chunks"] += 1
             return
         self.executor.offer(chunk, time.monotonic())
+        self.counters["chunks"] += 1
 
     def _make_script(self, seed: int) -> np.ndarray | None:
         if not self.config.script:

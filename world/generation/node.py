@@ -21,7 +21,6 @@ every later frame is generated.
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,8 +48,6 @@ from world.generation.generator import from_model, to_model
 from world.generation.memory import FieldMemory, LocalMemory, MemoryConfig
 from world.generation.rollout import Released, WorldStream
 from world.reconstruction.exchange import from_message
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -204,7 +201,7 @@ class WorldNode(Node):
             self.held = keys_to_action(message.keys.split("+") if message.keys else [])
         except ValueError as exc:
             self.counters["bad_controls"] += 1
-            log.warning("world: ignoring controls: %s", exc)
+            self.warnings.warning("bad_controls", "world: ignoring controls: %s", exc)
             return
         self.counters["controls"] += 1
 
@@ -213,7 +210,7 @@ class WorldNode(Node):
             self.memory.field = from_message(message)
         except ValueError as exc:
             self.counters["bad_snapshots"] += 1
-            log.warning("world: ignoring a TriPlanes snapshot: %s", exc)
+            self.warnings.warning("bad_snapshots", "world: ignoring a TriPlanes snapshot: %s", exc)
             return
         self.counters["snapshots"] += 1
 

@@ -9,6 +9,7 @@ the same log time:
                          /T/depth        foxglove.RawImage, 32FC1 (metres along the axis)
                          /T/calibration  foxglove.CameraCalibration (K, P; no distortion)
                          /tf             foxglove.FrameTransform, world -> T/CAMERA
+    PointCloud on T      /T              foxglove.PointCloud, x y z float32 + RGBA
     anything else        /T              schemaless JSON: scalar fields, and arrays of at
                                          most 4,096 numbers as nested lists (Plot panel)
 
@@ -27,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from streams.messages import Frame, Message
+from streams.messages import Frame, Message, PointCloud
 
 JSON_ENCODING = "json"
 PROTOBUF_ENCODING = "protobuf"
@@ -35,6 +36,10 @@ COMPANION_ENCODINGS = frozenset({JSON_ENCODING, PROTOBUF_ENCODING})
 MAX_JSON_ARRAY = 4096  # numbers; larger arrays (images, planes) stay out of the JSON
 WORLD_FRAME = "world"
 OPENGL_TO_OPTICAL = np.diag([1.0, -1.0, -1.0])  # flip y and z
+# A foxglove.PointCloud point: x, y, z as float32, then red, green, blue, alpha as uint8.
+POINT_DTYPE = np.dtype(
+    [("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("r", "u1"), ("g", "u1"), ("b", "u1"), ("a", "u1")]
+)
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,8 @@ def companions(topic: str, message: Message, log_time_ns: int) -> list[Companion
     """The Foxglove-native messages that show `message` (recorded on `topic`)."""
     if isinstance(message, Frame):
         return _frame_companions(topic, message, log_time_ns)
+    if isinstance(message, PointCloud):
+        return [point_cloud_companion(f"/{topic}", message, log_time_ns)]
     data = json.dumps(_json_fields(message), allow_nan=False).encode()
     return [Companion(f"/{topic}", "", "", b"", JSON_ENCODING, data)]
 
@@ -77,6 +84,39 @@ def protobuf_companion(topic: str, value) -> Companion:
     return Companion(
         topic, schema.name, schema.encoding, bytes(schema.data), PROTOBUF_ENCODING, value.encode()
     )
+
+
+def point_cloud_companion(topic: str, cloud: PointCloud, log_time_ns: int) -> Companion:
+    """The points, coloured and opaque, in the world frame, as a foxglove.PointCloud."""
+    from foxglove import messages as fox
+
+    packed = np.zeros(len(cloud.points), POINT_DTYPE)
+    for axis, name in enumerate("xyz"):
+        packed[name] = cloud.points[:, axis]
+    for channel, name in enumerate("rgb"):
+        packed[name] = cloud.colours[:, channel]
+    packed["a"] = 255
+    kinds = fox.PackedElementFieldNumericType
+    names = {"r": "red", "g": "green", "b": "blue", "a": "alpha"}
+    fields = [
+        fox.PackedElementField(
+            name=names.get(name, name),
+            offset=POINT_DTYPE.fields[name][1],
+            type=kinds.Float32 if name in "xyz" else kinds.Uint8,
+        )
+        for name in POINT_DTYPE.names
+    ]
+    message = fox.PointCloud(
+        timestamp=foxglove_stamp(log_time_ns),
+        frame_id=WORLD_FRAME,
+        pose=fox.Pose(
+            position=fox.Vector3(x=0, y=0, z=0), orientation=fox.Quaternion(x=0, y=0, z=0, w=1)
+        ),
+        point_stride=POINT_DTYPE.itemsize,
+        fields=fields,
+        data=packed.tobytes(),
+    )
+    return protobuf_companion(topic, message)
 
 
 def foxglove_stamp(log_time_ns: int):

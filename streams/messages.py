@@ -392,6 +392,29 @@ class Controls(Message):
             )
 
 
+@_message
+class PointCloud(Message):
+    """Coloured points in the world frame, e.g. a reconstruction's dense cells at
+    `scene_time`: what a viewer or a recording shows without rebuilding the field."""
+
+    SCHEMA: ClassVar[str] = "warmloop.PointCloud"
+    SCALARS: ClassVar = {"scene_time": float}
+    ARRAYS: ClassVar = {
+        "points": ArraySpec(("f4",), ndim=2, trailing=(3,), finite=True),
+        "colours": ArraySpec(("u1",), ndim=2, trailing=(3,)),
+    }
+
+    points: np.ndarray
+    colours: np.ndarray
+    scene_time: float = 0.0
+
+    def check(self) -> None:
+        if len(self.colours) != len(self.points):
+            raise InvalidMessage(
+                f"{self.SCHEMA}: {len(self.colours)} colours for {len(self.points)} points"
+            )
+
+
 REGISTRY: dict[tuple[str, int], type[Message]] = {}
 
 
@@ -414,5 +437,6 @@ for _cls in (
     TimeSync,
     EpisodeResult,
     Controls,
+    PointCloud,
 ):
     register(_cls)

@@ -3,10 +3,10 @@
 A node that subscribes to publishers' topics and serves them with Foxglove's own
 WebSocket server (`foxglove-sdk`, the `[record]` extra), as the same companion channels
 a recording gets (streams/foxglove_channels.py): camera images, depth, calibration and
-camera poses for frames, JSON for the rest; and the 4D reconstruction (TriPlanes) as a
-`foxglove.PointCloud` on `/triplanes/points`, sampled at its newest time the way
-`warmloop view` draws it (a recorder does not evaluate fields, so recordings have no
-point cloud). In the Foxglove app: *Open connection* →
+camera poses for frames, the reconstruction node's `points` as a `foxglove.PointCloud`,
+JSON for the rest. A TriPlanes snapshot also becomes a point cloud on
+`/triplanes/points`, sampled at its newest time the way `warmloop view` draws it (for a
+source that publishes no `points`). In the Foxglove app: *Open connection* →
 *Foxglove WebSocket* → `ws://HOST:PORT` (default ws://127.0.0.1:8765).
 
 It binds to loopback unless told otherwise: the Foxglove WebSocket protocol has no
@@ -23,14 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from runtime.node import Node
-from streams import Latest, Subscriber, TriPlanes, parse_endpoint
-from streams.foxglove_channels import (
-    WORLD_FRAME,
-    Companion,
-    companions,
-    foxglove_stamp,
-    protobuf_companion,
-)
+from streams import Latest, PointCloud, Subscriber, TriPlanes, parse_endpoint
+from streams.foxglove_channels import companions, point_cloud_companion
 
 log = logging.getLogger(__name__)
 
@@ -38,16 +32,13 @@ LIVE_TOPICS = (
     "frame",
     "guidance",
     "triplanes",
+    "points",
     "observation",
     "action",
     "episode",
     "heartbeat",
 )
 POINT_RESOLUTION = 40  # grid cells per axis sampled for the reconstruction's point cloud
-# x, y, z as float32, then red, green, blue, alpha as uint8: 16 bytes a point.
-POINT_DTYPE = np.dtype(
-    [("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("r", "u1"), ("g", "u1"), ("b", "u1"), ("a", "u1")]
-)
 
 
 @dataclass
@@ -99,7 +90,8 @@ class FoxgloveLive(Node):
         log_time = time.time_ns()
         extras = companions(received.topic, received.message, log_time)
         if isinstance(received.message, TriPlanes):
-            extras.append(point_cloud_companion(received.topic, received.message, log_time))
+            cloud = triplanes_points(received.message)
+            extras.append(point_cloud_companion(f"/{received.topic}/points", cloud, log_time))
         for extra in extras:
             self._channel(extra).log(extra.data, log_time=log_time)
         self.counters["served"] += 1
@@ -127,37 +119,10 @@ class FoxgloveLive(Node):
             subscriber.close()
 
 
-def point_cloud_companion(topic: str, message: TriPlanes, log_time_ns: int) -> Companion:
-    """The field's dense cells at its newest time, coloured, as a foxglove.PointCloud."""
-    from foxglove import messages as fox
-
+def triplanes_points(message: TriPlanes) -> PointCloud:
+    """The field's dense cells at its newest time, for a source that sends no points."""
     from world.reconstruction.exchange import from_message, point_cloud
 
     points, colours = point_cloud(from_message(message), message.t_end, POINT_RESOLUTION, None)
-    packed = np.zeros(len(points), POINT_DTYPE)
-    for axis, name in enumerate("xyz"):
-        packed[name] = points[:, axis]
-    for channel, name in enumerate("rgb"):
-        packed[name] = np.clip(colours[:, channel] * 255, 0, 255).astype(np.uint8)
-    packed["a"] = 255
-    kinds = fox.PackedElementFieldNumericType
-    names = {"r": "red", "g": "green", "b": "blue", "a": "alpha"}
-    fields = [
-        fox.PackedElementField(
-            name=names.get(name, name),
-            offset=POINT_DTYPE.fields[name][1],
-            type=kinds.Float32 if name in "xyz" else kinds.Uint8,
-        )
-        for name in POINT_DTYPE.names
-    ]
-    cloud = fox.PointCloud(
-        timestamp=foxglove_stamp(log_time_ns),
-        frame_id=WORLD_FRAME,
-        pose=fox.Pose(
-            position=fox.Vector3(x=0, y=0, z=0), orientation=fox.Quaternion(x=0, y=0, z=0, w=1)
-        ),
-        point_stride=POINT_DTYPE.itemsize,
-        fields=fields,
-        data=packed.tobytes(),
-    )
-    return protobuf_companion(f"/{topic}/points", cloud)
+    rgb = np.clip(np.rint(colours * 255), 0, 255).astype(np.uint8)
+    return PointCloud(points=points.astype(np.float32), colours=rgb, scene_time=message.t_end)

@@ -15,6 +15,7 @@ from streams import (
     Frame,
     Heartbeat,
     Observation,
+    PointCloud,
     TimeSync,
     TriPlanes,
 )
@@ -62,6 +63,11 @@ def sample_messages(rng: np.random.Generator | None = None) -> list:
         TimeSync(t_client_send=1.0, t_server_recv=2.0, t_server_send=3.0),
         EpisodeResult(episode=4, success=True, score=0.97, length=120, seed=7, task="pusht"),
         Controls(keys="w+left"),
+        PointCloud(
+            points=rng.normal(size=(5, 3)).astype(np.float32),
+            colours=rng.integers(0, 256, (5, 3), dtype=np.uint8),
+            scene_time=0.5,
+        ),
     ]
 
 

@@ -9,8 +9,8 @@ import pytest
 from mcap.reader import make_reader
 from mcap_protobuf.decoder import DecoderFactory
 
-from streams import ActionChunk, Frame, Heartbeat, Observation, decode, encode
-from streams.foxglove_channels import quaternion_xyzw
+from streams import ActionChunk, Frame, Heartbeat, Observation, PointCloud, decode, encode
+from streams.foxglove_channels import POINT_DTYPE, quaternion_xyzw
 from streams.recording import McapWriter, read_recording
 
 
@@ -32,6 +32,14 @@ def _frame(rng: np.random.Generator) -> Frame:
     )
 
 
+def _cloud(rng: np.random.Generator) -> PointCloud:
+    return PointCloud(
+        points=rng.normal(size=(50, 3)).astype(np.float32),
+        colours=rng.integers(0, 256, (50, 3), dtype=np.uint8),
+        scene_time=1.5,
+    )
+
+
 @pytest.fixture
 def recording(tmp_path):
     rng = np.random.default_rng(0)
@@ -41,6 +49,7 @@ def recording(tmp_path):
         ("observation", Observation(state=np.array([0.1, 0.2, 0.3], np.float32), step=4)),
         ("action", ActionChunk(actions=np.ones((2, 4), np.float32), t_first=1.0, dt=0.1)),
         ("heartbeat", Heartbeat(node="sim", counters={"steps": 3})),
+        ("points", _cloud(rng)),
     ]
     path = tmp_path / "run.mcap"
     writer = McapWriter(path, foxglove=True)
@@ -76,6 +85,20 @@ def test_images_calibration_and_pose_decode_with_foxglove_schemas(recording) -> 
     np.testing.assert_allclose(optical_z, [-1, 0, 0], atol=1e-12)
 
 
+def test_a_point_cloud_decodes_with_the_foxglove_schema(recording) -> None:
+    path, _ = recording
+    with open(path, "rb") as stream:
+        reader = make_reader(stream, decoder_factories=[DecoderFactory()])
+        (cloud,) = [proto for *_, proto in reader.iter_decoded_messages(topics=["/points"])]
+    assert (cloud.frame_id, cloud.point_stride) == ("world", 16)
+    assert [f.name for f in cloud.fields] == ["x", "y", "z", "red", "green", "blue", "alpha"]
+    points = np.frombuffer(cloud.data, POINT_DTYPE)
+    recorded = next(m.decode().message for m in read_recording(path, topics=["points"]))
+    assert len(points) == len(recorded.points) == 50 and np.all(points["a"] == 255)
+    assert np.array_equal(np.stack([points[a] for a in "xyz"], 1), recorded.points)
+    assert np.array_equal(np.stack([points[c] for c in "rgb"], 1), recorded.colours)
+
+
 def test_other_messages_are_json_for_the_plot_panel(recording) -> None:
     path, _ = recording
     with open(path, "rb") as stream:
@@ -96,7 +119,7 @@ def test_other_messages_are_json_for_the_plot_panel(recording) -> None:
 def test_warmloop_readers_skip_the_companions(recording) -> None:
     path, frame = recording
     recorded = list(read_recording(path))
-    assert [r.topic for r in recorded] == ["frame", "observation", "action", "heartbeat"]
+    assert [r.topic for r in recorded] == ["frame", "observation", "action", "heartbeat", "points"]
     assert np.array_equal(recorded[0].decode().message.rgb, frame.rgb)
 
 

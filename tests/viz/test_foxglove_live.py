@@ -14,7 +14,8 @@ from mcap_protobuf.decoder import DecoderFactory
 from websockets.sync.client import connect
 
 from streams import Frame, Observation, Publisher
-from viz.foxglove_live import POINT_DTYPE, FoxgloveLive, FoxgloveLiveConfig, point_cloud_companion
+from streams.foxglove_channels import POINT_DTYPE, point_cloud_companion
+from viz.foxglove_live import FoxgloveLive, FoxgloveLiveConfig, triplanes_points
 from world.reconstruction.exchange import to_message
 from world.reconstruction.field import FieldConfig, TriPlaneField
 
@@ -91,7 +92,7 @@ def test_the_reconstruction_is_a_coloured_point_cloud_for_foxglove() -> None:
     with torch.no_grad():  # dense everywhere, as no fitted field is in seconds
         for parameter in field.parameters():
             parameter.fill_(1.0)
-    companion = point_cloud_companion("triplanes", to_message(field), 123)
+    companion = point_cloud_companion("/triplanes/points", triplanes_points(to_message(field)), 123)
     schema = Schema(
         id=1, name=companion.schema_name, encoding="protobuf", data=companion.schema_data
     )

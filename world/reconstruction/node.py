@@ -3,6 +3,9 @@
 Consumes (connects to --frames):  frame      Frame (RGB-D, intrinsics, pose, scene time);
                                              --topic names another topic (keyframe)
 Publishes (binds --publish):      triplanes  TriPlanes snapshot, --publish-hz per second
+                                  points     PointCloud with each snapshot: the dense
+                                             cells at the newest frame's time, on a grid
+                                             of --points-resolution³ (0: none)
                                   heartbeat  updates, frames, updates_per_s, psnr_batch
 
 Each incoming frame becomes a keyframe (the buffer is bounded: memory stays flat
@@ -22,8 +25,8 @@ import numpy as np
 import torch
 
 from runtime.node import Node, NodeType, node_main, require
-from streams import Frame, Publisher, Queue, Subscriber, encode, parse_endpoint
-from world.reconstruction.exchange import to_message
+from streams import Frame, PointCloud, Publisher, Queue, Subscriber, encode, parse_endpoint
+from world.reconstruction.exchange import point_cloud, to_message
 from world.reconstruction.field import EXPLORE_BOUNDS, FieldConfig, TriPlaneField
 from world.reconstruction.fit import FitConfig, OnlineFitter
 
@@ -46,6 +49,7 @@ class ReconstructionConfig:
     keyframes: int = 32
     lr_planes: float = 0.03  # the world loop's memory uses 0.1: useful sooner, see memory.py
     publish_hz: float = 1.0
+    points_resolution: int = 32  # grid per axis for the PointCloud beside each snapshot
     device: str = "cpu"
     threads: int = 1  # torch threads: one per process when sim, viewer and this share 2 cores
     queue_mb: float = 64.0  # what a subscriber that stops reading may hold queued here
@@ -62,6 +66,10 @@ class ReconstructionConfig:
                 ),
                 (self.threads >= 1, f"threads must be >= 1, got {self.threads}"),
                 (self.queue_mb > 0, f"queue_mb must be positive, got {self.queue_mb}"),
+                (
+                    self.points_resolution == 0 or self.points_resolution >= 2,
+                    f"points_resolution must be 0 or >= 2, got {self.points_resolution}",
+                ),
             ]
         )
 
@@ -74,6 +82,7 @@ class ReconstructionNode(Node):
         self.config = config
         self.handlers = {Frame: self._on_frame}
         self._last_publish = 0.0
+        self._scene_time = 0.0  # of the newest frame: the time the point cloud shows
 
     def configure(self) -> None:
         c = self.config
@@ -115,6 +124,7 @@ class ReconstructionNode(Node):
         self.fitter.add_frame(
             frame.rgb, frame.depth, frame.intrinsics, frame.pose, frame.scene_time
         )
+        self._scene_time = frame.scene_time
         self.counters["frames"] += 1
 
     def _update(self) -> None:
@@ -127,6 +137,14 @@ class ReconstructionNode(Node):
             self._last_publish = now
             self.publisher.publish("triplanes", to_message(self.field))
             self.counters["snapshots"] += 1
+            if self.config.points_resolution:
+                self.publisher.publish("points", self._points())
+
+    def _points(self) -> PointCloud:
+        time_s = min(max(self._scene_time, 0.0), self.config.t_end)
+        points, colours = point_cloud(self.field, time_s, self.config.points_resolution, None)
+        rgb = np.clip(np.rint(colours * 255), 0, 255).astype(np.uint8)
+        return PointCloud(points=points.astype(np.float32), colours=rgb, scene_time=time_s)
 
     def status(self) -> dict[str, float]:
         if not hasattr(self, "fitter") or not self.fitter.step_seconds:

@@ -67,7 +67,7 @@ def test_node_publishes_snapshots_and_keeps_memory_bounded(tmp_path) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
-    snapshots = Subscriber(world, {"triplanes": Queue(4)})
+    snapshots = Subscriber(world, {"triplanes": Queue(4), "points": Queue(4)})
     rng = np.random.default_rng(0)
     try:
         rss = []
@@ -81,6 +81,12 @@ def test_node_publishes_snapshots_and_keeps_memory_bounded(tmp_path) -> None:
         assert received is not None, "no TriPlanes snapshot"
         field = from_message(received.message)
         assert field.config.resolution == 16
+        cloud = snapshots.recv("points", timeout=5.0)  # beside each snapshot, torch-free
+        assert cloud is not None and len(cloud.message.points) > 0
+        low, high = field.bounds.numpy()
+        assert np.all(cloud.message.points >= low - 1e-5) and np.all(
+            cloud.message.points <= high + 1e-5
+        )
     finally:
         node.send_signal(signal.SIGTERM)
         assert node.wait(timeout=20) == 0, node.stderr.read()[-2000:]

@@ -17,6 +17,17 @@ pile up between predictions; the sim has executed (s − s_previous) actions of 
 chunk, RTI shifts its warm-start guess by as many, and the node reports the mean as
 `actions_per_prediction`: the graceful fall-back to executing several per prediction.
 
+--chunking says how consecutive chunks relate (docs/realtime.md has the measured choice):
+  rti          warm-start each prediction from the previous chunk (the default sampler
+               is rti);
+  rtc-replace  freeze the rows the sim executes while the prediction runs to the
+               previous chunk's plan (prefix replacement; DDIM by default, or RTI with
+               --sampler rti): the history rows plus the delay in ticks, measured as the
+               node's newest latency over --dt, rounded up;
+  naive        independent chunks (DDIM by default); the sim switches on arrival
+               (its --merge latest);
+  ensemble     independent chunks, blended by the sim (it must run --merge ensemble).
+
 A bad observation (NaN, wrong length) is logged, counted and skipped; the node goes on.
 The node itself never imports torch: `--backend onnx` runs on numpy and onnxruntime.
 """
@@ -25,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import time
 from collections import deque
 from dataclasses import dataclass, field, replace
@@ -38,6 +50,8 @@ from streams import ActionChunk, Observation, Publisher, Subscriber, parse_endpo
 log = logging.getLogger(__name__)
 BACKENDS = ("onnx", "torch")
 SAMPLERS = ("rti", "ddpm", "ddim")
+# How consecutive chunks relate, and each one's sampler unless --sampler says otherwise.
+CHUNKINGS = {"rti": "rti", "rtc-replace": "ddim", "naive": "ddim", "ensemble": "ddim"}
 
 
 @dataclass
@@ -51,7 +65,10 @@ class PolicyNodeConfig:
     publish: str = "tcp://127.0.0.1:5561"  # bound: chunks and heartbeats
     observation_qos: str = "queue(256)"
     dt: float = 0.1  # the sim's control period (scaled, when the sim runs faster)
-    sampler: str = field(default="rti", metadata={"help": f"one of {SAMPLERS}"})
+    chunking: str = field(default="rti", metadata={"help": f"one of {tuple(CHUNKINGS)}"})
+    sampler: str = field(
+        default="", metadata={"help": f"one of {SAMPLERS}; default: the chunking's"}
+    )
     seed: int = 0
     threads: int = 1  # the network's CPU threads (torch or onnxruntime): one per process
     providers: str = field(
@@ -71,8 +88,13 @@ class PolicyNodeConfig:
             raise ValueError(f"dt must be positive, got {self.dt}")
         if self.threads < 1:
             raise ValueError(f"threads must be >= 1, got {self.threads}")
+        if self.chunking not in CHUNKINGS:
+            raise ValueError(f"chunking must be one of {tuple(CHUNKINGS)}, got {self.chunking!r}")
+        self.sampler = self.sampler or CHUNKINGS[self.chunking]
         if self.sampler not in SAMPLERS:
             raise ValueError(f"sampler must be one of {SAMPLERS}, got {self.sampler!r}")
+        if self.chunking == "rtc-replace" and self.sampler == "ddpm":
+            raise ValueError("chunking rtc-replace needs sampler ddim or rti, got ddpm")
         parse_qos(self.observation_qos)
         if self.providers and self.backend != "onnx":
             raise ValueError("providers are onnxruntime's: give them with backend onnx only")
@@ -92,6 +114,7 @@ class PolicyNodeConfig:
 
 
 def load_policy(config: PolicyNodeConfig):
+    inpaint = "replace" if config.chunking == "rtc-replace" else "none"
     if config.backend == "onnx":
         from policies.deploy.runtime import OnnxPolicy, parse_providers
 
@@ -101,20 +124,24 @@ def load_policy(config: PolicyNodeConfig):
             seed=config.seed,
             threads=config.threads,
             providers=parse_providers(config.providers),
+            inpaint=inpaint,
         )
     from policies.diffusion.policy import DiffusionPolicy
     from training.threads import INFERENCE, set_threads
 
     set_threads(config.threads, INFERENCE)
-    return DiffusionPolicy(config.policy, config.sampler, seed=config.seed)
+    return DiffusionPolicy(config.policy, config.sampler, seed=config.seed, inpaint=inpaint)
 
 
 def _description(policy, config: PolicyNodeConfig) -> str:
+    chunking = f"; chunking {config.chunking}" + (
+        " (the sim must run --merge ensemble)" if config.chunking == "ensemble" else ""
+    )
     if config.backend == "onnx" and hasattr(policy, "manifest"):
         from policies.deploy.runtime import describe
 
-        return describe(policy)
-    return f"{config.backend} backend, {config.threads} thread(s)"
+        return describe(policy) + chunking
+    return f"{config.backend} backend, {config.threads} thread(s){chunking}"
 
 
 def latency_figures(latencies_ms) -> dict[str, float]:
@@ -176,6 +203,7 @@ class PolicyNode(Node):
         self.shifts: deque[int] = deque(maxlen=10_000)
         self._newest: Observation | None = None
         self._predicted_step = -1
+        self._last_latency_s = 0.0  # of the newest prediction: rtc-replace's delay
         self.handlers = {Observation: self._on_observation}
 
     def configure(self) -> None:
@@ -248,6 +276,8 @@ class PolicyNode(Node):
             self.counters["cold_starts"] += 1
         elif hasattr(self.policy, "executed"):
             self.policy.executed = max(1, shift)
+        if self.config.chunking == "rtc-replace":
+            self.policy.frozen = self._frozen_rows()
         began = time.perf_counter()
         try:
             actions = self.policy.infer(np.stack(self.history.states))
@@ -257,8 +287,9 @@ class PolicyNode(Node):
                 "bad observations", "observation %d skipped: %s", observation.step, exc
             )
             return
+        self._last_latency_s = time.perf_counter() - began
         if not cold:
-            self.latencies_ms.append((time.perf_counter() - began) * 1e3)
+            self.latencies_ms.append(self._last_latency_s * 1e3)
             self.shifts.append(max(1, shift))
         # Actions before To−1 belong to steps already executed: they are not sent.
         self.publisher.publish(
@@ -273,6 +304,14 @@ class PolicyNode(Node):
         )
         self._predicted_step = observation.step
         self.counters["predictions"] += 1
+
+    def _frozen_rows(self) -> int:
+        """Rows of the next chunk the sim will have executed by the time it arrives: the
+        history's To − 1, plus the delay in ticks (the newest latency over dt, rounded
+        up), within what the horizon less the executed actions allows."""
+        delay = math.ceil(self._last_latency_s / self.config.dt - 1e-9)
+        most = self.policy.pred_horizon - self.policy.executed
+        return min(most, self.policy.obs_horizon - 1 + delay)
 
 
 POLICY_NODE = NodeType(

@@ -4,6 +4,12 @@
 the first call of an episode samples fully (the per-step network graph, driven by the
 same numpy sampler code torch uses), later calls run the unrolled RTI graph once.
 
+Under inference delay, `inpaint="replace"` freezes the first `frozen` rows of every
+warm prediction to the previous chunk's plan (prefix replacement, policies/diffusion/
+inpainting.py): DDIM and RTI both run step by step on the network graph then, since the
+unrolled graph has no place to write the prefix. RTC's guidance needs a
+vector-Jacobian product through the network: torch only.
+
 Execution providers: TensorRT → CUDA → CPU, keeping only those this onnxruntime has
 and, for the GPU ones, only when a GPU is visible. `providers` reports what the
 session actually got after onnxruntime's own fallbacks, never what was asked for.
@@ -28,9 +34,11 @@ from policies.deploy.manifest import (
     verify_graph_file,
 )
 from policies.diffusion.data import Normalizer
+from policies.diffusion.inpainting import Inpainting
 from policies.diffusion.sampler import (
     RTIState,
     rti_network_calls,
+    rti_update,
     sample_ddim,
     sample_ddpm,
     shift_chunk,
@@ -46,6 +54,7 @@ PREFERRED_PROVIDERS = (
 )
 GPU_PROVIDERS = frozenset(PREFERRED_PROVIDERS[:2])
 SAMPLERS = ("rti", "ddpm", "ddim")
+ONNX_INPAINT_MODES = ("none", "replace")  # "guide" (RTC) needs autograd: torch only
 
 
 def gpu_visible() -> bool:
@@ -176,6 +185,8 @@ class OnnxPolicy:
         ddim_steps: int = 10,
         providers: Sequence[str] | None = None,
         threads: int | None = 1,
+        inpaint: str = "none",
+        frozen: int = 0,
     ):
         directory = Path(directory)
         if sampler not in SAMPLERS:
@@ -183,6 +194,8 @@ class OnnxPolicy:
         self.manifest = m = read_manifest(directory)
         if not 1 <= executed <= m.pred_horizon:
             raise ValueError(f"executed must be in 1..{m.pred_horizon}, got {executed}")
+        _check_inpainting(inpaint, frozen, sampler, m.pred_horizon - executed)
+        self.inpaint, self.frozen = inpaint, frozen
         chosen = choose_providers(providers)
         self.network = Graph(directory, m.graphs["network"], chosen, threads)
         self.rti_graph = (
@@ -236,10 +249,17 @@ class OnnxPolicy:
             raise ValueError("observations normalise to infinity: far outside the trained range")
         return normalized.reshape(1, -1)
 
+    @property
+    def warm_starts(self) -> bool:
+        """Whether predictions after an episode's first start from the previous chunk."""
+        return self.sampler == "rti" or self.inpaint != "none"
+
     def predict_normalized(self, observations: np.ndarray) -> np.ndarray:
         cond = self.condition(observations)
         shape = (1, self.pred_horizon, self.manifest.action_dim)
-        if self.sampler == "rti" and self.rti.warm:
+        if self.inpaint != "none" and self.rti.warm:
+            chunk = self._inpainted(cond, shape)
+        elif self.sampler == "rti" and self.rti.warm:
             chunk = self.rti_update(shift_chunk(self.rti.guess, self.executed), cond)
         elif self.sampler == "ddim":
             timesteps = self.schedule.ddim_timesteps(self.ddim_steps)
@@ -248,9 +268,28 @@ class OnnxPolicy:
             chunk = sample_ddpm(
                 self.eps_fn(cond), self.schedule, self.noise(shape), lambda: self.noise(shape)
             )
-        if self.sampler == "rti":
+        if self.warm_starts:
             self.rti.store(chunk)
         return chunk
+
+    def _inpainted(self, cond: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+        """A warm prediction whose first `frozen` rows keep the previous chunk's plan."""
+        m, noise = self.manifest, (lambda: self.noise(shape))
+        inpainting = Inpainting(
+            known=shift_chunk(self.rti.guess, self.executed),
+            frozen=self.frozen,
+            noised=not (self.sampler == "rti" and m.rti_mode == "state"),
+        )
+        if self.sampler == "ddim":
+            timesteps = self.schedule.ddim_timesteps(self.ddim_steps)
+            return sample_ddim(
+                self.eps_fn(cond), self.schedule, noise(), timesteps, noise=noise,
+                inpainting=inpainting,
+            )  # fmt: skip
+        return rti_update(
+            self.eps_fn(cond), self.schedule, self.rti.guess, self.executed, m.k_prime,
+            noise, m.rti_mode, m.rti_sampler, m.rti_steps, inpainting,
+        )  # fmt: skip
 
     def rti_update(self, shifted: np.ndarray, cond: np.ndarray, noise=None) -> np.ndarray:
         """One unrolled-graph RTI update from the shifted guess; noise is drawn if not given."""
@@ -276,6 +315,20 @@ class OnnxPolicy:
 
     def noise(self, shape: tuple[int, ...]) -> np.ndarray:
         return self.rng.standard_normal(shape, dtype=np.float32)
+
+
+def _check_inpainting(inpaint: str, frozen: int, sampler: str, most: int) -> None:
+    if inpaint not in ONNX_INPAINT_MODES:
+        raise ValueError(
+            f"inpaint must be one of {ONNX_INPAINT_MODES} with onnxruntime, got {inpaint!r}"
+            + (" (RTC guidance needs autograd: torch only)" if inpaint == "guide" else "")
+        )
+    if inpaint != "none" and sampler == "ddpm":
+        raise ValueError("inpainting needs the ddim or rti sampler")
+    if not 0 <= frozen <= most:
+        raise ValueError(
+            f"frozen must be in 0..{most} (the horizon less the executed actions), got {frozen}"
+        )
 
 
 def device_of(policy: OnnxPolicy) -> str:

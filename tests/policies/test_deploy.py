@@ -147,6 +147,68 @@ def test_onnx_policy_follows_the_policy_interface(exported) -> None:
     np.testing.assert_array_equal(again.infer(observations), first)  # seeded: reproducible
 
 
+@pytest.mark.parametrize("sampler", ["ddim", "rti"])
+def test_onnx_prefix_replacement_keeps_the_frozen_rows_exactly(exported, sampler) -> None:
+    """Under a delay of 2 ticks (+ the executed action), the warm chunk's first 3 rows are
+    the previous chunk's plan for the same ticks, bit for bit (#21)."""
+    policy = OnnxPolicy(exported, sampler=sampler, ddim_steps=4, inpaint="replace", frozen=3)
+    observations = np.zeros((2, 11), np.float32)
+    policy.predict_normalized(observations)
+    plan = shift_chunk(policy.rti.guess, 1)  # as stored: discrete dimensions clipped
+    calls = policy.network_calls
+    warm = policy.predict_normalized(observations + 0.01)
+    np.testing.assert_array_equal(warm[:, :3], plan[:, :3])
+    assert not np.array_equal(warm[:, 3:], plan[:, 3:])
+    steps = 4 if sampler == "ddim" else policy.rti_calls
+    assert policy.network_calls - calls == steps  # step by step, on the network graph
+
+
+def _replaced_ddim(eps, schedule, draws, known, convert):
+    """One DDIM-4 prediction with its first 3 rows replaced by `known`, from `draws`."""
+    from policies.diffusion.inpainting import Inpainting
+    from policies.diffusion.sampler import sample_ddim
+
+    fresh = iter(draws)
+    with torch.no_grad():
+        out = sample_ddim(
+            eps, schedule, convert(next(fresh)), schedule.ddim_timesteps(4),
+            noise=lambda: convert(next(fresh)),
+            inpainting=Inpainting(known=convert(known), frozen=3),
+        )  # fmt: skip
+    return np.asarray(out)
+
+
+def test_onnx_replacement_matches_torch_from_the_same_noise(exported, torch_policy) -> None:
+    """The same numpy sampler drives both: one warm DDIM prediction with its prefix
+    replaced, from the same noise, agrees with torch's to float32 tolerance."""
+    rng = np.random.default_rng(0)
+    cond = real_conditions(torch_policy, 1)
+    known = shift_chunk(rng.standard_normal((1, 16, 4)).astype(np.float32), 1)
+    draws = rng.standard_normal((6, 1, 16, 4)).astype(np.float32)
+    onnx_policy = OnnxPolicy(exported, sampler="ddim", inpaint="replace", frozen=3)
+
+    def torch_eps(x, t):
+        return torch_policy.network(x, torch.full((1,), t), torch.from_numpy(cond))
+
+    ours = _replaced_ddim(onnx_policy.eps_fn(cond), onnx_policy.schedule, draws, known, np.asarray)
+    theirs = _replaced_ddim(torch_eps, torch_policy.schedule, draws, known, torch.from_numpy)
+    np.testing.assert_allclose(ours, theirs, atol=2e-4)
+    np.testing.assert_array_equal(ours[:, :3], known[:, :3])
+
+
+@pytest.mark.parametrize(
+    ("how", "message"),
+    [
+        ({"inpaint": "guide", "frozen": 2}, "torch only"),
+        ({"inpaint": "replace", "frozen": 2, "sampler": "ddpm"}, "ddim or rti"),
+        ({"inpaint": "replace", "frozen": 16}, "frozen must be in 0..15"),
+    ],
+)
+def test_onnx_inpainting_refuses_what_it_cannot_do(exported, how, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        OnnxPolicy(exported, **how)
+
+
 ALL = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
 
 

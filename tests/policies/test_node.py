@@ -255,3 +255,56 @@ def test_any_observation_the_protocol_allows_is_handled_or_refused(policy_node) 
     node.dispatch(Received("observation", good))
     node._predict(node._newest)
     assert node.counters["predictions"] == before + 1
+
+
+def test_rtc_replace_chunks_agree_on_the_rows_executed_during_inference(
+    exported: Path, tmp_path: Path
+) -> None:
+    """--chunking rtc-replace (#21): with a delay of one tick (dt far above the latency),
+    the second chunk's first action, for the step the first chunk also planned, is the
+    first chunk's plan for it, exactly; plain DDIM chunks disagree there."""
+    from policies.deploy.runtime import OnnxPolicy
+    from policies.node import PolicyNode, PolicyNodeConfig
+    from streams import Received
+
+    published = {}
+    for chunking in ("rtc-replace", "naive"):
+        config = PolicyNodeConfig(
+            policy=exported, chunking=chunking, dt=10.0,
+            observations=f"ipc://{tmp_path}/obs", publish=f"ipc://{tmp_path}/{chunking}",
+        )  # fmt: skip
+        inpaint = "replace" if chunking == "rtc-replace" else "none"
+        node = PolicyNode(config, policy=OnnxPolicy(exported, "ddim", inpaint=inpaint))
+        node.configure()
+        chunks = Subscriber(config.publish, {"action": Queue(8), "heartbeat": Queue(8)})
+        try:
+            node.heartbeat(force=True)
+            while chunks.recv("heartbeat", timeout=0.05) is None:  # until subscribed
+                node.heartbeat(force=True)
+            for step in range(2):
+                state = np.full(11, 0.01 * step, np.float32)
+                node._newest = None
+                node.dispatch(Received("observation", Observation(state=state, step=step)))
+                node._predict(node._newest)
+            first, second = (chunks.recv("action", timeout=5.0).message for _ in range(2))
+        finally:
+            chunks.close()
+            node.shutdown()
+        assert node.policy.frozen == (2 if chunking == "rtc-replace" else 0)
+        published[chunking] = first.actions[1], second.actions[0]  # both for step 1
+    planned, executed = published["rtc-replace"]
+    np.testing.assert_array_equal(planned, executed)
+    assert not np.array_equal(*published["naive"])
+
+
+def test_chunking_chooses_the_sampler_and_refuses_contradictions(exported: Path) -> None:
+    from policies.node import PolicyNodeConfig
+
+    assert PolicyNodeConfig(policy=exported).sampler == "rti"
+    assert PolicyNodeConfig(policy=exported, chunking="rtc-replace").sampler == "ddim"
+    explicit = PolicyNodeConfig(policy=exported, chunking="rtc-replace", sampler="rti")
+    assert explicit.sampler == "rti"
+    with pytest.raises(ValueError, match="chunking must be one of"):
+        PolicyNodeConfig(policy=exported, chunking="rtc")
+    with pytest.raises(ValueError, match="needs sampler ddim or rti"):
+        PolicyNodeConfig(policy=exported, chunking="rtc-replace", sampler="ddpm")

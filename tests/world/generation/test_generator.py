@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -148,45 +144,30 @@ def test_one_dmd_step_moves_the_student_the_way_the_loss_says() -> None:
     assert (after - target).pow(2).sum() < (x.detach() - target).pow(2).sum()
 
 
-def _warmloop(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "warmloop.cli", *args], cwd=ROOT, capture_output=True, text=True
-    )
+def test_train_resume_and_distill_from_the_command_line(tmp_path, capsys) -> None:
+    """In process, as the CLI runs them. Data-parallel training under torchrun goes
+    through the same training/loop.py, and is tested once, in tests/policies/test_train_cli.py."""
+    from warmloop.cli import main
 
-
-def test_train_resume_and_distill_from_the_command_line(tmp_path) -> None:
     data, teacher, student = tmp_path / "data", tmp_path / "teacher", tmp_path / "student"
-    assert _warmloop("collect", "explore", "--episodes", "2", "--image-size", "16",
-                     "--out", str(data)).returncode == 0  # fmt: skip
+    assert main(["collect", "explore", "--episodes", "2", "--image-size", "16",
+                 "--out", str(data)]) == 0  # fmt: skip
     common = ("--data", str(data), "--out", str(teacher), "--batch-size", "2")
-    done = _warmloop("train", "explore", "--steps", "3", *common)
-    assert done.returncode == 0, done.stderr
+    assert main(["train", "explore", "--steps", "3", *common]) == 0
     assert generator_checkpoint.load(teacher).step == 3
-    resumed = _warmloop("train", "explore", "--steps", "5", *common)
-    assert resumed.returncode == 0 and "2 steps" in resumed.stdout, resumed.stdout
-    distilled = _warmloop(
+    capsys.readouterr()
+    assert main(["train", "explore", "--steps", "5", *common]) == 0
+    assert "2 steps" in capsys.readouterr().out
+    distilled = main([
         "distill", str(teacher), "--data", str(data), "--out", str(student),
         "--steps", "2", "--batch-size", "2", "--student-steps", "2",
-    )  # fmt: skip
-    assert distilled.returncode == 0, distilled.stderr
+    ])  # fmt: skip
+    assert distilled == 0
     saved = generator_checkpoint.load(student)
     assert (saved.role, saved.sampling_steps, saved.extra["teacher_step"]) == ("student", 2, 5)
-    refused = _warmloop("distill", str(student), "--data", str(data), "--out", str(tmp_path / "x"))
-    assert refused.returncode == 2 and "not a teacher" in refused.stderr
-    warmloop = shutil.which("warmloop", path=os.path.dirname(sys.executable))
-    parallel = subprocess.run(
-        [
-            *(sys.executable, "-m", "torch.distributed.run", "--standalone"),
-            *("--nproc_per_node", "2", warmloop, "train", "explore", "--steps", "2"),
-            *("--data", str(data), "--out", str(tmp_path / "ddp"), "--batch-size", "2"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
-    assert parallel.returncode == 0, parallel.stderr[-2000:]
-    assert "replicas agree" in parallel.stdout
+    capsys.readouterr()
+    refused = main(["distill", str(student), "--data", str(data), "--out", str(tmp_path / "x")])
+    assert refused == 2 and "not a teacher" in capsys.readouterr().err
 
 
 def test_the_shipped_generator_follows_its_guidance_channels() -> None:

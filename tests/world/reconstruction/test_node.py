@@ -152,7 +152,7 @@ def test_explore_reconstruct_launch_streams_to_the_viewer(tmp_path) -> None:
     # ... and Foxglove finds the camera images, calibration and poses beside them.
     with open(tmp_path / "run.mcap", "rb") as stream:
         channels = {c.topic for c in make_reader(stream).get_summary().channels.values()}
-    assert {"/frame/rgb", "/frame/depth", "/frame/calibration", "/tf"} <= channels
+    assert {"/frame/rgb", "/frame/depth", "/frame/calibration", "/tf", "/points"} <= channels
     last = [r for r in read_recording(tmp_path / "run.mcap") if r.topic == "triplanes"][-1]
     points, _ = point_cloud(from_message(last.decode().message), 5.0, 40, None)
     assert len(points) > 1000

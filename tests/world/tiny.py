@@ -1,11 +1,14 @@
-"""A tiny world generator (16x16) and a tiny Explore dataset, shared by the world tests."""
+"""A tiny world generator (16x16), a tiny Explore dataset and RGB-D frames of the
+Explore room, shared by the world and node tests."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from streams import Frame
 from world.generation import checkpoint as generator_checkpoint
 from world.generation.generator import GeneratorConfig, WorldGenerator
 
@@ -23,3 +26,17 @@ def save_tiny(directory: Path, role: str = "student", steps: int = 1) -> Path:
         directory, generator_checkpoint.GeneratorCheckpoint(TINY, role, steps, model.state_dict())
     )
     return directory
+
+
+def explore_frame(rng: np.random.Generator, index: int, size: int = 64) -> Frame:
+    """A random-coloured RGB-D frame 2 m from the wall, stepping 1 cm a frame along y."""
+    pose = np.eye(4)
+    pose[:3, 3] = [0.0, -2.0 + 0.01 * (index % 100), 1.4]
+    focal = 45.7 * size / 64
+    return Frame(
+        rgb=rng.integers(0, 255, (size, size, 3), dtype=np.uint8),
+        depth=np.full((size, size), 2.0, np.float32),
+        intrinsics=np.array([[focal, 0, size / 2], [0, focal, size / 2], [0, 0, 1.0]]),
+        pose=pose,
+        scene_time=0.1 * index,
+    )

@@ -18,9 +18,10 @@ from mcap.reader import make_reader
 from runtime.launch import resolve
 from runtime.launch_file import load
 from runtime.supervisor import Supervisor
-from streams import Endpoint, Frame, Publisher, Queue, Subscriber
+from streams import Endpoint, Publisher, Queue, Subscriber
 from streams.recording import read_recording
 from tests.streams.helpers import wait_for
+from tests.world.tiny import explore_frame
 from world.reconstruction.exchange import from_message, point_cloud
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -31,18 +32,6 @@ def _rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise AssertionError("no VmRSS")
-
-
-def _frame(rng: np.random.Generator, index: int) -> Frame:
-    pose = np.eye(4)
-    pose[:3, 3] = [0.0, -2.0 + 0.01 * (index % 100), 1.4]
-    return Frame(
-        rgb=rng.integers(0, 255, (64, 64, 3), dtype=np.uint8),
-        depth=np.full((64, 64), 2.0, np.float32),
-        intrinsics=np.array([[45.7, 0, 32], [0, 45.7, 32], [0, 0, 1.0]]),
-        pose=pose,
-        scene_time=0.1 * index,
-    )
 
 
 def test_node_publishes_snapshots_and_keeps_memory_bounded(tmp_path) -> None:
@@ -72,7 +61,7 @@ def test_node_publishes_snapshots_and_keeps_memory_bounded(tmp_path) -> None:
     try:
         rss = []
         for index in range(900):  # the allocator settles within ~300 frames
-            publisher.publish("frame", _frame(rng, index))
+            publisher.publish("frame", explore_frame(rng, index))
             time.sleep(0.01)
             if index in (299, 599, 899):
                 time.sleep(0.5)

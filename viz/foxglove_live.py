@@ -20,8 +20,6 @@ import logging
 import time
 from dataclasses import dataclass
 
-import numpy as np
-
 from runtime.node import Node
 from streams import Latest, PointCloud, Subscriber, TriPlanes, parse_endpoint
 from streams.foxglove_channels import companions, point_cloud_companion
@@ -121,8 +119,6 @@ class FoxgloveLive(Node):
 
 def triplanes_points(message: TriPlanes) -> PointCloud:
     """The field's dense cells at its newest time, for a source that sends no points."""
-    from world.reconstruction.exchange import from_message, point_cloud
+    from world.reconstruction.exchange import from_message, point_cloud_message
 
-    points, colours = point_cloud(from_message(message), message.t_end, POINT_RESOLUTION, None)
-    rgb = np.clip(np.rint(colours * 255), 0, 255).astype(np.uint8)
-    return PointCloud(points=points.astype(np.float32), colours=rgb, scene_time=message.t_end)
+    return point_cloud_message(from_message(message), message.t_end, POINT_RESOLUTION)

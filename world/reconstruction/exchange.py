@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from streams import TriPlanes
+from streams import PointCloud, TriPlanes
 from world.reconstruction.field import PLANES, FieldConfig, TriPlaneField
 
 
@@ -104,3 +104,10 @@ def point_cloud(
     else:
         keep = sigma > threshold
     return grid[keep].numpy(), rgb[keep].numpy()
+
+
+def point_cloud_message(field: TriPlaneField, time: float, resolution: int) -> PointCloud:
+    """`point_cloud` at the automatic threshold, as the PointCloud message viewers take."""
+    points, colours = point_cloud(field, time, resolution, None)
+    rgb = np.clip(np.rint(colours * 255), 0, 255).astype(np.uint8)
+    return PointCloud(points=points.astype(np.float32), colours=rgb, scene_time=float(time))

@@ -26,7 +26,7 @@ import torch
 
 from runtime.node import Node, NodeType, node_main, require
 from streams import Frame, PointCloud, Publisher, Queue, Subscriber, encode, parse_endpoint
-from world.reconstruction.exchange import point_cloud, to_message
+from world.reconstruction.exchange import point_cloud_message, to_message
 from world.reconstruction.field import EXPLORE_BOUNDS, FieldConfig, TriPlaneField
 from world.reconstruction.fit import FitConfig, OnlineFitter
 
@@ -142,9 +142,7 @@ class ReconstructionNode(Node):
 
     def _points(self) -> PointCloud:
         time_s = min(max(self._scene_time, 0.0), self.config.t_end)
-        points, colours = point_cloud(self.field, time_s, self.config.points_resolution, None)
-        rgb = np.clip(np.rint(colours * 255), 0, 255).astype(np.uint8)
-        return PointCloud(points=points.astype(np.float32), colours=rgb, scene_time=time_s)
+        return point_cloud_message(self.field, time_s, self.config.points_resolution)
 
     def status(self) -> dict[str, float]:
         if not hasattr(self, "fitter") or not self.fitter.step_seconds:

@@ -51,6 +51,13 @@ BENCHMARKS = {
             ("pickplace", "pusht"),
         ),
         Benchmark(
+            "realtime",
+            "under inference delay: RTI against RTC, prefix replacement, naive, ensembling",
+            "benchmarks.realtime",
+            _POLICY_CODE,
+            ("pickplace", "pusht"),
+        ),
+        Benchmark(
             "runtime",
             "loop jitter, deadline misses, end-to-end latency",
             "benchmarks.runtime",

@@ -1,12 +1,12 @@
 """RTI against Real-Time Chunking and the other ways to run
-chunks late, under inference delay d (ticks), on the shipped checkpoints. Not in the
-`warmloop bench` registry until it is re-run on the checkpoints as shipped (its one run,
-docs/runs/realtime-2026-12-01.json, used re-calibrated ones; docs/realtime.md).
+chunks late, under inference delay d (ticks), on the shipped checkpoints
+(`warmloop bench realtime`; its first run, docs/runs/realtime-2026-12-01.json, used
+re-calibrated checkpoints that were not shipped; docs/realtime.md).
 
 Every method runs in `warmloop eval`'s lockstep delay model (policies/diffusion/
 execution.py): the chunk predicted from observation t plays from t + d, the previous
 chunk covers t ... t + d − 1, and one inference runs at a time, so a method predicts
-every s = max(its own s, d) ticks. Scored episodes: 100 per cell (PushT: 50) on the reporting
+every s = max(its own s, d) ticks. Scored episodes: 100 per cell on the reporting
 seeds (100,000 onwards; policies/seeds.py), 8 environments in lockstep with batched
 predictions. Latency: batch 1, a few episodes on the latency seeds, at d = 2.
 
@@ -62,10 +62,9 @@ METHODS = (
     Method("rti-rtc", "rti", inpaint="guide", chunked=False, onnx=False, summary="RTI + RTC"),
 )
 # size -> (scored episodes per cell per task, delays, latency episodes per method).
-# PushT gets 50: its episodes run up to 300 ticks and its 56 cells did not fit 100 each
-# beside the rest of a working session on 2 cores (about 45 minutes for this size).
+# The full size runs about 75 minutes on 2 cores (PushT's episodes run up to 300 ticks).
 SIZES = {
-    "full": ({"pickplace": 100, "pusht": 50}, (0, 1, 2, 4), 3),
+    "full": ({"pickplace": 100, "pusht": 100}, (0, 1, 2, 4), 3),
     "quick": ({"pickplace": 10, "pusht": 10}, (0, 2), 1),
     # One task walks every line: PushT's code path is PickPlace's, its episodes longer.
     "smoke": ({"pickplace": 1}, (2,), 1),

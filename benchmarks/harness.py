@@ -44,6 +44,7 @@ class BenchResult:
     table: list[list[str]]
     notes: list[str] = field(default_factory=list)
     files: dict[str, Callable[[Path], None]] = field(default_factory=dict)
+    more_tables: list[list[list[str]]] = field(default_factory=list)  # after the first
 
 
 def project_root(start: Path | None = None) -> Path:
@@ -122,6 +123,7 @@ def _update_docs(doc: Path, name: str, result: BenchResult, figures: dict[str, F
         "",
         format_table(result.table),
         "",
+        *[line for rows in result.more_tables for line in (format_table(rows), "")],
         *[f"- {note}" for note in result.notes],
         end,
     ]
@@ -228,6 +230,8 @@ def main_from_args(args: argparse.Namespace) -> int:
     command = getattr(args, "command_line", "")
     result, path = run_benchmark(BENCHMARKS[args.name], size, root, command)
     sys.stdout.write(format_table(result.table) + "\n")
+    for rows in result.more_tables:
+        sys.stdout.write("\n" + format_table(rows) + "\n")
     for note in result.notes:
         sys.stdout.write(f"- {note}\n")
     sys.stdout.write(f"wrote {path}\n")

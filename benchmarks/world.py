@@ -4,11 +4,17 @@ Shipped checkpoints: checkpoints/explore-teacher (multi-step) and explore-studen
 All paths start from one simulator frame; every later frame is generated at 64x64.
 
 - Speed: MMPL (pipelined) over 4 segments of 8 frames, guidance rendered from a memory
-  fitted beforehand (in the live loop a reconstruction node fits in another process),
+  fitted on frame 0 (in the live loop a reconstruction node fits in another process),
   so the figure is the generator side: guidance render + sampling. Median over runs.
-- Revisit: `loop` paths go out and come back along the same poses. Frames generated
-  on the way back are compared with frames generated at the same pose on the way out,
-  with the memory (every generated frame fitted in this process) and without it.
+- Fidelity (benchmarks/world_truth.py): the same path against the simulator's truth,
+  the generators beside classical baselines (copy, depth warp), split by co-visibility
+  and camera motion; with-memory rows use a memory fitted on frame 0 and the generated
+  frames only, as the loop has it; spread over seeds and torch threads.
+- Revisit: `excursion` paths go more than 1 m and 45 degrees away and come back along
+  the same poses. A frame generated on the way back is scored against the simulator's
+  truth at that pose (with the memory and without), beside frame 0 warped there; the
+  comparison with the frame generated at the same pose on the way out is secondary
+  (self-consistency).
 - Drift: random-walk paths of 8 segments without memory (6 seeds; 1 with --quick);
   error against the simulator's ground truth per segment, averaged over seeds; the
   slope of a least-squares line, MMPL against frame-by-frame autoregression.
@@ -24,13 +30,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks import world_truth
 from benchmarks.harness import BenchResult, save_figure
+from benchmarks.world_table import loop_table, notes, table
 from sim import trajectories
 from world.generation import checkpoint as generator_checkpoint
 from world.generation.generator import from_model
 from world.generation.memory import FieldMemory, LocalMemory, MemoryConfig
-from world.generation.rollout import WorldStream, explore_path, rollout
+from world.generation.rollout import CameraPath, WorldStream, explore_path, rollout
 from world.metrics import psnr, ssim
+from world.warp import camera_motion, depth_warp
 
 log = logging.getLogger(__name__)
 N = 8
@@ -50,24 +59,23 @@ def image_scores(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     return psnr(float(np.mean((x - y) ** 2))), ssim(x, y)
 
 
-def fitted_memory(path, seed: int) -> FieldMemory:
-    """A memory fitted on the path's ground truth, for timing the render it costs."""
+def start_memory(path: CameraPath, seed: int) -> FieldMemory:
+    """A memory fitted on frame 0 alone, for timing the render it costs (the render's
+    cost does not depend on what the field holds)."""
     local = LocalMemory(path.intrinsics, MemoryConfig(steps_per_frame=6), seed=seed)
-    local.add(path.truth, path.poses, path.times)
+    local.add(path.truth[:1], path.poses[:1], path.times[:1])
     memory = FieldMemory(path.intrinsics)
     memory.field = local.field
     return memory
 
 
 def speed(model, steps: int, runs: int, path, memory: FieldMemory) -> dict[str, float]:
-    fps, latency, quality, gaps = [], [], [], []
+    fps, latency, gaps = [], [], []
     for run in range(runs):
         result = rollout(WorldStream(model, steps, N, memory, seed=run), path)
         fps.append(result.fps)
         latency.append(1000 * result.first_frame_latency)
-        quality.append(mean_psnr(result.frames[1:], path.truth[1:]))
         gaps.extend(np.diff(result.released_at[1:]) * 1000)
-    alone = rollout(WorldStream(model, steps, N, None, seed=0), path)
     return {
         "fps": statistics.median(fps),
         "latency_ms": statistics.median(latency),
@@ -75,58 +83,95 @@ def speed(model, steps: int, runs: int, path, memory: FieldMemory) -> dict[str, 
         # gap between consecutive frames is what a viewer without a buffer would feel.
         "gap_p50_ms": float(np.percentile(gaps, 50)),
         "gap_p99_ms": float(np.percentile(gaps, 99)),
-        "psnr_truth": float(np.mean(quality)),
-        "psnr_truth_unguided": mean_psnr(alone.frames[1:], path.truth[1:]),
     }
 
 
-def mean_psnr(frames: np.ndarray, truth: np.ndarray) -> float:
-    return float(np.mean([image_scores(a, b)[0] for a, b in zip(frames, truth, strict=True)]))
+def generate(model, steps: int, path: CameraPath, guided: bool, seed: int, memory_config):
+    """One rollout as the loop runs it: a guided memory sees frame 0 and generated frames."""
+    torch.manual_seed(seed)  # memory fields start from torch's global generator
+    memory = LocalMemory(path.intrinsics, memory_config, seed) if guided else None
+    return rollout(WorldStream(model, steps, N, memory, fit="all", seed=seed), path)
 
 
-def revisit(
-    model,
-    steps: int,
-    seeds: list[int],
-    segments: int = 4,
-    memory_config: MemoryConfig = REVISIT_MEMORY,
-) -> dict[str, object]:
-    kinds = (
-        "guided",
-        "unguided",
-        "ssim_guided",
-        "ssim_unguided",
-        "truth_guided",
-        "truth_unguided",
-        "truth_copy",
-    )
+def fidelity(models: dict, path: CameraPath, runs: int, memory_config) -> dict[str, dict]:
+    """Every row of benchmarks/world_truth.py on one path: name -> scores."""
+    targets = world_truth.Targets.of(path)
+    rows = {name: targets.score(rgb).summary() for name, rgb in world_truth.classical(path).items()}
+    seeds = list(range(runs))
+    guidance: dict[int, np.ndarray] = {}
+    for name, (model, steps) in models.items():
+        for mode in ("guided", "unguided"):
+            log.info("fidelity: %s, %s, %d seeds", name, mode, runs)
+
+            def produce(seed: int, model=model, steps=steps, mode=mode, name=name):
+                result = generate(model, steps, path, mode == "guided", seed, memory_config)
+                if (name, mode, seed) == ("student", "guided", 0):
+                    guidance.update(result.guidance)
+                return world_truth.generated_rgb(result.frames)
+
+            rows[f"{name}-{mode}"] = world_truth.score_runs(targets, seeds, produce)
+    size = path.truth.shape[-1]
+    rendered = world_truth.guidance_rgb(guidance, len(path) - 1, size)
+    rows["memory-render"] = targets.score(rendered).summary()
+    # Run-to-run spread from the thread count alone: the same seed with one torch thread.
+    model, steps = models["student"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        one = generate(model, steps, path, True, 0, memory_config)
+    finally:
+        torch.set_num_threads(threads)
+    rows["student-guided-1-thread"] = targets.score(world_truth.generated_rgb(one.frames)).summary()
+    rows["counts"] = targets.counts()
+    return rows
+
+
+def revisit_pairs(path: CameraPath, away_m: float, away_deg: float) -> list[tuple[int, int]]:
+    """(first visit, revisit) at equal poses, with a pose more than away_m and away_deg
+    from it in between, whose true revisit frame is not frame 0's pixels again."""
+    length = len(path) - 1
+    pairs = []
+    for first in range(1, length // 2):
+        back = length - first
+        if not np.allclose(path.poses[first], path.poses[back], atol=1e-6):
+            continue
+        moves = [camera_motion(path.poses[k], path.poses[first]) for k in range(first, back)]
+        went_away = any(d > away_m and a > away_deg for d, a in moves)
+        if went_away and not np.array_equal(path.truth[back], path.truth[0]):
+            pairs.append((first, back))
+    return pairs
+
+
+def revisit(model, steps: int, plan: Size) -> dict[str, object]:
+    kinds = ("guided", "unguided", "ssim_guided", "ssim_unguided")
+    kinds += ("truth_guided", "truth_unguided", "truth_copy", "truth_warp")
     scores: dict[str, list[float]] = {k: [] for k in kinds}
     strip: list[np.ndarray] = []
-    for seed in seeds:
-        log.info("revisit: loop path %d of %d (fitting every frame)", seed + 1, len(seeds))
-        path = explore_path(trajectories.loop(np.random.default_rng(seed), segments * N), seed)
-        length = len(path) - 1
-        pairs = [
-            (k, length - k)
-            for k in range(1, length // 2)
-            if np.allclose(path.poses[k], path.poses[length - k], atol=1e-6)
-        ]
-        for _, back in pairs:  # a baseline no one tuned: show the true start frame again
+    for seed in plan.revisit_seeds:
+        log.info("revisit: excursion path %d (fitting every frame)", seed)
+        actions = trajectories.excursion(np.random.default_rng(seed), plan.revisit_segments * N)
+        path = explore_path(actions, seed)
+        pairs = revisit_pairs(path, *plan.revisit_away)
+        start = world_truth.view_of(path.truth[0], path.poses[0])
+        size = path.truth.shape[-1]
+        for _, back in pairs:  # baselines no one tuned: frame 0 again, and warped there
             scores["truth_copy"].append(image_scores(path.truth[0], path.truth[back])[0])
+            warped = depth_warp([start], path.intrinsics, path.poses[back], size, size).rgb
+            truth = from_model(path.truth[back])[0]
+            error = np.mean((warped / 255.0 - truth / 255.0) ** 2)
+            scores["truth_warp"].append(psnr(float(error)))
         for mode in ("guided", "unguided"):
-            memory = LocalMemory(path.intrinsics, memory_config, seed) if mode == "guided" else None
-            stream = WorldStream(model, steps, N, memory, fit="all", seed=seed)
-            frames = rollout(stream, path).frames
+            frames = generate(model, steps, path, mode == "guided", seed, plan.memory).frames
             for first, back in pairs:
                 value, similarity = image_scores(frames[back], frames[first])
                 scores[mode].append(value)
                 scores[f"ssim_{mode}"].append(similarity)
                 scores[f"truth_{mode}"].append(image_scores(frames[back], path.truth[back])[0])
-            if seed == seeds[0]:  # a picture: truth | first visit | revisit, per mode
-                first, back = pairs[len(pairs) // 2]
+            if pairs and seed == plan.revisit_seeds[0]:  # truth | first visit | revisits
+                first, back = pairs[0]
                 strip = strip or [path.truth[back], frames[first]]
                 strip.append(frames[back])
-    means = {k: float(np.mean(v)) for k, v in scores.items()}
+    means = {k: float(np.mean(v)) if v else float("nan") for k, v in scores.items()}
     means["pairs"] = len(scores["guided"])
     means["strip"] = strip
     return means
@@ -178,42 +223,46 @@ def _write_strip(strip: list[np.ndarray]):
 
 @dataclass(frozen=True)
 class Size:
-    runs: int  # speed: rollouts timed per model
-    revisit_seeds: tuple[int, ...]  # loop paths
+    runs: int  # speed: rollouts timed per model; fidelity: seeds per generated row
+    revisit_seeds: tuple[int, ...]  # excursion paths
     drift_seeds: tuple[int, ...]  # random walks without memory
-    segments: int  # of the speed and revisit paths, N frames each
+    segments: int  # of the speed and fidelity path, N frames each
+    revisit_segments: int  # half out, half back
     drift_segments: int
-    memory: MemoryConfig = REVISIT_MEMORY  # how hard the revisit memory fits each frame
+    revisit_away: tuple[float, float] = (1.0, 45.0)  # metres and degrees, in between
+    memory: MemoryConfig = REVISIT_MEMORY  # how hard the loop's memory fits each frame
 
 
 SIZES = {
-    "full": Size(3, (0, 1, 2), (0, 1, 2, 3, 4, 5), 4, 8),
-    "quick": Size(1, (0,), (0,), 4, 8),
-    "smoke": Size(1, (0, 1), (0,), 2, 2, MemoryConfig(steps_per_frame=2)),
+    "full": Size(3, (0, 1, 2), (0, 1, 2, 3, 4, 5), 4, 8, 8),
+    "quick": Size(1, (0,), (0,), 4, 8, 8),
+    "smoke": Size(1, (0,), (0,), 2, 2, 2, (0.0, 0.0), MemoryConfig(steps_per_frame=2)),
 }
 
 
 def run(size: str, checkpoints: Path) -> BenchResult:
     torch.set_num_threads(2)
-    torch.manual_seed(0)  # memory fields start from torch's global generator
+    torch.manual_seed(0)
     teacher_saved = generator_checkpoint.load(checkpoints / TEACHER)
     student_saved = generator_checkpoint.load(checkpoints / STUDENT)
     teacher, student = teacher_saved.build(), student_saved.build()
+    fast_steps, slow_steps = student_saved.sampling_steps, teacher_saved.sampling_steps
     plan = SIZES[size]
-    runs = plan.runs
     path = explore_path(trajectories.random_walk(np.random.default_rng(0), plan.segments * N), 0)
-    fitted = fitted_memory(path, 0)
-    log.info("speed: student, teacher, teacher cut to the student's steps (%d runs)", runs)
-    fast = speed(student, student_saved.sampling_steps, runs, path, fitted)
-    slow = speed(teacher, teacher_saved.sampling_steps, runs, path, fitted)
+    timed = start_memory(path, 0)
+    log.info("speed: student, teacher, teacher cut to the student's steps (%d runs)", plan.runs)
+    fast = speed(student, fast_steps, plan.runs, path, timed)
+    slow = speed(teacher, slow_steps, plan.runs, path, timed)
     # The teacher cut to the student's step count: what distillation is measured against.
-    cut = speed(teacher, student_saved.sampling_steps, runs, path, fitted)
-    memory = revisit(
-        student, student_saved.sampling_steps, list(plan.revisit_seeds), plan.segments, plan.memory
-    )
-    drifts = drift(
-        student, student_saved.sampling_steps, list(plan.drift_seeds), plan.drift_segments
-    )
+    cut = speed(teacher, fast_steps, plan.runs, path, timed)
+    models = {
+        "student": (student, fast_steps),
+        "teacher": (teacher, slow_steps),
+        "teacher-cut": (teacher, fast_steps),
+    }
+    rows = fidelity(models, path, plan.runs, plan.memory)
+    memory = revisit(student, fast_steps, plan)
+    drifts = drift(student, fast_steps, list(plan.drift_seeds), plan.drift_segments)
     figures = {
         "fps_student_64": fast["fps"],
         "fps_teacher_64": slow["fps"],
@@ -222,20 +271,22 @@ def run(size: str, checkpoints: Path) -> BenchResult:
         "first_frame_latency_ms_teacher": slow["latency_ms"],
         "frame_gap_p50_ms_student": fast["gap_p50_ms"],
         "frame_gap_p99_ms_student": fast["gap_p99_ms"],
-        "psnr_truth_student": fast["psnr_truth"],
-        "psnr_truth_teacher": slow["psnr_truth"],
-        "psnr_truth_unguided_student": fast["psnr_truth_unguided"],
-        "psnr_truth_unguided_teacher": slow["psnr_truth_unguided"],
         "fps_teacher_at_student_steps": cut["fps"],
-        "psnr_truth_teacher_at_student_steps": cut["psnr_truth"],
-        "psnr_truth_unguided_teacher_at_student_steps": cut["psnr_truth_unguided"],
-        "student_steps": student_saved.sampling_steps,
-        "teacher_steps": teacher_saved.sampling_steps,
+        "student_steps": fast_steps,
+        "teacher_steps": slow_steps,
+        "runs": plan.runs,
+        **{f"truth_{k}": v for k, v in rows.pop("counts").items()},
+        **{
+            f"truth_{row.replace('-', '_')}_{metric}": value
+            for row, scores in rows.items()
+            for metric, value in scores.items()
+        },
         # The headline: a revisited frame against the simulator's truth at that pose.
         "revisit_psnr_truth_guided": memory["truth_guided"],
         "revisit_psnr_truth_unguided": memory["truth_unguided"],
         "revisit_gain_truth_db": memory["truth_guided"] - memory["truth_unguided"],
         "revisit_psnr_truth_copy_start": memory["truth_copy"],
+        "revisit_psnr_truth_warp_start": memory["truth_warp"],
         # Secondary: a revisit against the frame generated at the same pose on the way
         # out, which the memory was fitted on (self-consistency, not fidelity).
         "self_consistency_psnr_guided": memory["guided"],
@@ -250,77 +301,5 @@ def run(size: str, checkpoints: Path) -> BenchResult:
     files = {str(PLOT): save_figure(_plot(drifts["curves"]))}
     if memory["strip"]:
         files[str(STRIP)] = _write_strip(memory["strip"])
-    return BenchResult(figures, _table(figures), _notes(figures), files)
-
-
-def _table(f: dict) -> list[list[str]]:
-    return [
-        ["measure", "value", "target"],
-        [f"student FPS, 64x64 ({f['student_steps']} steps)", f"{f['fps_student_64']:.1f}", ">= 10"],
-        [f"teacher FPS, 64x64 ({f['teacher_steps']} steps)", f"{f['fps_teacher_64']:.1f}", ""],
-        ["student / teacher speed", f"{f['student_speedup']:.1f}x", ""],
-        ["first-frame latency, student (ms)", f"{f['first_frame_latency_ms']:.0f}", ""],
-        ["first-frame latency, teacher (ms)", f"{f['first_frame_latency_ms_teacher']:.0f}", ""],
-        [
-            "gap between released frames p50 / p99, student (ms)",
-            f"{f['frame_gap_p50_ms_student']:.1f} / {f['frame_gap_p99_ms_student']:.1f}",
-            "",
-        ],
-        [
-            "PSNR vs simulator with memory, student / teacher (dB)",
-            f"{f['psnr_truth_student']:.2f} / {f['psnr_truth_teacher']:.2f}",
-            "",
-        ],
-        [
-            "PSNR vs simulator, no memory, student / teacher (dB)",
-            f"{f['psnr_truth_unguided_student']:.2f} / {f['psnr_truth_unguided_teacher']:.2f}",
-            "",
-        ],
-        [
-            f"teacher cut to {f['student_steps']} steps: FPS, PSNR with / without memory",
-            f"{f['fps_teacher_at_student_steps']:.1f}, "
-            f"{f['psnr_truth_teacher_at_student_steps']:.2f} / "
-            f"{f['psnr_truth_unguided_teacher_at_student_steps']:.2f}",
-            "",
-        ],
-        [
-            "revisit PSNR vs truth, guided / unguided (dB)",
-            f"{f['revisit_psnr_truth_guided']:.2f} / {f['revisit_psnr_truth_unguided']:.2f}",
-            "guided - unguided >= 3",
-        ],
-        [
-            "revisit PSNR vs truth, baseline: the true start frame shown again (dB)",
-            f"{f['revisit_psnr_truth_copy_start']:.2f}",
-            "",
-        ],
-        [
-            "self-consistency: revisit vs first visit, guided / unguided (dB)",
-            f"{f['self_consistency_psnr_guided']:.2f} / {f['self_consistency_psnr_unguided']:.2f}",
-            "secondary",
-        ],
-        [
-            "self-consistency SSIM, guided / unguided",
-            f"{f['self_consistency_ssim_guided']:.3f} / {f['self_consistency_ssim_unguided']:.3f}",
-            "secondary",
-        ],
-        [
-            "drift slope (MSE per segment), MMPL / framewise",
-            f"{f['drift_slope_mmpl']:.5f} / {f['drift_slope_framewise']:.5f}",
-            "MMPL lower",
-        ],
-    ]
-
-
-def _notes(f: dict) -> list[str]:
-    return [
-        f"Revisit: {f['revisit_pairs']} frame pairs at equal poses on `loop` paths. Against "
-        f"the simulator's truth, guidance changes PSNR by {f['revisit_gain_truth_db']:+.2f} "
-        f"dB (target +3); showing the true start frame again scores "
-        f"{f['revisit_psnr_truth_copy_start']:.2f} dB. Against the frame generated on the "
-        f"first visit (self-consistency, which the memory was fitted on) guidance gains "
-        f"{f['self_consistency_gain_db']:+.2f} dB: repeatable is not right.",
-        "Speed excludes fitting (a reconstruction node does that in its own process); "
-        "it includes rendering guidance from a fitted tri-plane memory at 32x32.",
-        f"Plot: [{PLOT.name}](img/{PLOT.name}); revisit strip (truth | first visit | "
-        f"revisit guided | revisit unguided): [{STRIP.name}](img/{STRIP.name}).",
-    ]
+    names = {"plot": PLOT.name, "strip": STRIP.name}
+    return BenchResult(figures, table(figures), notes(figures, names), files, [loop_table(figures)])

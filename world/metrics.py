@@ -49,3 +49,26 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
         ssim_map = ((2 * mx * my + c1) * (2 * cov + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
         values.append(ssim_map[RADIUS:-RADIUS, RADIUS:-RADIUS].mean())
     return float(np.mean(values))
+
+
+def masked_mse(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> tuple[float, int]:
+    """Summed squared error over the masked pixels of (H, W, C) images, and their count,
+    so that a split (co-visible / disoccluded) can be pooled over many frames."""
+    squared = ((a.astype(np.float64) - b.astype(np.float64)) ** 2).mean(-1)
+    return float(squared[mask].sum()), int(mask.sum())
+
+
+def high_frequency_energy(image: np.ndarray) -> float:
+    """Mean squared 4-neighbour Laplacian of the grey image: what blur removes."""
+    grey = np.asarray(image, np.float64).mean(-1)
+    laplacian = (
+        grey[1:-1, :-2] + grey[1:-1, 2:] + grey[:-2, 1:-1] + grey[2:, 1:-1] - 4 * grey[1:-1, 1:-1]
+    )
+    return float(np.mean(laplacian**2))
+
+
+def sharpness(image: np.ndarray, truth: np.ndarray) -> float:
+    """High-frequency energy relative to the truth frame's: 1 is as sharp as the truth,
+    below 1 blurred, above 1 noisier. Blur lowers MSE, so fidelity needs this beside it."""
+    reference = high_frequency_energy(truth)
+    return float("nan") if reference == 0 else high_frequency_energy(image) / reference

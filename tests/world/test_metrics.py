@@ -51,3 +51,17 @@ def test_psnr_and_ssim_agree_with_scikit_image_on_rendered_frames() -> None:
     )
     assert ssim(a, b) == pytest.approx(_reference_ssim(a, b), abs=1e-6)
     assert ssim(a, a) == pytest.approx(1.0) and psnr(0.0) == float("inf")
+
+
+def test_sharpness_falls_with_blur_and_masked_mse_pools_pixels():
+    from world.metrics import masked_mse, sharpness
+
+    rng = np.random.default_rng(0)
+    truth = rng.uniform(0, 1, (32, 32, 3))
+    blurred = (truth + np.roll(truth, 1, 0) + np.roll(truth, 1, 1) + np.roll(truth, 1, (0, 1))) / 4
+    assert sharpness(truth, truth) == 1.0
+    assert sharpness(blurred, truth) < 0.3
+    mask = np.zeros((32, 32), bool)
+    mask[:4] = True
+    total, count = masked_mse(truth, truth + 0.5 * mask[..., None], mask)
+    assert count == 4 * 32 and total / count == pytest.approx(0.25)

@@ -229,6 +229,8 @@ class RolloutResult:
     order: list[list[int]]
     seconds: float
     timings: dict[str, float] = field(default_factory=dict)
+    # (5, H, W) what the memory rendered at frame i when it was generated, if anything
+    guidance: dict[int, np.ndarray] = field(default_factory=dict)
 
     @property
     def fps(self) -> float:
@@ -246,17 +248,19 @@ def rollout(stream: WorldStream, path: CameraPath) -> RolloutResult:
         raise ValueError(f"a path of {len(path)} frames is not 1 + k x {n}")
     frames = np.zeros_like(path.truth)
     released_at = np.full(len(path), np.nan)
+    guidance: dict[int, np.ndarray] = {}
     start = time.perf_counter()
 
     def keep(item: Released) -> None:
         frames[item.index] = item.frame
         released_at[item.index] = time.perf_counter() - start
+        if item.guidance is not None:
+            guidance[item.index] = item.guidance
 
     stream.on_release = keep
     stream.start(path.truth[0], path.poses[0], path.times[0])
     for s in range(0, len(path) - 1, n):
         stream.add_segment(path.poses[s + 1 : s + 1 + n], path.times[s + 1 : s + 1 + n])
     stream.flush()
-    return RolloutResult(
-        frames, released_at, stream.order, time.perf_counter() - start, dict(stream.timings)
-    )
+    seconds = time.perf_counter() - start
+    return RolloutResult(frames, released_at, stream.order, seconds, dict(stream.timings), guidance)

@@ -1,0 +1,32 @@
+"""bench world's truth rows: the classical baselines and the revisit selection."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from benchmarks import world_truth
+from benchmarks.world import revisit_pairs
+from sim import trajectories
+from world.generation.rollout import explore_path
+
+
+def test_the_warp_beats_a_copy_on_co_visible_pixels_of_a_real_path():
+    path = explore_path(trajectories.orbit(8, speed=0.6, turn=0.6), seed=3)
+    targets = world_truth.Targets.of(path)
+    counts = targets.counts()
+    assert counts["targets"] == 8 and 0.2 < counts["covisible_fraction"] < 1.0
+    rows = {k: targets.score(v).summary() for k, v in world_truth.classical(path).items()}
+    assert rows["warp-start"]["psnr_covisible"] > rows["copy"]["psnr_covisible"] + 3
+    assert rows["warp-start"]["psnr"] > rows["copy"]["psnr"]
+    # The truth itself scores infinitely well and exactly as sharp.
+    perfect = targets.score(targets.truth).summary()
+    assert perfect["psnr"] == float("inf") and perfect["sharpness"] == 1.0
+
+
+def test_revisits_count_only_after_the_camera_went_far_away():
+    path = explore_path(trajectories.excursion(np.random.default_rng(0), 64), seed=0)
+    every = revisit_pairs(path, -1.0, -1.0)
+    far = revisit_pairs(path, 1.0, 45.0)
+    assert len(every) == 31  # equal poses all the way out and back
+    assert 0 < len(far) < len(every)
+    assert all(first < 16 for first, _ in far)  # only the early poses: the turn is between

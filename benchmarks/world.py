@@ -149,7 +149,7 @@ def revisit(model, steps: int, plan: Size) -> dict[str, object]:
     strip: list[np.ndarray] = []
     for seed in plan.revisit_seeds:
         log.info("revisit: excursion path %d (fitting every frame)", seed)
-        actions = trajectories.excursion(np.random.default_rng(seed), plan.revisit_segments * N)
+        actions = world_truth.excursion(np.random.default_rng(seed), plan.revisit_segments * N)
         path = explore_path(actions, seed)
         pairs = revisit_pairs(path, *plan.revisit_away)
         start = world_truth.view_of(path.truth[0], path.poses[0])

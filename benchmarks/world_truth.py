@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from sim import trajectories
 from world.generation.generator import from_model
 from world.generation.rollout import CameraPath
 from world.metrics import masked_mse, psnr, sharpness, ssim
@@ -34,6 +35,23 @@ from world.warp import View, camera_motion, covisible, depth_warp
 # frame 0 in view at the Explore camera's field of view.
 SMALL_MOTION_M, SMALL_MOTION_DEG = 0.5, 20.0
 CLASSICAL = ("copy", "warp-start", "warp-recent")
+
+
+def excursion(rng: np.random.Generator, steps: int) -> np.ndarray:
+    """Explore actions for a revisit path that goes far: out at full speed in one random
+    horizontal heading while turning one way (translate and turn on alternate steps,
+    about 1.4 m and 90 degrees at 32 steps out), then exactly back, as `loop` does
+    (sim/trajectories.py). A short `loop` may never take the start out of view."""
+    half = steps // 2
+    heading = rng.uniform(-np.pi, np.pi)
+    turn = float(rng.choice([-1.0, 1.0]))
+    out = np.zeros((half, trajectories.ACTION_DIM), np.float32)
+    out[0::2, 0], out[0::2, 1] = np.cos(heading), np.sin(heading)
+    out[1::2, 3] = turn
+    actions = np.concatenate([out, -out[::-1]])
+    if len(actions) < steps:
+        actions = np.concatenate([actions, np.zeros((1, trajectories.ACTION_DIM), np.float32)])
+    return actions
 
 
 def view_of(frame: np.ndarray, pose: np.ndarray) -> View:

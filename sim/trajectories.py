@@ -3,10 +3,7 @@
 - `random_walk`: smooth random controls (an Ornstein-Uhlenbeck process);
 - `orbit`: circle while turning, so the camera keeps looking inwards;
 - `loop`: go out and come back, returning exactly to the start pose, the case where a
-  world model without memory drifts;
-- `excursion`: a loop that goes far: at full speed in one direction while turning one
-  way (about 1.3 m and 90 degrees at 32 steps out), then back. Revisits on it come after
-  the start has left the view, which a short `loop` does not guarantee.
+  world model without memory drifts.
 """
 
 from __future__ import annotations
@@ -56,22 +53,7 @@ def loop(rng: np.random.Generator, steps: int) -> np.ndarray:
     return actions
 
 
-def excursion(rng: np.random.Generator, steps: int) -> np.ndarray:
-    """Out: translate (a random horizontal heading, full speed) and turn (one random
-    side, full speed) on alternate steps; back: the reverse, as in `loop`."""
-    half = steps // 2
-    heading = rng.uniform(-np.pi, np.pi)
-    turn = float(rng.choice([-1.0, 1.0]))
-    out = np.zeros((half, ACTION_DIM), np.float32)
-    out[0::2, 0], out[0::2, 1] = np.cos(heading), np.sin(heading)
-    out[1::2, 3] = turn
-    actions = np.concatenate([out, -out[::-1]])
-    if len(actions) < steps:
-        actions = np.concatenate([actions, np.zeros((1, ACTION_DIM), np.float32)])
-    return actions
-
-
-TRAJECTORIES = ("random_walk", "orbit", "loop", "excursion")
+TRAJECTORIES = ("random_walk", "orbit", "loop")
 
 
 def make(kind: str, rng: np.random.Generator, steps: int) -> np.ndarray:
@@ -81,6 +63,4 @@ def make(kind: str, rng: np.random.Generator, steps: int) -> np.ndarray:
         return orbit(steps, speed=rng.uniform(0.4, 0.8), turn=rng.choice([-1, 1]) * 0.6)
     if kind == "loop":
         return loop(rng, steps)
-    if kind == "excursion":
-        return excursion(rng, steps)
     raise ValueError(f"unknown trajectory {kind!r}; choose from {TRAJECTORIES}")

@@ -7,6 +7,7 @@ import numpy as np
 from benchmarks import world_truth
 from benchmarks.world import revisit_pairs
 from sim import trajectories
+from sim.envs import make_env
 from world.generation.rollout import explore_path
 
 
@@ -24,9 +25,23 @@ def test_the_warp_beats_a_copy_on_co_visible_pixels_of_a_real_path():
 
 
 def test_revisits_count_only_after_the_camera_went_far_away():
-    path = explore_path(trajectories.excursion(np.random.default_rng(0), 64), seed=0)
+    path = explore_path(world_truth.excursion(np.random.default_rng(0), 64), seed=0)
     every = revisit_pairs(path, -1.0, -1.0)
     far = revisit_pairs(path, 1.0, 45.0)
     assert len(every) == 31  # equal poses all the way out and back
     assert 0 < len(far) < len(every)
     assert all(first < 16 for first, _ in far)  # only the early poses: the turn is between
+
+
+def test_an_excursion_goes_far_and_comes_back() -> None:
+    """Revisits on it come after the start left the view: > 1 m and > 45 degrees away."""
+    env = make_env("explore", max_episode_steps=100)
+    start, _ = env.reset(seed=1)
+    farthest = (0.0, 0.0)
+    for action in world_truth.excursion(np.random.default_rng(1), 64):
+        end, *_ = env.step(action)
+        distance = float(np.linalg.norm(end[:3] - start[:3]))
+        turned = abs((end[3] - start[3] + np.pi) % (2 * np.pi) - np.pi)
+        farthest = max(farthest, (distance, float(np.degrees(turned))))
+    np.testing.assert_allclose(end[:5], start[:5], atol=1e-4)
+    assert farthest[0] > 1.0 and farthest[1] > 45.0, farthest

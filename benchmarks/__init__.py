@@ -68,13 +68,20 @@ BENCHMARKS = {
             "reconstruction",
             "tri-plane 4D fit of the Explore room: held-out PSNR",
             "benchmarks.reconstruction",
-            ("world/reconstruction", "world/metrics.py", "sim", "streams"),
+            (
+                "world/reconstruction",
+                "world/metrics.py",
+                "world/warp.py",
+                "benchmarks/reconstruction_peers.py",
+                "sim",
+                "streams",
+            ),
         ),
         Benchmark(
             "world",
             "generate -> reconstruct -> guide: FPS, revisit, drift",
             "benchmarks.world",
-            ("world", "training", "sim"),
+            ("world", "training", "sim", "benchmarks/world_truth.py", "benchmarks/world_table.py"),
             ("explore-teacher", "explore-student"),
         ),
         Benchmark(

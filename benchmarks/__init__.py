@@ -61,7 +61,15 @@ BENCHMARKS = {
             "runtime",
             "loop jitter, deadline misses, end-to-end latency",
             "benchmarks.runtime",
-            ("runtime", "streams", "policies", "training", "sim"),
+            (
+                "runtime",
+                "streams",
+                "policies",
+                "training",
+                "sim",
+                "benchmarks/runtime_delay.py",
+                "benchmarks/realtime.py",
+            ),
             ("pickplace",),
         ),
         Benchmark(

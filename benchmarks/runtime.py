@@ -23,6 +23,7 @@ import numpy as np
 
 from benchmarks.harness import BenchResult, save_figure
 from benchmarks.load import cpu_hogs
+from benchmarks.runtime_delay import SCALE, cross_check
 from runtime.launch_file import LaunchGraph, NodeSpec
 from runtime.rate import SPIN_WINDOW
 from runtime.supervisor import Supervisor
@@ -147,20 +148,23 @@ def _measure(publisher, chunks, states, samples: int, period: float) -> np.ndarr
     return np.asarray(latencies[warm_up:]) * 1e3
 
 
-# size -> (seconds of the 50 Hz jitter run, end-to-end samples)
-SIZES = {"full": (200, 3000), "quick": (20, 300), "smoke": (3, 20)}
+# size -> (seconds of the 50 Hz jitter run, end-to-end samples, delay-cell episodes)
+SIZES = {"full": (200, 3000, 100), "quick": (20, 300, 20), "smoke": (3, 20, 1)}
 
 
 def run(size: str, checkpoints: Path) -> BenchResult:
     from policies.deploy.export import export
 
-    seconds, samples = SIZES[size]
+    seconds, samples, episodes = SIZES[size]
     with tempfile.TemporaryDirectory() as tmp:
         exported = Path(tmp) / "exported"
         export(checkpoints / CHECKPOINT, exported)
         jitter = {c.label: jitter_run(exported, c, seconds * c.share) for c in CONDITIONS}
         latencies, policy = e2e_run(exported, samples)
+        delay = cross_check(checkpoints / CHECKPOINT, exported, episodes)
     result = _result(jitter, latencies, policy)
+    result.figures.update(delay)
+    result.notes.insert(1, _delay_note(delay))
     result.files[str(PLOT)] = save_figure(_plot(jitter, latencies))
     return result
 
@@ -253,6 +257,24 @@ def _notes(f: dict, rti_p50: float) -> list[str]:
         "The sim steps PickPlace physics; the ONNX RTI policy node runs in its own process.",
         f"![jitter histograms and end-to-end latency]({Path(*PLOT.parts[1:])})",
     ]
+
+
+def _delay_note(f: dict) -> str:
+    def cell(name: str) -> str:
+        return (
+            f"{f[f'delay_cell_{name}_success']:.2f} [{f[f'delay_cell_{name}_success_low']:.2f}, "
+            f"{f[f'delay_cell_{name}_success_high']:.2f}] over "
+            f"{f[f'delay_cell_{name}_episodes']} episodes"
+        )
+
+    agree = "agree" if f["delay_cell_intervals_overlap"] else "DISAGREE"
+    return (
+        f"One cell of `bench realtime` through the runtime (benchmarks/runtime_delay.py): "
+        f"PickPlace, RTI, the sim at {SCALE:g}x real time against the ONNX policy node "
+        f"(inference p50 {f['delay_cell_policy_latency_p50_ms']:.2f} ms), realised delay "
+        f"{f['delay_cell_realised_delay']:.2f} ticks: success {cell('runtime')}; the lockstep "
+        f"model at d = 1 on the same seeds: {cell('lockstep')}. Wilson 95% intervals {agree}."
+    )
 
 
 def _number(value, fmt: str) -> str:

@@ -4,8 +4,11 @@ Guidance for a target pose is the field rendered there at half resolution (what 
 generator was trained on), upsampled: RGB-D in model space times a hard opacity mask,
 plus the mask itself. Two memories share that renderer:
 
-- `LocalMemory` fits generated frames in this process with the reconstruction node's
-  `OnlineFitter` (evaluation and benchmarks: deterministic, one process);
+- `LocalMemory` fits frames in this process with the reconstruction node's
+  `OnlineFitter` (evaluation and benchmarks: deterministic, one process). The true
+  start frame is an anchor: pinned in the fitter, and a generated frame is fitted only
+  on the pixels whose 3-D points no anchor saw (world/warp.py's co-visibility), so the
+  memory's render reproduces the truth wherever the truth was seen;
 - `FieldMemory` just holds the newest field, replaced whenever a TriPlanes snapshot
   arrives from a reconstruction node over ZeroMQ (the live loop).
 """
@@ -23,6 +26,7 @@ from world.generation.generator import from_model, to_model
 from world.reconstruction.field import EXPLORE_BOUNDS, FieldConfig, TriPlaneField
 from world.reconstruction.fit import FitConfig, OnlineFitter
 from world.reconstruction.render import render_image
+from world.warp import View, covisible
 
 OPAQUE = 0.5  # rendered opacity above which the memory counts as covering a pixel
 
@@ -44,6 +48,9 @@ class MemoryConfig:
     # hundred steps. Measured on a loop path: 28.7 dB at revisited poses after 680 steps
     # against 25.1 dB with 0.03 (26.3 dB without deformation).
     lr_planes: float = 0.1
+    # Generated frames fit only the pixels no true frame saw (False: they fit everywhere,
+    # as before anchoring; the ablation).
+    anchoring: bool = True
 
 
 def render_guidance(
@@ -93,8 +100,11 @@ class FieldMemory:
             return None
         return render_guidance(self.field, self.intrinsics, poses, times, self.config)
 
-    def add(self, frames: np.ndarray, poses: np.ndarray, times: np.ndarray) -> None:
-        """frames (B, 4, H, W) in model space; a remote memory gets them over the wire."""
+    def add(
+        self, frames: np.ndarray, poses: np.ndarray, times: np.ndarray, anchor: bool = False
+    ) -> None:
+        """frames (B, 4, H, W) in model space; `anchor`: true observations, not generated.
+        A remote memory gets them over the wire (where, for now, nothing is anchored)."""
         if self.on_add is not None:
             self.on_add(frames, poses, times)
 
@@ -114,12 +124,24 @@ class LocalMemory(FieldMemory):
             lr_planes=config.lr_planes,
         )
         self.fitter = OnlineFitter(self._field, fit, seed=seed)
+        self.anchor_views: list[View] = []
 
-    def add(self, frames: np.ndarray, poses: np.ndarray, times: np.ndarray) -> None:
-        super().add(frames, poses, times)
+    def add(
+        self, frames: np.ndarray, poses: np.ndarray, times: np.ndarray, anchor: bool = False
+    ) -> None:
+        """Anchors (true frames) are pinned in the fitter; a generated frame is fitted
+        only where no anchor saw its 3-D points, so it cannot overwrite what was observed."""
+        super().add(frames, poses, times, anchor)
         rgb, depth = from_model(frames)
         for i in range(len(frames)):
-            self.fitter.add_frame(rgb[i], depth[i], self.intrinsics, poses[i], float(times[i]))
+            keep = None
+            if anchor:
+                self.anchor_views.append(View(rgb[i], depth[i], np.asarray(poses[i])))
+            elif self.anchor_views and self.config.anchoring:
+                keep = ~covisible(depth[i], poses[i], self.anchor_views, self.intrinsics)
+            self.fitter.add_frame(
+                rgb[i], depth[i], self.intrinsics, poses[i], float(times[i]), anchor, keep
+            )
             for _ in range(self.config.steps_per_frame):
                 self.fitter.step()
         self.field = self._field

@@ -114,7 +114,9 @@ class WorldStream:
         self._release()
         if self.memory is not None and self.fit != "none":
             # The start frame is a real observation: the memory's first and best view.
-            self.memory.add(self.frames[0][None], np.asarray(pose)[None], np.array([time_s]))
+            self.memory.add(
+                self.frames[0][None], np.asarray(pose)[None], np.array([time_s]), anchor=True
+            )
         return self._take()
 
     def add_segment(self, poses: np.ndarray, times: np.ndarray) -> list[Released]:

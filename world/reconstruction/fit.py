@@ -30,6 +30,8 @@ class FitConfig:
     rays_per_step: int = 1024
     samples: int = 32
     keyframes: int = 32  # the buffer's bound
+    anchors: int = 8  # true frames pinned beside the buffer, never evicted
+    anchor_share: float = 0.25  # of each step's rays drawn from the anchors, when any
     lr_planes: float = 0.03
     lr_network: float = 0.005
     depth_weight: float = 0.05
@@ -58,6 +60,9 @@ class OnlineFitter:
             ]
         )
         self.buffer: deque[Keyframe] = deque(maxlen=config.keyframes)
+        # Observed (true) frames: a world model's generated frames must not push them out
+        # of the buffer, nor outvote them (world/generation/memory.py).
+        self.anchors: deque[Keyframe] = deque(maxlen=config.anchors)
         self.generator = torch.Generator().manual_seed(seed)
         self.steps = 0
         self.step_seconds: deque[float] = deque(maxlen=200)
@@ -73,7 +78,13 @@ class OnlineFitter:
         intrinsics: np.ndarray,
         pose: np.ndarray,
         time_s: float,
+        anchor: bool = False,
+        keep: np.ndarray | None = None,
     ) -> None:
+        """Queue a frame for fitting. `anchor`: a true observation, pinned; `keep` (H, W)
+        bool: fit only these pixels (a frame that is all False is not added)."""
+        if keep is not None and not keep.any():
+            return
         height, width = rgb.shape[:2]
         rays = camera_rays(intrinsics, pose, width, height, time_s)
         # torch.tensor copies: frames from the wire are read-only views on its buffers.
@@ -85,21 +96,29 @@ class OnlineFitter:
             depths = torch.where(
                 torch.isfinite(depths), depths, torch.full_like(depths, float("nan"))
             )
+        if keep is not None:
+            index = torch.from_numpy(np.flatnonzero(keep.reshape(-1)))
+            rays, colours, depths = rays.subset(index), colours[index], depths[index]
         device = self.device
-        self.buffer.append(
-            Keyframe(
-                Rays(rays.origins.to(device), rays.directions.to(device), rays.times.to(device)),
-                colours.to(device),
-                depths.to(device),
-            )
+        frame = Keyframe(
+            Rays(rays.origins.to(device), rays.directions.to(device), rays.times.to(device)),
+            colours.to(device),
+            depths.to(device),
         )
+        (self.anchors if anchor else self.buffer).append(frame)
+        self._newest = frame
 
     def _batch(self) -> tuple[Rays, torch.Tensor, torch.Tensor]:
-        newest, count = self.buffer[-1], self.config.rays_per_step
-        picks = [(newest, count // 2)]
-        frames = torch.randint(len(self.buffer), (count - count // 2,), generator=self.generator)
-        for index, n in zip(*torch.unique(frames, return_counts=True), strict=True):
-            picks.append((self.buffer[int(index)], int(n)))
+        """Half the rays from the newest frame, a share from the anchors, the rest from
+        the whole buffer (anchors included)."""
+        count = self.config.rays_per_step
+        picks = [(self._newest, count // 2)]
+        rest = count - count // 2
+        if self.anchors:
+            pinned = int(rest * self.config.anchor_share)
+            rest -= pinned
+            picks += self._draw(list(self.anchors), pinned)
+        picks += self._draw([*self.anchors, *self.buffer], rest)
         rays, rgb, depth = [], [], []
         for frame, n in picks:
             chosen = torch.randint(len(frame.rays), (n,), generator=self.generator).to(self.device)
@@ -111,6 +130,16 @@ class OnlineFitter:
         )
         return joined, torch.cat(rgb), torch.cat(depth)
 
+    def _draw(self, frames: list[Keyframe], count: int) -> list[tuple[Keyframe, int]]:
+        """`count` rays spread over `frames` at random: (frame, rays from it) pairs."""
+        if count <= 0:
+            return []
+        drawn = torch.randint(len(frames), (count,), generator=self.generator)
+        return [
+            (frames[int(index)], int(n))
+            for index, n in zip(*torch.unique(drawn, return_counts=True), strict=True)
+        ]
+
     def _displacement(self) -> torch.Tensor:
         """Mean |Δx| (normalised units) at random points and times; 0 without deformation."""
         if not self.field.config.deform or self.config.displacement_weight == 0:
@@ -121,7 +150,7 @@ class OnlineFitter:
 
     def step(self) -> dict[str, float]:
         """One optimisation step over the buffer; returns the loss terms."""
-        if not self.buffer:
+        if not self.buffer and not self.anchors:
             raise RuntimeError("no frames yet: add_frame() first")
         began = time.perf_counter()
         rays, rgb, depth = self._batch()

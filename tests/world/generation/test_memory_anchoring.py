@@ -1,0 +1,51 @@
+"""Memory anchoring: generated frames cannot overwrite what a true frame showed."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from sim import trajectories
+from world.generation.memory import LocalMemory, MemoryConfig, render_guidance
+from world.generation.rollout import explore_path
+from world.metrics import psnr
+
+CONFIG = MemoryConfig(
+    steps_per_frame=20, resolution=32, time_steps=2, rays_per_step=256, fit_samples=16
+)
+
+
+def render_psnr(memory: LocalMemory, path, config: MemoryConfig) -> float:
+    """PSNR of the memory's guidance at frame 0's pose against frame 0 (covered pixels)."""
+    guidance = render_guidance(
+        memory.field, path.intrinsics, path.poses[:1], path.times[:1], config
+    )
+    rendered, mask = guidance[0, :3].numpy(), guidance[0, 4].numpy() > 0.5
+    target = torch.nn.functional.avg_pool2d(torch.from_numpy(path.truth[:1, :3]), 2)
+    target = torch.nn.functional.interpolate(target, size=config.image_size, mode="bilinear")
+    error = ((rendered - target[0].numpy()) / 2) ** 2  # model space [-1, 1] -> [0, 1]
+    return psnr(float(error[:, mask].mean()))
+
+
+def before_and_after(anchoring: bool) -> tuple[float, float]:
+    """Fit the true frame 0; then 'generated' frames at the same pose that contradict it
+    (the colour negative, same depth). The render at frame 0's pose, before and after."""
+    path = explore_path(trajectories.orbit(2), seed=0)
+    wrong = path.truth[0].copy()
+    wrong[:3] = -wrong[:3]
+    torch.manual_seed(0)
+    config = MemoryConfig(**{**CONFIG.__dict__, "anchoring": anchoring})
+    memory = LocalMemory(path.intrinsics, config, seed=0)
+    memory.add(path.truth[:1], path.poses[:1], path.times[:1], anchor=True)
+    before = render_psnr(memory, path, config)
+    for _ in range(3):
+        memory.add(wrong[None], path.poses[:1], path.times[:1])
+    return before, render_psnr(memory, path, config)
+
+
+def test_a_contradicting_generated_frame_leaves_the_anchored_render_alone():
+    before, after = before_and_after(anchoring=True)
+    assert after > before - 0.5, (before, after)  # only the truth was fitted: no worse
+    before, overwritten = before_and_after(anchoring=False)
+    assert overwritten < before - 3.0, (before, overwritten)  # unanchored, it is pulled away
+    assert np.isfinite(before)

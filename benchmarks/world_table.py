@@ -110,8 +110,8 @@ def notes(f: dict, names: dict[str, str]) -> list[str]:
         "and the generated frames only, as the loop has it. Whole-frame PSNR is the mean over "
         f"frames (the student's rows: min–max of the per-seed means over {f['runs']} seeds; "
         "the teacher's rows: one seed); the co-visible and disoccluded columns pool the "
-        "squared error over all their pixels. Sharpness: high-frequency energy relative to the truth frame "
-        "(1 = as sharp; blur lowers it, nearest-fill blocks raise it).",
+        "squared error over all their pixels. Sharpness: high-frequency energy relative to "
+        "the truth frame (1 = as sharp; blur lowers it, nearest-fill blocks raise it).",
         f"Revisit: {f['revisit_pairs']} frame pairs at equal poses on `excursion` paths that "
         "go more than 1 m and 45 degrees away in between, none of them frame 0's pixels "
         f"again. Guidance changes PSNR against the truth by {f['revisit_gain_truth_db']:+.2f} "

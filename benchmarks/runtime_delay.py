@@ -3,15 +3,17 @@
 `bench realtime` runs every method in `warmloop eval`'s lockstep delay model. Here the
 real thing runs: the sim node plays PickPlace 4x faster than real time (25 ms ticks)
 against the ONNX RTI policy node in its own process, as `warmloop launch manipulation`
-wires them. Inference (a few ms) is shorter than a tick, so each chunk arrives during
-its observation's tick and first plays on the next one: the lockstep model's d = 1
-(the chunk from observation t plays from t + 1). The realised delay is measured, not
-assumed: 1 + the rows already past when a chunk arrived, per chunk. It includes each
-episode's first chunk, RTI's full DDPM chain (~180 ms, 7 ticks): the sim waits for it
-(--wait-for-policy) and starts 7 rows in, where the lockstep model's first chunk plays
-from its first row.
+wires them. The sim publishes observation t, sleeps to the tick's deadline, then
+executes the row due then; physics moves only in the step after it. A chunk that
+arrives within the tick (inference of a few ms) therefore plays from its first row on
+the very state it was predicted from: the lockstep model's d = 0. Each tick of
+inference more skips one row: d = the rows already past when a chunk arrives, which
+the sim counts (`late_actions`); the realised delay is their mean per chunk. It
+includes each episode's first chunk, RTI's full DDPM chain (~180 ms, 7 ticks): the sim
+waits for it at rest (--wait-for-policy) and starts 7 rows in, where the lockstep
+model's first chunk plays from its first row.
 
-The same seeds run through the lockstep model with RTI at d = 1 (torch, as `bench
+The same seeds run through the lockstep model with RTI at d = 0 (torch, as `bench
 realtime` runs it), in this run. The two success rates should agree within their
 Wilson intervals.
 """
@@ -31,6 +33,7 @@ from runtime.supervisor import Supervisor
 
 SCALE = 4.0  # the sim's rate over real time: 25 ms ticks for PickPlace's 10 Hz
 TASK = "pickplace"
+DELAY = 0  # the lockstep cell the runtime is compared with
 
 
 def runtime_cell(exported: Path, episodes: int, scale: float = SCALE) -> dict:
@@ -69,19 +72,19 @@ def runtime_cell(exported: Path, episodes: int, scale: float = SCALE) -> dict:
         "episodes": len(played),
         "successes": successes,
         "success_rate": successes / max(len(played), 1),
-        "realised_delay": 1 + sim.get("executor_late_actions", 0) / chunks,
+        "realised_delay": sim.get("executor_late_actions", 0) / chunks,
         "late_chunks": sim.get("executor_late_chunks", 0),
         "latency_p50_ms": policy.get("latency_p50_ms", float("nan")),
     }
 
 
 def lockstep_cell(checkpoint_dir: Path, episodes: int) -> dict:
-    """The same seeds in `bench realtime`'s lockstep model: RTI as shipped, d = 1."""
+    """The same seeds in `bench realtime`'s lockstep model: RTI as shipped, d = 0."""
     from benchmarks.realtime import METHODS, run_cell
     from policies.diffusion.checkpoint import load
 
     rti = next(m for m in METHODS if m.name == "rti")
-    result = run_cell(load(checkpoint_dir), rti, 1, episodes, seeds.REPORT)
+    result = run_cell(load(checkpoint_dir), rti, DELAY, episodes, seeds.REPORT)
     successes = round(result.success_rate * result.episodes)
     return {
         "episodes": result.episodes,

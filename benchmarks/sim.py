@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import mujoco
 import numpy as np
 from tqdm import tqdm
 
@@ -15,6 +14,11 @@ from sim.envs import make_env, scene
 
 
 def _physics_steps_per_s(task: str, seconds: float) -> float:
+    # Imported here, after `sim` has chosen the headless GL backend: MuJoCo picks its
+    # backend when first imported, and a top-level import ran before `sim`'s (the
+    # benchmark failed with "an OpenGL platform library has not been loaded").
+    import mujoco
+
     env = make_env(task)
     env.reset(seed=0)
     model, data = env.unwrapped.physics.model, env.unwrapped.physics.data

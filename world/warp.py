@@ -110,20 +110,27 @@ def depth_warp(
     return Warped(rgb[rows, cols], depth[rows, cols].astype(np.float32), landed)
 
 
+def seen_by(
+    points: np.ndarray, view: View, intrinsics: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Which world points (..., 3) `view` sees: in view and not occluded (its depth there
+    agrees with theirs), and the flat pixel each lands on."""
+    height, width = view.depth.shape
+    u, v, z = project(points, intrinsics, view.pose)
+    flat, inside = _pixel_index(u, v, z, height, width)
+    with np.errstate(invalid="ignore"):
+        agrees = np.abs(view.depth.reshape(-1)[flat] - z) <= DEPTH_TOLERANCE * z + DEPTH_SLACK
+    return inside & agrees, flat
+
+
 def covisible(
     target_depth: np.ndarray, target_pose: np.ndarray, sources: list[View], intrinsics: np.ndarray
 ) -> np.ndarray:
     """(H, W) bool: the target pixel's 3-D point is in view and unoccluded in some source."""
-    height, width = target_depth.shape
     points = lift(target_depth, intrinsics, target_pose)
-    seen = np.zeros((height, width), bool)
+    seen = np.zeros(target_depth.shape, bool)
     for view in sources:
-        u, v, z = project(points, intrinsics, view.pose)
-        flat, inside = _pixel_index(u, v, z, height, width)
-        source_depth = view.depth.reshape(-1)[flat]
-        with np.errstate(invalid="ignore"):
-            agrees = np.abs(source_depth - z) <= DEPTH_TOLERANCE * z + DEPTH_SLACK
-        seen |= inside & agrees
+        seen |= seen_by(points, view, intrinsics)[0]
     return seen & np.isfinite(target_depth)
 
 

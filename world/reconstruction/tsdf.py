@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from world.warp import View, camera_motion, camera_rays, project
+from world.warp import View, camera_motion, camera_rays, lift, seen_by
 
 TRUNCATION = 3.0
 OPENGL_TO_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])
@@ -129,29 +129,16 @@ def nearest_views(views: list[View], pose: np.ndarray, count: int) -> list[View]
 
 
 def colour_from_views(
-    rgb: np.ndarray,
-    depth: np.ndarray,
-    pose: np.ndarray,
-    views: list[View],
-    intrinsics: np.ndarray,
-    tolerance: float = 0.05,
+    rgb: np.ndarray, depth: np.ndarray, pose: np.ndarray, views: list[View], intrinsics: np.ndarray
 ) -> np.ndarray:
-    """Re-colour a rendered surface from the views that see it: the mean of their
-    colours where a view's depth agrees with the surface, else the vertex colour."""
-    height, width = depth.shape
-    with np.errstate(invalid="ignore"):  # inf depth (no surface) gives non-finite points
-        points = camera_rays(intrinsics, height, width) * depth[..., None]
-        points = points @ pose[:3, :3].T + pose[:3, 3]
-    total = np.zeros((height, width, 3))
-    count = np.zeros((height, width))
+    """Re-colour a rendered surface from the views that see it (world/warp.py's
+    co-visibility test): the mean of their colours, else the vertex colour."""
+    points = lift(depth, intrinsics, pose)  # inf depth (no surface): non-finite, unseen
+    total = np.zeros((*depth.shape, 3))
+    count = np.zeros(depth.shape)
     for view in views:
-        u, v, z = project(points, intrinsics, view.pose)
-        inside = np.isfinite(z) & (z > 0.05) & (u >= 0) & (u < width) & (v >= 0) & (v < height)
-        row = np.floor(np.where(inside, v, 0)).astype(int)
-        col = np.floor(np.where(inside, u, 0)).astype(int)
-        with np.errstate(invalid="ignore"):
-            agrees = inside & (np.abs(view.depth[row, col] - z) <= tolerance * z + 0.02)
-        total += np.where(agrees[..., None], view.rgb[row, col], 0)
-        count += agrees
+        seen, flat = seen_by(points, view, intrinsics)
+        total += np.where(seen[..., None], view.rgb.reshape(-1, 3)[flat], 0)
+        count += seen
     mean = total / np.maximum(count, 1)[..., None]
     return np.where(count[..., None] > 0, mean + 0.5, rgb).astype(np.uint8)

@@ -246,11 +246,7 @@ def _result(results, others, curves, message_bytes: int, total_steps: int) -> Be
     dyn, static = results[True], results[False]
     columns = {"tri-planes 4D": dyn, "static ablation": static}
     for key, label in PEERS:  # peers' scores carry the test set's name first
-        scores = others[key]
-        columns[label] = {
-            **{k.removeprefix("heldout_"): v for k, v in scores.items()},
-            "model_s": scores["model_s"],
-        }
+        columns[label] = {k.removeprefix("heldout_"): v for k, v in others[key].items()}
     best_tsdf = max(others[k]["curve_psnr_static"] for k, _ in PEERS if k.startswith("tsdf"))
     reached = time_to_reach(curves[True], best_tsdf)
     figures = {

@@ -51,6 +51,13 @@ BENCHMARKS = {
             ("pickplace", "pusht"),
         ),
         Benchmark(
+            "policy-image",
+            "image-observation policies: success against latency, encoder share",
+            "benchmarks.policy_image",
+            _POLICY_CODE,
+            ("pickplace-image",),
+        ),
+        Benchmark(
             "realtime",
             "under inference delay: RTI against RTC, prefix replacement, naive, ensembling",
             "benchmarks.realtime",
@@ -70,7 +77,7 @@ BENCHMARKS = {
                 "benchmarks/runtime_delay.py",
                 "benchmarks/realtime.py",
             ),
-            ("pickplace",),
+            ("pickplace", "pickplace-image"),
         ),
         Benchmark(
             "reconstruction",

@@ -116,7 +116,7 @@ def sampler_overhead(checkpoint: Path, repeats: int = 200) -> float:
 
     policy = DiffusionPolicy(checkpoint)
     config, network = policy.config, policy.network
-    cond = torch.zeros(1, config.obs_horizon * config.obs_dim)
+    cond = torch.zeros(1, config.cond_dim)
     guess = torch.zeros(1, config.pred_horizon, config.action_dim)
     step = torch.zeros(1, dtype=torch.long)
 

@@ -2,6 +2,7 @@
 
     client = PolicyClient("tcp://gpu-box:5570", name="arm-1")
     chunk = client.infer(state, step=s, episode=e)    # an ActionChunk
+    chunk = client.infer(hand, step=s, images={"top": rgb})   # an image policy: uint8 HWC
 
 The request carries the robot's state stamped with the robot's monotonic clock; the
 chunk that comes back is due from that same stamp (`t_first`), so runtime.chunks'
@@ -36,14 +37,22 @@ class PolicyClient:
         )
 
     def infer(
-        self, state: np.ndarray, step: int, episode: int = 0, t_capture: float | None = None
+        self,
+        state: np.ndarray,
+        step: int,
+        episode: int = 0,
+        t_capture: float | None = None,
+        images: dict[str, np.ndarray] | None = None,
     ) -> ActionChunk:
         """The chunk answering this state; actions[0] is due at `t_capture` (default now).
 
+        An image policy also takes this step's frame of each of its cameras, `images`
+        {camera: (H, W, 3) uint8 RGB} as the camera gives it (the manifest's `cameras`).
         A new `episode`, or a `step` lower than the last, starts the server's warm start
         over. Raises RequestTimeout (server gone) or RemoteError (request refused)."""
         observation = Observation(
             state=np.asarray(state, np.float32),
+            images={name: np.asarray(frame) for name, frame in (images or {}).items()},
             step=step,
             episode=episode,
             t_capture=time.monotonic() if t_capture is None else t_capture,

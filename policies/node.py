@@ -44,6 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
+from policies.images import check_frame
 from runtime.node import Node, NodeType, node_main, run_from_args
 from streams import ActionChunk, Observation, Publisher, Subscriber, parse_endpoint, parse_qos
 
@@ -168,28 +169,47 @@ def observation_problem(policy, observation: Observation) -> str | None:
     with np.errstate(over="ignore", invalid="ignore"):
         if not np.isfinite(policy.obs_normalizer.normalize(state)).all():
             return "state normalises to infinity: far outside the trained range"
+    for camera in getattr(policy, "cameras", ()):
+        if camera not in observation.images:
+            return f"no image of camera {camera!r} (the policy sees {list(policy.cameras)})"
+        problem = check_frame(observation.images[camera], camera, policy.image_size)
+        if problem:
+            return problem
     return None
 
 
 @dataclass
 class EpisodeHistory:
-    """The last To observations of the current episode, oldest first."""
+    """The last To observations of the current episode, oldest first (and the frames of
+    `cameras`, for an image policy)."""
 
     horizon: int
+    cameras: tuple[str, ...] = ()
     episode: int = -1
     last_step: int = -1
     states: deque = field(default_factory=deque)
+    frames: deque = field(default_factory=deque)  # {camera: (H, W, 3) uint8} per step
 
     def add(self, observation: Observation) -> bool:
         """Take an observation in; True when it starts a new episode."""
         new = observation.episode != self.episode or observation.step < self.last_step
+        frames = {c: observation.images[c] for c in self.cameras}
         if new:
             self.states = deque([observation.state] * self.horizon, maxlen=self.horizon)
+            self.frames = deque([frames] * self.horizon, maxlen=self.horizon)
             self.episode = observation.episode
         else:
             self.states.append(observation.state)
+            self.frames.append(frames)
         self.last_step = observation.step
         return new
+
+    def window(self) -> tuple[np.ndarray, dict[str, np.ndarray] | None]:
+        """(To, D) states and {camera: (To, H, W, 3)} frames: `Policy.infer`'s arguments."""
+        states = np.stack(self.states)
+        if not self.cameras:
+            return states, None
+        return states, {c: np.stack([f[c] for f in self.frames]) for c in self.cameras}
 
 
 class PolicyNode(Node):
@@ -209,7 +229,9 @@ class PolicyNode(Node):
     def configure(self) -> None:
         if self.policy is None:
             self.policy = load_policy(self.config)
-        self.history = EpisodeHistory(self.policy.obs_horizon)
+        self.history = EpisodeHistory(
+            self.policy.obs_horizon, tuple(getattr(self.policy, "cameras", ()))
+        )
         self.subscriber = Subscriber(
             parse_endpoint(self.config.observations, bind=False),
             {"observation": parse_qos(self.config.observation_qos)},
@@ -280,7 +302,7 @@ class PolicyNode(Node):
             self.policy.frozen = self._frozen_rows()
         began = time.perf_counter()
         try:
-            actions = self.policy.infer(np.stack(self.history.states))
+            actions = self.policy.infer(*self.history.window())
         except ValueError as exc:
             self.counters["bad_observations"] += 1
             self.warnings.warning(

@@ -162,7 +162,7 @@ class PolicyServer(Node):
             m = self.policy.manifest
             seed = [self.config.seed, zlib.crc32(client.encode())]
             session = Session(
-                EpisodeHistory(self.policy.obs_horizon),
+                EpisodeHistory(self.policy.obs_horizon, tuple(getattr(self.policy, "cameras", ()))),
                 RTIState(m.discrete_dims, m.discrete_factor if m.rti_clip else None),
                 np.random.default_rng(seed),
             )
@@ -185,7 +185,7 @@ class PolicyServer(Node):
             self.counters["cold_starts"] += 1
         policy.executed = max(1, shift)
         began = time.perf_counter()
-        actions = policy.infer(np.stack(session.history.states))
+        actions = policy.infer(*session.history.window())
         if not cold:
             self.latencies_ms.append((time.perf_counter() - began) * 1e3)
         session.predicted_step = observation.step

@@ -24,7 +24,13 @@ log = logging.getLogger(__name__)
 
 
 def collect_episode(
-    env: Any, task: str, index: int, seed: int, cameras: tuple[str, ...], image_size: int | None
+    env: Any,
+    task: str,
+    index: int,
+    seed: int,
+    cameras: tuple[str, ...],
+    image_size: int | None,
+    depth: bool = True,
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Run one expert episode; return its arrays and attributes."""
     spec = scene(task)
@@ -46,7 +52,7 @@ def collect_episode(
         columns["action"].append(action)
         columns["time"].append(base.time)
         if image_size:
-            _record_images(base, cameras, image_size, columns)
+            _record_images(base, cameras, image_size, columns, depth)
         observation, reward, terminated, truncated, info = env.step(action)
         columns["reward"].append(reward)
         best_score = max(best_score, float(info.get("score", reward)))
@@ -62,11 +68,14 @@ def collect_episode(
     return arrays, {"seed": seed, "success": success, "score": best_score, "behaviour": kind}
 
 
-def _record_images(env: Any, cameras: tuple[str, ...], size: int, columns: dict) -> None:
+def _record_images(
+    env: Any, cameras: tuple[str, ...], size: int, columns: dict, depth: bool
+) -> None:
     for camera in cameras:
-        image = env.render_camera(camera, size, size)
+        image = env.render_camera(camera, size, size, depth=depth)
         columns[f"images/{camera}/rgb"].append(image.rgb)
-        columns[f"images/{camera}/depth"].append(image.depth)
+        if depth:
+            columns[f"images/{camera}/depth"].append(image.depth)
         columns[f"images/{camera}/pose"].append(image.pose)
 
 
@@ -78,16 +87,24 @@ def collect(
     images: bool = False,
     image_size: int = 96,
     progress: bool = True,
+    cameras: tuple[str, ...] | None = None,
+    depth: bool | None = None,
 ) -> dict[str, float]:
-    """Collect (or finish collecting) `episodes` episodes; return summary figures."""
+    """Collect (or finish collecting) `episodes` episodes; return summary figures.
+
+    `cameras` defaults to every camera of the task; `depth` to on for explore (the world
+    model trains on RGB-D) and off for the manipulation tasks, whose image policies see
+    RGB only (depth would more than double the dataset).
+    """
     spec = scene(task)
     if episodes < 1:
         raise ValueError(f"--episodes must be at least 1, got {episodes}")
     if not 8 <= image_size <= 1024:
         raise ValueError(f"--image-size must be within 8..1024, got {image_size}")
     images = images or spec.expert is None  # Explore data is for the world model: RGB-D
+    depth = spec.expert is None if depth is None else depth
     env = make_env(task)
-    cameras = env.unwrapped.task.cameras
+    cameras = _check_cameras(env.unwrapped.task.cameras, cameras)
     expert_name = (
         getattr(spec.expert(env.unwrapped, np.random.default_rng(0)), "name", "")
         if spec.expert
@@ -104,6 +121,7 @@ def collect(
             "images": images,
             "image_size": image_size if images else None,
             "cameras": list(cameras) if images else [],
+            "depth": bool(images and depth),
             "control_dt": env.unwrapped.task.control_dt,
             "action_dim": int(env.action_space.shape[0]),
             "obs_dim": int(env.observation_space.shape[0]),
@@ -122,7 +140,7 @@ def collect(
     ) as bar:
         for index in todo:
             arrays, attrs = collect_episode(
-                env, task, index, seed + index, cameras, image_size if images else None
+                env, task, index, seed + index, cameras, image_size if images else None, depth
             )
             writer.write_episode(index, arrays, attrs)
             results.append(attrs["success"])
@@ -136,6 +154,15 @@ def collect(
     }
 
 
+def _check_cameras(available: tuple[str, ...], asked: tuple[str, ...] | None) -> tuple[str, ...]:
+    if not asked:
+        return tuple(available)
+    unknown = [camera for camera in asked if camera not in available]
+    if unknown:
+        raise ValueError(f"unknown cameras {unknown}; this task has {list(available)}")
+    return tuple(dict.fromkeys(asked))
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("task", help="pickplace, pusht or explore")
     p.add_argument("--episodes", type=int, default=100)
@@ -145,6 +172,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--images", action="store_true", help="also record camera images (always on for explore)"
     )
     p.add_argument("--image-size", type=int, default=96)
+    p.add_argument(
+        "--cameras", nargs="+", help="cameras to record (default: every camera of the task)"
+    )
+    p.add_argument(
+        "--depth",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="record metric depth too (default: on for explore, off otherwise)",
+    )
 
 
 def main_from_args(args: argparse.Namespace) -> int:
@@ -156,6 +192,8 @@ def main_from_args(args: argparse.Namespace) -> int:
             seed=args.seed,
             images=args.images,
             image_size=args.image_size,
+            cameras=tuple(args.cameras) if args.cameras else None,
+            depth=args.depth,
         )
     except (ValueError, DatasetError) as exc:
         sys.stderr.write(f"warmloop collect: {exc}\n")

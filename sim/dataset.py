@@ -28,7 +28,8 @@ import zarr
 FORMAT = "warmloop-dataset"
 VERSION = 1
 # Metadata that must agree when a collection resumes into an existing dataset.
-RESUME_KEYS = ("task", "env_id", "expert", "seed", "images", "image_size", "cameras")
+FRAMES_PER_CHUNK = 16
+RESUME_KEYS = ("task", "env_id", "expert", "seed", "images", "image_size", "cameras", "depth")
 
 
 class DatasetError(ValueError):
@@ -94,8 +95,10 @@ class DatasetWriter:
         group = self.root.create_group(key)
         for name, array in arrays.items():
             array = np.ascontiguousarray(array)
-            # One chunk per step for images (read one frame at a time), one for the rest.
-            chunks = (1, *array.shape[1:]) if array.ndim >= 3 else array.shape
+            # Images: FRAMES_PER_CHUNK frames a chunk, so a random window reads one or
+            # two small chunks and a dataset is not a million tiny files; the rest: one
+            # chunk per episode.
+            chunks = (FRAMES_PER_CHUNK, *array.shape[1:]) if array.ndim >= 3 else array.shape
             *parents, leaf = name.split("/")
             target = group
             for parent in parents:

@@ -1,7 +1,9 @@
 """The sim node: steps a scene at its control rate and talks over ZeroMQ.
 
 Publishes (binds --publish):
-  observation  Observation   every step (state, step, episode)
+  observation  Observation   every step (state, step, episode); with --obs image the
+                             state is the task's proprioception and `images` holds an
+                             RGB frame of each --obs-cameras camera (an image policy's input)
   frame        Frame         every step with --images (RGB-D, intrinsics, pose)
   episode      EpisodeResult at the end of each episode
   heartbeat    Heartbeat     once a second: steps, held, chunks, late_actions, jitter
@@ -57,7 +59,9 @@ class SimNodeConfig:
     staleness: float = 0.5  # seconds without a fresh chunk before holding
     clock_offset: float = 0.0  # chunk clock minus ours, for chunks not stamped by us
     images: bool = False
-    image_size: int = 96
+    image_size: int = 96  # of the frames, and of an image policy's observation images
+    obs: str = "state"  # "image": proprioception + camera frames in every Observation
+    obs_cameras: str = ""  # comma-separated; default: the task's default camera
     rate_scale: float = 1.0  # 2.0 runs twice as fast as real time
     overrun: str = "skip"  # what a late tick does: "skip" or "catch_up"
     spin: float = SPIN_WINDOW  # seconds before each deadline spent spinning (0: sleep only)
@@ -89,6 +93,11 @@ class SimNodeConfig:
                 ),
                 (0 <= self.spin < 0.05, f"spin must be in [0, 0.05) s, got {self.spin}"),
                 (self.queue_mb > 0, f"queue_mb must be positive, got {self.queue_mb}"),
+                (self.obs in ("state", "image"), f"obs must be state or image, got {self.obs!r}"),
+                (
+                    8 <= self.image_size <= 1024,
+                    f"image_size must be in 8..1024, got {self.image_size}",
+                ),
                 (
                     not self.script or self.task == "explore",
                     f"script drives the explore camera; task {self.task!r} needs a policy",
@@ -152,6 +161,7 @@ class SimNode(Node):
             config.clock_offset,
             self.scene.task.discrete_action_dims,
         )
+        self.obs_cameras = self._observation_cameras()
         hz = self.scene.metadata["render_fps"] * config.rate_scale
         self.rate = Rate(hz, config.overrun, spin=config.spin)
         self.publisher = Publisher(
@@ -164,12 +174,24 @@ class SimNode(Node):
             parse_endpoint(config.actions, bind=False), {"action": parse_qos(config.action_qos)}
         )
 
+    def _observation_cameras(self) -> tuple[str, ...]:
+        if self.config.obs != "image":
+            return ()
+        task = self.scene.task
+        names = [c for c in self.config.obs_cameras.split(",") if c] or [task.default_camera]
+        unknown = [c for c in names if c not in task.cameras]
+        if unknown:
+            raise ValueError(f"obs_cameras {unknown}: task {self.config.task} has {task.cameras}")
+        return tuple(dict.fromkeys(names))
+
     def _largest_message_bytes(self) -> int:
-        """A Frame when images are on (RGB uint8 + depth float32), else an Observation."""
-        header = 4096
+        """A Frame when images are on (RGB uint8 + depth float32), an Observation with its
+        camera frames, or a plain Observation."""
+        header, pixels = 4096, self.config.image_size**2
+        largest = header + len(self.obs_cameras) * pixels * 3
         if self.config.images:
-            return header + self.config.image_size**2 * (3 + 4)
-        return header
+            largest = max(largest, header + pixels * (3 + 4))
+        return largest
 
     def shutdown(self) -> None:
         self.close("actions", "publisher", "env")
@@ -339,8 +361,20 @@ class SimNode(Node):
 
     def _publish_state(self, observation: np.ndarray, episode: int, step: int) -> None:
         now = time.monotonic()
+        images = {}
+        if self.obs_cameras:  # what a robot has: its own joints and its cameras
+            observation = observation[list(self.scene.task.proprio_dims)]
+            size = self.config.image_size
+            images = {
+                c: self.scene.render_camera(c, size, size, depth=False).rgb
+                for c in self.obs_cameras
+            }
         state = Observation(
-            state=observation.astype(np.float32), step=step, episode=episode, t_capture=now
+            state=observation.astype(np.float32),
+            images=images,
+            step=step,
+            episode=episode,
+            t_capture=now,
         )
         self.publisher.publish("observation", state)
         if self.config.images:

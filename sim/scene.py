@@ -45,6 +45,9 @@ class Task:
     default_camera: ClassVar[str] = "top"
     cameras: ClassVar[tuple[str, ...]] = ("top",)
     discrete_action_dims: ClassVar[tuple[int, ...]] = ()  # never averaged between chunks
+    # What a robot knows about itself (its hand, its gripper): the part of the observation
+    # an image policy keeps beside its cameras. Everything else it must see.
+    proprio_dims: ClassVar[tuple[int, ...]] = ()
     scored: ClassVar[bool] = True  # False: no success to reach (a camera to fly around)
     action_space: gym.spaces.Box
     observation_space: gym.spaces.Box

@@ -20,6 +20,8 @@ import torch
 from torch import nn
 
 from policies.deploy.manifest import (
+    CAMERA_FORMAT,
+    ENCODER_GRAPH,
     MANIFEST_FILE,
     NETWORK_GRAPH,
     OPSET,
@@ -109,6 +111,48 @@ class UnrolledRTI(nn.Module):
         return x
 
 
+class EncoderGraph(nn.Module):
+    """(normalised state, raw frames per camera) -> the condition: an image policy's
+    encoder with the centre crop inside, so a robot hands over frames as taken."""
+
+    def __init__(self, network: nn.Module, cameras: tuple[str, ...], cond_dim: int):
+        super().__init__()
+        self.network, self.cameras, self.cond_dim = network, cameras, cond_dim
+
+    def forward(self, state: torch.Tensor, *frames: torch.Tensor) -> torch.Tensor:
+        cond = self.network.encode(state, dict(zip(self.cameras, frames, strict=True)))
+        return cond.reshape(-1, self.cond_dim)  # a fixed width in the graph's signature
+
+
+def _export_encoder(network: nn.Module, config, out: Path) -> GraphEntry:
+    steps, size = config.obs_horizon, config.image_size
+    inputs: dict[str, list[int | str]] = {"state": ["batch", steps, config.obs_dim]}
+    args = [torch.zeros(1, steps, config.obs_dim)]
+    for camera in config.cameras:
+        inputs[f"image_{camera}"] = ["batch", steps, size, size, 3]
+        args.append(torch.zeros(1, steps, size, size, 3, dtype=torch.uint8))
+    return _export_graph(
+        EncoderGraph(network, config.cameras, config.cond_dim).eval(),
+        tuple(args),
+        out / ENCODER_GRAPH,
+        inputs=inputs,
+        outputs={"cond": ["batch", config.cond_dim]},
+    )
+
+
+def _camera_entries(config) -> list[dict]:
+    return [
+        {
+            "name": camera,
+            "height": config.image_size,
+            "width": config.image_size,
+            "crop": config.crop_size,
+            **CAMERA_FORMAT,
+        }
+        for camera in config.cameras
+    ]
+
+
 def export(
     checkpoint_dir: Path, out: Path, k_prime: int | None = None, lift: bool = True
 ) -> Manifest:
@@ -129,7 +173,7 @@ def export(
     (out / MANIFEST_FILE).unlink(missing_ok=True)  # a half-written export never looks whole
 
     horizon, action_dim = config.pred_horizon, config.action_dim
-    cond_dim = config.obs_horizon * config.obs_dim
+    cond_dim = config.cond_dim
     rti_steps = rti_steps_within(k_prime, config.rti_steps)  # an overriding K' may hold fewer
     draws = rti_noise_draws(k_prime, config.rti_mode, config.rti_sampler)
     sample = torch.zeros(1, horizon, action_dim)
@@ -163,6 +207,8 @@ def export(
         inputs=rti_inputs,
         outputs={"chunk": single},
     )
+    if config.uses_images:
+        graphs["encoder"] = _export_encoder(network, config, out)
     manifest = Manifest(
         task=config.task,
         obs_dim=config.obs_dim,
@@ -188,6 +234,9 @@ def export(
         alphas_cumprod=tuple(float(a) for a in schedule.alphas_cumprod),
         first_timesteps=tuple(range(config.train_steps - 1, -1, -1)),
         rti_timesteps=tuple(rti_timesteps(k_prime, rti_steps)),
+        cameras=_camera_entries(config),
+        state_dims=tuple(config.state_dims),
+        image_features=config.image_features if config.uses_images else 0,
     )
     (out / MANIFEST_FILE).write_text(manifest.to_json(), encoding="utf-8")
     return manifest

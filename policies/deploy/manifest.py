@@ -3,6 +3,7 @@
 DIR/manifest.json     this file's contents (schema below)
 DIR/network.onnx      the noise network eps(sample, step, cond), dynamic batch
 DIR/rti_update.onnx   one whole RTI update: its denoising steps from K' unrolled
+DIR/encoder.onnx      image policies: (normalised state, raw frames per camera) -> cond
 
 It imports numpy only. Every field is checked on load, and each error names the file
 and the field, so a robot never runs a policy half-understood.
@@ -26,6 +27,8 @@ MANIFEST_SCHEMA_VERSION = 1
 MANIFEST_FILE = "manifest.json"
 NETWORK_GRAPH = "network.onnx"
 RTI_GRAPH = "rti_update.onnx"
+ENCODER_GRAPH = "encoder.onnx"
+CAMERA_FORMAT = {"dtype": "uint8", "layout": "HWC", "channels": "RGB"}  # as cameras give them
 OPSET = 17
 
 
@@ -70,10 +73,29 @@ class Manifest:
     alphas_cumprod: tuple[float, ...] = ()  # ᾱ_t = Π_{s≤t} (1 − β_s)
     first_timesteps: tuple[int, ...] = ()  # the first prediction's DDPM chain, K-1..0
     rti_timesteps: tuple[int, ...] = ()  # what rti_update.onnx denoises, K'..0
+    # Added within schema 1 for image policies; empty for a policy on the state alone.
+    # Each camera: {"name", "height", "width", "crop", **CAMERA_FORMAT}; encoder.onnx
+    # takes the frames uncropped and crops the centre itself.
+    cameras: list[dict[str, Any]] = field(default_factory=list)
+    state_dims: tuple[int, ...] = ()  # the scene observation's entries the state is
+    image_features: int = 0  # per camera and step, in the condition
     schema_version: int = MANIFEST_SCHEMA_VERSION
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2) + "\n"
+
+    @property
+    def camera_names(self) -> tuple[str, ...]:
+        return tuple(camera["name"] for camera in self.cameras)
+
+    @property
+    def image_size(self) -> int:
+        return int(self.cameras[0]["height"]) if self.cameras else 0
+
+    @property
+    def cond_dim(self) -> int:
+        """The U-Net's condition: To steps of state and of features per camera."""
+        return self.obs_horizon * (self.obs_dim + len(self.cameras) * self.image_features)
 
 
 def file_sha256(path: Path) -> str:
@@ -107,6 +129,7 @@ def read_manifest(directory: Path) -> Manifest:
     except (KeyError, TypeError, AttributeError) as exc:
         raise ExportError(f"{path}: malformed ({exc})") from None
     _check_fields(manifest, path)
+    _check_cameras(manifest, path)
     _check_graph_shapes(manifest, path)  # the graphs are the truth the others must match
     _check_normalizers(manifest, path)
     _check_schedule(manifest, path)
@@ -150,6 +173,7 @@ _JSON_TYPES: dict[str, tuple[type, ...]] = {
     "dict[str, GraphEntry]": (dict,),
     "tuple[int, ...]": (list,),
     "tuple[float, ...]": (list,),
+    "list[dict[str, Any]]": (list,),
 }
 
 
@@ -189,9 +213,14 @@ def _check_graph_shapes(m: Manifest, path: Path) -> None:
     """obs_dim, action_dim and the horizons against the graphs' declared shapes."""
     expected = {
         ("network", "sample"): [m.pred_horizon, m.action_dim],
-        ("network", "cond"): [m.obs_horizon * m.obs_dim],
+        ("network", "cond"): [m.cond_dim],
         ("rti_update", "shifted"): [m.pred_horizon, m.action_dim],
-        ("rti_update", "cond"): [m.obs_horizon * m.obs_dim],
+        ("rti_update", "cond"): [m.cond_dim],
+        ("encoder", "state"): [m.obs_horizon, m.obs_dim],
+        **{
+            ("encoder", f"image_{c['name']}"): [m.obs_horizon, c["height"], c["width"], 3]
+            for c in m.cameras
+        },
     }
     for (graph, name), tail in expected.items():
         if graph not in m.graphs:
@@ -203,6 +232,37 @@ def _check_graph_shapes(m: Manifest, path: Path) -> None:
                 f"{m.obs_dim}, action_dim {m.action_dim} and the horizons make [batch, "
                 f"{', '.join(map(str, tail))}]"
             )
+
+
+def _check_cameras(m: Manifest, path: Path) -> None:
+    """Each camera entry complete and sane; encoder.onnx present exactly when they are."""
+    if bool(m.cameras) != ("encoder" in m.graphs):
+        raise ExportError(f"{path}: field cameras and graphs.encoder must come together")
+    if not m.cameras:
+        return
+    names = [c.get("name") if isinstance(c, dict) else None for c in m.cameras]
+    if len(set(names)) != len(names) or not all(
+        isinstance(n, str) and n.isidentifier() for n in names
+    ):
+        raise ExportError(f"{path}: field cameras must have distinct identifier names, got {names}")
+    for camera in m.cameras:
+        sizes = [camera.get(k) for k in ("height", "width", "crop")]
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in sizes):
+            raise ExportError(
+                f"{path}: field cameras.{camera['name']} needs integer height, width, crop"
+            )
+        if camera["height"] != camera["width"] or camera["crop"] > camera["height"]:
+            raise ExportError(
+                f"{path}: field cameras.{camera['name']} must be square, crop <= size"
+            )
+        wrong = {k: camera.get(k) for k, v in CAMERA_FORMAT.items() if camera.get(k) != v}
+        if wrong:
+            raise ExportError(
+                f"{path}: field cameras.{camera['name']} format {wrong}; "
+                f"the runtime takes {CAMERA_FORMAT}"
+            )
+    if len(m.state_dims) != m.obs_dim or m.image_features < 1:
+        raise ExportError(f"{path}: fields state_dims and image_features disagree with obs_dim")
 
 
 def _check_schedule(m: Manifest, path: Path) -> None:

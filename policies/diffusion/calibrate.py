@@ -49,20 +49,30 @@ class Calibration:
 
 
 def offline_ratios(
-    policy, observation_episodes: list[np.ndarray], executed: int = 1, max_k: int = 20
+    policy,
+    observation_episodes: list[np.ndarray],
+    executed: int = 1,
+    max_k: int = 20,
+    frame_episodes: list[dict[str, np.ndarray]] | None = None,
 ) -> dict[int, float]:
-    """ratio(K') over consecutive steps of the given episodes (see the module doc)."""
+    """ratio(K') over consecutive steps of the given episodes (see the module doc).
+
+    An image policy also takes each episode's frames, {camera: (T, H, W, 3) uint8}."""
     import torch
 
     from policies.diffusion.sampler import shift_chunk
 
     schedule, horizon = policy.schedule, policy.obs_horizon
     energies: list[torch.Tensor] = []
-    for observations in observation_episodes:
+    for index, observations in enumerate(observation_episodes):
         steps = np.arange(len(observations))
-        windows = observations[np.clip(steps[:, None] + np.arange(1 - horizon, 1), 0, None)]
+        rows = np.clip(steps[:, None] + np.arange(1 - horizon, 1), 0, None)  # (T, To)
+        windows, images = observations[rows], None
+        if policy.cameras:
+            windows = windows[..., list(policy.state_dims)]
+            images = {c: frame_episodes[index][c][rows] for c in policy.cameras}
         # A₀ at every step of the episode: one batched full chain (a "ddpm" policy).
-        clean = policy.predict_normalized(windows, range(len(windows)))
+        clean = policy.predict_normalized(windows, range(len(windows)), images)
         for i in range(executed, len(windows)):
             guess = shift_chunk(clean[i - executed : i - executed + 1], executed)
             energies.append(
@@ -98,20 +108,27 @@ def check_candidates(offline: int) -> list[int]:
     return sorted({k for k in near if k >= 0})
 
 
-def expert_observations(task: str, episodes: int) -> list[np.ndarray]:
-    """Observations along the scripted expert's episodes on the first tuning seeds."""
+def expert_observations(
+    task: str, episodes: int, cameras: tuple[str, ...] = (), image_size: int | None = None
+) -> tuple[list[np.ndarray], list[dict[str, np.ndarray]]]:
+    """Observations (and frames of `cameras`) along the scripted expert's episodes on the
+    first tuning seeds."""
     from policies import seeds
     from sim.collect import collect_episode
     from sim.envs import make_env
 
     env = make_env(task)
+    size = image_size if cameras else None
+    observations, frames = [], []
     try:
-        return [
-            collect_episode(env, task, i, seeds.TUNING_DEMONSTRATIONS + i, (), None)[0]["obs"]
-            for i in range(episodes)
-        ]
+        for i in range(episodes):
+            seed = seeds.TUNING_DEMONSTRATIONS + i
+            arrays = collect_episode(env, task, i, seed, cameras, size, depth=False)[0]
+            observations.append(arrays["obs"])
+            frames.append({c: arrays[f"images/{c}/rgb"] for c in cameras})
     finally:
         env.close()
+    return observations, frames
 
 
 def calibrate(
@@ -137,9 +154,10 @@ def calibrate(
     problem = rti_denoising_problem(checkpoint.config.train_steps - 1, rti_sampler, rti_steps)
     if problem:
         raise ValueError(f"--{problem[0].replace('_', '-')} {problem[1]}")
-    held_out = expert_observations(checkpoint.config.task, episodes)
+    config = checkpoint.config
+    held_out, frames = expert_observations(config.task, episodes, config.cameras, config.image_size)
     policy = DiffusionPolicy(checkpoint, sampler="ddpm", seed=0)
-    ratios = offline_ratios(policy, held_out)
+    ratios = offline_ratios(policy, held_out, frame_episodes=frames)
     offline = choose(ratios)
     success: dict[int, float] = {}
     for k in check_candidates(offline):

@@ -1,4 +1,8 @@
-"""`warmloop train TASK`: train a low-dimensional diffusion policy from a dataset.
+"""`warmloop train TASK`: train a diffusion policy from a dataset.
+
+On the state vector by default; `--obs image` on camera frames (collected with
+`warmloop collect TASK --images`) and the task's proprioception (policies/diffusion/
+vision.py).
 
 Data-parallel on several GPUs or hosts:  torchrun --nproc_per_node N $(which warmloop) train TASK
 """
@@ -31,6 +35,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         help="Ta, actions executed per chunk outside RTI (default 8; training does not use it)",
     )
+    images = parser.add_argument_group("image observations (--obs image)")
+    images.add_argument(
+        "--obs",
+        choices=["state", "image"],
+        default="state",
+        help="state: the whole state vector; image: camera frames and proprioception",
+    )
+    images.add_argument(
+        "--cameras", nargs="+", help="cameras to see through (default: the dataset's)"
+    )
+    images.add_argument("--backbone", choices=["small", "resnet18"], default="small")
+    images.add_argument(
+        "--crop-size", type=int, help="random-crop size in training (default: 7/8 of the frame)"
+    )
+    images.add_argument("--image-features", type=int, default=64, help="features per camera")
 
 
 def main_from_args(args: argparse.Namespace) -> int:
@@ -50,11 +69,14 @@ def main_from_args(args: argparse.Namespace) -> int:
         meta = read_meta(data_dir)
         if meta["task"] != task:
             raise ValueError(f"{data_dir} holds {meta['task']!r} data, not {task!r}")
-        episodes = load_episodes(data_dir, with_images=False)
+        episodes = load_episodes(data_dir, with_images=args.obs == "image")
         if not episodes:
             raise ValueError(f"{data_dir} has no complete episodes")
+        fields = {"obs_dim": meta["obs_dim"]}
+        if args.obs == "image":
+            fields = _image_fields(args, meta, task)
         config = DiffusionConfig(
-            obs_dim=meta["obs_dim"],
+            **fields,
             action_dim=meta["action_dim"],
             task=task,
             discrete_dims=tuple(meta["discrete_action_dims"]),
@@ -69,11 +91,39 @@ def main_from_args(args: argparse.Namespace) -> int:
     except (DatasetError, ValueError) as exc:
         sys.stderr.write(f"warmloop train: {exc}\n")
         return 2
+    frames = {c: [e.arrays[f"images/{c}/rgb"] for e in episodes] for c in config.cameras}
     data = prepare(
-        config, [e.arrays["obs"] for e in episodes], [e.arrays["action"] for e in episodes]
+        config,
+        [e.arrays["obs"] for e in episodes],
+        [e.arrays["action"] for e in episodes],
+        frames or None,
     )
     return run_training(
         out,
         lambda device: train(config, data, out, resume=not args.no_resume, device=device),
         args.device,
     )
+
+
+def _image_fields(args: argparse.Namespace, meta: dict, task: str) -> dict:
+    """The DiffusionConfig fields of an image policy, from the flags and the dataset."""
+    from sim.envs import scene
+
+    recorded = list(meta.get("cameras") or [])
+    if not meta.get("images") or not recorded:
+        raise ValueError(f"{args.data or 'the dataset'} has no images: collect with --images")
+    cameras = tuple(args.cameras or recorded)
+    missing = [c for c in cameras if c not in recorded]
+    if missing:
+        raise ValueError(f"cameras {missing} were not recorded; the dataset has {recorded}")
+    size = int(meta["image_size"])
+    state_dims = tuple(scene(task).task.proprio_dims)
+    return {
+        "cameras": cameras,
+        "state_dims": state_dims,
+        "image_size": size,
+        "crop_size": args.crop_size or size * 7 // 8,
+        "backbone": args.backbone,
+        "image_features": args.image_features,
+        "obs_dim": len(state_dims),
+    }

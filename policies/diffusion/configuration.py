@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 SAMPLERS = ("ddpm", "ddim", "rti")
+BACKBONES = ("small", "resnet18")  # policies/diffusion/vision.py
 WARM_START_MODES = ("state", "renoise")
 RTI_SAMPLERS = ("ddpm", "ddim")  # how a warm RTI update denoises from K'
 
@@ -19,6 +20,15 @@ class DiffusionConfig:
     obs_horizon: int = 2
     pred_horizon: int = 16
     action_horizon: int = 8
+    # Image observations (policies/diffusion/vision.py). No cameras: a low-dim policy whose
+    # observation is the whole state vector. With cameras, obs_dim counts `state_dims`,
+    # the env observation's proprioceptive entries kept beside the frames.
+    cameras: tuple[str, ...] = ()
+    state_dims: tuple[int, ...] = ()
+    image_size: int = 96  # frames as the camera gives them, H = W
+    crop_size: int = 84  # random crops in training, the centre at inference (DP: 84 of 96)
+    backbone: str = "small"
+    image_features: int = 64  # per camera and step
     # Network.
     down_dims: tuple[int, ...] = (64, 128, 256)
     step_embed_dim: int = 128
@@ -45,6 +55,8 @@ class DiffusionConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        self.cameras = tuple(self.cameras)
+        self.state_dims = tuple(self.state_dims)
         self.down_dims = tuple(self.down_dims)
         self.discrete_dims = tuple(self.discrete_dims)
         self.adam_betas = tuple(self.adam_betas)
@@ -100,7 +112,40 @@ class DiffusionConfig:
         )
         _require(self, self.discrete_factor >= 1, "discrete_factor", "must be >= 1")
         _require(self, self.lr > 0 and self.weight_decay >= 0, "lr", "must be positive")
+        if self.cameras:
+            self._check_images()
         _require(self, 0 < self.ema_max_decay < 1, "ema_max_decay", "must be in (0, 1)")
+
+    @property
+    def uses_images(self) -> bool:
+        return bool(self.cameras)
+
+    @property
+    def cond_dim(self) -> int:
+        """The U-Net's global condition: To steps of state (and features per camera)."""
+        per_step = self.obs_dim + len(self.cameras) * self.image_features
+        return self.obs_horizon * per_step
+
+    def _check_images(self) -> None:
+        _require(
+            self,
+            all(c.isidentifier() for c in self.cameras)
+            and len(set(self.cameras)) == len(self.cameras),
+            "cameras",
+            "must be distinct names of letters, digits and underscores",
+        )
+        _require(
+            self,
+            len(self.state_dims) == self.obs_dim,
+            "state_dims",
+            f"must list obs_dim = {self.obs_dim} observation entries",
+        )
+        _require(self, self.backbone in BACKBONES, "backbone", f"must be one of {BACKBONES}")
+        _require(self, 16 <= self.image_size <= 512, "image_size", "must be within 16..512")
+        _require(
+            self, 16 <= self.crop_size <= self.image_size, "crop_size", "must be in 16..image_size"
+        )
+        _require(self, self.image_features >= 1, "image_features", "must be at least 1")
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -85,20 +85,34 @@ def windows(
 
     Returns obs (N, To, D) and actions (N, Tp, A) with N the total number of steps.
     """
+    for obs, act in zip(observations, actions, strict=True):
+        if len(act) == 0 or len(obs) != len(act):
+            raise ValueError(f"episode has {len(obs)} observations and {len(act)} actions")
+    obs_index, act_index = window_indices([len(a) for a in actions], obs_horizon, pred_horizon)
+    return np.concatenate(observations)[obs_index], np.concatenate(actions)[act_index]
+
+
+def window_indices(
+    lengths: Sequence[int], obs_horizon: int, pred_horizon: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Row numbers, into the episodes laid end to end, of every window: (N, To), (N, Tp).
+
+    Image policies gather their frames by these rather than copying each frame To times.
+    """
     if obs_horizon < 1 or pred_horizon < obs_horizon:
         raise ValueError(f"need 1 <= To <= Tp, got To={obs_horizon}, Tp={pred_horizon}")
-    obs_out, act_out = [], []
-    for obs, act in zip(observations, actions, strict=True):
-        length = len(act)
-        if length == 0 or len(obs) != length:
-            raise ValueError(f"episode has {len(obs)} observations and {length} actions")
+    obs_out, act_out, first = [], [], 0
+    for length in lengths:
+        if length < 1:
+            raise ValueError("an episode has no steps")
         steps = np.arange(length)[:, None]
         obs_index = np.clip(steps + np.arange(-obs_horizon + 1, 1), 0, length - 1)
         act_index = np.clip(
             steps + np.arange(-obs_horizon + 1, pred_horizon - obs_horizon + 1), 0, length - 1
         )
-        obs_out.append(obs[obs_index])
-        act_out.append(act[act_index])
+        obs_out.append(first + obs_index)
+        act_out.append(first + act_index)
+        first += length
     return np.concatenate(obs_out), np.concatenate(act_out)
 
 

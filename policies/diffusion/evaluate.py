@@ -28,6 +28,7 @@ from policies.diffusion.execution import (
     frozen_rows,
 )
 from policies.diffusion.inpainting import DEFAULT_BETA
+from policies.images import render_frames
 from runtime.stats import wilson_half_width, wilson_interval
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,7 @@ class _Slot:
     env: Any
     episode: int = -1
     history: deque = field(default_factory=deque)
+    frames: deque = field(default_factory=deque)  # image policies: {camera: frame} per step
     plan: ChunkPlan = field(default_factory=ChunkPlan)
     first: bool = True  # no prediction made yet in this episode
     best: float = 0.0
@@ -121,6 +123,7 @@ def evaluate(
     timing = {"delay": delay, "jitter": jitter, "executed": executed, "merge": merge}
     slots = [_Slot(make_env(task)) for _ in range(min(num_envs, episodes))]
     tally = _Tally()
+    cameras = policy_cameras(policy)
     filmed = max(1 if video is not None else 0, videos[1] if videos else 0)
     frames: dict[int, list[np.ndarray]] = {}
     upcoming = iter(range(episodes))
@@ -133,7 +136,7 @@ def evaluate(
         for group in _prediction_groups(policy, waiting):
             _predict(policy, group, tally)
         for index, slot in list(active):
-            info = _step(slot, frames if slot.episode < filmed else None)
+            info = _step(slot, frames if slot.episode < filmed else None, cameras)
             if info is not None:  # the episode ended
                 _tally_episode(tally, slot, info, seed)
                 bar.update()
@@ -173,11 +176,16 @@ def _tally_episode(tally: _Tally, slot: _Slot, info: dict, seed: int) -> None:
     )
 
 
-def _step(slot: _Slot, frames: dict[int, list[np.ndarray]] | None) -> dict | None:
+def _step(
+    slot: _Slot, frames: dict[int, list[np.ndarray]] | None, cameras: tuple | None = None
+) -> dict | None:
     """Play the slot's next queued action; the final info when its episode ends.
-    With `frames`, the camera image is kept for the episode's video."""
+    With `frames`, the camera image is kept for the episode's video; with `cameras`
+    ((names, size) of an image policy) the policy's frames are rendered."""
     observation, reward, terminated, truncated, info = slot.env.step(slot.plan.next_action())
     slot.history.append(observation)
+    if cameras:
+        slot.frames.append(render_frames(slot.env, *cameras))
     slot.length += 1
     slot.best = max(slot.best, float(info.get("score", reward)))
     if frames is not None:
@@ -194,6 +202,10 @@ def _start_episode(slot: _Slot, index: int, episode: int, policy, seed: int, tim
         policy.reset()
     slot.episode, slot.first, slot.best, slot.length = episode, True, 0.0, 0
     slot.history = deque([observation] * policy.obs_horizon, maxlen=policy.obs_horizon)
+    cameras = policy_cameras(policy)
+    if cameras:
+        first = render_frames(slot.env, *cameras)
+        slot.frames = deque([first] * policy.obs_horizon, maxlen=policy.obs_horizon)
     # The jitter draws follow the episode's seed, so an episode replays whatever
     # environment slot it lands in.
     rng = np.random.default_rng(seed + episode)
@@ -224,9 +236,18 @@ def _predict(policy, group: list[tuple[int, _Slot]], tally: _Tally) -> None:
     """One prediction call for every episode in `group`; plan each one's chunk."""
     first = all(slot.first for _, slot in group)
     observations = np.stack([np.stack(s.history) for _, s in group])
+    images = None
+    if policy_cameras(policy):
+        observations = observations[..., list(policy.state_dims)]
+        images = {
+            c: np.stack([np.stack([f[c] for f in s.frames]) for _, s in group])
+            for c in policy.cameras
+        }
     calls_before, began = policy.network_calls, time.perf_counter()
     if hasattr(policy, "infer_batch"):
-        chunks = policy.infer_batch(observations, [i for i, _ in group])
+        chunks = policy.infer_batch(observations, [i for i, _ in group], images)
+    elif images is not None:
+        chunks = policy.infer(observations[0], {c: f[0] for c, f in images.items()})[None]
     else:
         chunks = policy.infer(observations[0])[None]
     elapsed = time.perf_counter() - began
@@ -241,6 +262,12 @@ def _predict(policy, group: list[tuple[int, _Slot]], tally: _Tally) -> None:
     for (_, slot), chunk in zip(group, chunks, strict=True):
         slot.plan.receive(chunk, start)
         slot.first = False
+
+
+def policy_cameras(policy) -> tuple[tuple[str, ...], int] | None:
+    """(cameras, frame size) of an image policy; None for one on the state alone."""
+    cameras = tuple(getattr(policy, "cameras", ()))
+    return (cameras, policy.image_size) if cameras else None
 
 
 def _write_video(path: Path, frames: list[np.ndarray], fps: float) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +19,7 @@ from policies.diffusion.inpainting import DEFAULT_BETA, INPAINT_MODES, Inpaintin
 from policies.diffusion.sampler import RTIState, rti_update, sample_ddim, sample_ddpm, shift_chunk
 from policies.diffusion.scheduler import NoiseSchedule
 from policies.diffusion.training import build_network
+from policies.images import check_images
 from training.checkpoint import load_into
 
 
@@ -91,6 +92,7 @@ class DiffusionPolicy:
         self.generator = torch.Generator(device=device).manual_seed(seed)
         self._rti_states: dict[int, RTIState] = {}
         self.network_calls = 0
+        self.encoder_calls = 0  # image policies: one per prediction, whatever the sampler
 
     def _check_inpainting(self, inpaint: str, frozen: int, beta: float) -> None:
         if inpaint not in INPAINT_MODES:
@@ -129,16 +131,39 @@ class DiffusionPolicy:
         else:
             self._rti_states.pop(slot, None)
 
-    def infer(self, observations: np.ndarray) -> np.ndarray:
-        return self.infer_batch(np.asarray(observations)[None], (0,))[0]
+    @property
+    def cameras(self) -> tuple[str, ...]:
+        """The cameras `infer` needs frames of; () for a policy on the state alone."""
+        return self.config.cameras
 
-    def infer_batch(self, observations: np.ndarray, slots: Sequence[int]) -> np.ndarray:
+    @property
+    def state_dims(self) -> tuple[int, ...]:
+        """The entries of a scene's observation the policy's state is; () for all."""
+        return self.config.state_dims
+
+    @property
+    def image_size(self) -> int:
+        return self.config.image_size
+
+    def infer(
+        self, observations: np.ndarray, images: Mapping[str, np.ndarray] | None = None
+    ) -> np.ndarray:
+        batch_images = None if images is None else {c: f[None] for c, f in images.items()}
+        return self.infer_batch(np.asarray(observations)[None], (0,), batch_images)[0]
+
+    def infer_batch(
+        self,
+        observations: np.ndarray,
+        slots: Sequence[int],
+        images: Mapping[str, np.ndarray] | None = None,
+    ) -> np.ndarray:
         """(B, To, D) observations of B independent episodes -> (B, Tp, A) actions.
 
         `slots` names the episode of each row: RTI keeps one warm-start guess per slot,
-        so a batch may mix episodes that have just started with warm ones.
+        so a batch may mix episodes that have just started with warm ones. An image
+        policy also takes `images`, {camera: (B, To, H, W, 3) uint8 frames}.
         """
-        chunk = self.predict_normalized(observations, slots)
+        chunk = self.predict_normalized(observations, slots, images)
         actions = self.action_normalizer.unnormalize(chunk.cpu().numpy())
         for d in self.config.discrete_dims:
             actions[..., d] = np.where(actions[..., d] > 0, 1.0, -1.0)
@@ -146,12 +171,13 @@ class DiffusionPolicy:
 
     @torch.no_grad()
     def predict_normalized(
-        self, observations: np.ndarray, slots: Sequence[int] = (0,)
+        self,
+        observations: np.ndarray,
+        slots: Sequence[int] = (0,),
+        images: Mapping[str, np.ndarray] | None = None,
     ) -> torch.Tensor:
         """(B, To, D) observations -> (B, Tp, A) chunks in the network's normalised units."""
-        observations = self._check_batch(observations, slots)
-        flat = self.obs_normalizer.normalize(observations).reshape(len(slots), -1)
-        cond = torch.from_numpy(flat).to(self.device)
+        cond = self.condition(observations, slots, images)
         if self.sampler == "ddpm":
             return self._sample_full(cond)
         warm = [
@@ -213,6 +239,28 @@ class DiffusionPolicy:
             weights=torch.from_numpy(weights).to(self.device),
             beta=self.guidance_beta,
             noised=not (self.sampler == "rti" and self.warm_start == "state"),
+        )
+
+    @torch.no_grad()
+    def condition(
+        self,
+        observations: np.ndarray,
+        slots: Sequence[int] = (0,),
+        images: Mapping[str, np.ndarray] | None = None,
+    ) -> torch.Tensor:
+        """The U-Net's (B, G) condition, made once per prediction: every denoising step
+        of it (all K'+1 of a warm RTI update) reuses the encoder's features."""
+        observations = self._check_batch(observations, slots)
+        normalized = torch.from_numpy(self.obs_normalizer.normalize(observations))
+        if not self.cameras:
+            if images:
+                raise ValueError("this policy sees no cameras; got images of " + str(list(images)))
+            return normalized.reshape(len(slots), -1).to(self.device)
+        frames = check_images(images, self.cameras, observations.shape[:2], self.config.image_size)
+        self.encoder_calls += 1
+        return self.network.encode(
+            normalized.to(self.device),
+            {c: torch.from_numpy(f).to(self.device) for c, f in frames.items()},
         )
 
     def _check_batch(self, observations: np.ndarray, slots: Sequence[int]) -> np.ndarray:

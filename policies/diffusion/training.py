@@ -18,23 +18,31 @@ from torch import nn
 
 from policies.diffusion import checkpoint as ckpt
 from policies.diffusion.configuration import DiffusionConfig
-from policies.diffusion.data import Normalizer, windows
+from policies.diffusion.data import Normalizer, window_indices, windows
 from policies.diffusion.network import ConditionalUnet1D
 from policies.diffusion.scheduler import NoiseSchedule
+from policies.diffusion.vision import ObservationEncoder, VisuomotorNetwork
 from training import loop
 from training.checkpoint import load_into
 
 log = logging.getLogger(__name__)
 
 
-def build_network(config: DiffusionConfig) -> ConditionalUnet1D:
-    return ConditionalUnet1D(
+def build_network(config: DiffusionConfig) -> ConditionalUnet1D | VisuomotorNetwork:
+    """The noise network; with cameras, wrapped together with its observation encoder."""
+    unet = ConditionalUnet1D(
         action_dim=config.action_dim,
-        global_cond_dim=config.obs_horizon * config.obs_dim,
+        global_cond_dim=config.cond_dim,
         down_dims=config.down_dims,
         step_embed_dim=config.step_embed_dim,
         kernel_size=config.kernel_size,
     )
+    if not config.uses_images:
+        return unet
+    encoder = ObservationEncoder(
+        config.cameras, config.backbone, config.crop_size, config.image_features
+    )
+    return VisuomotorNetwork(unet, encoder)
 
 
 def learning_rate(step: int, config: DiffusionConfig) -> float:
@@ -49,27 +57,80 @@ def ema_decay(step: int, config: DiffusionConfig) -> float:
 
 @dataclass
 class TrainData:
-    obs: torch.Tensor  # (N, To·D) normalised, flattened observation windows
+    obs: torch.Tensor  # (N, To·D) normalised, flattened windows; (N, To, P) with images
     actions: torch.Tensor  # (N, Tp, A) normalised action windows
     obs_normalizer: Normalizer
     action_normalizer: Normalizer
+    # Image policies: every frame once, uint8 (M, H, W, 3) per camera, decoded up front so
+    # that training spends its time in the network; windows gather them by row (N, To).
+    frames: dict[str, torch.Tensor] | None = None
+    frame_index: torch.Tensor | None = None
 
 
 def prepare(
-    config: DiffusionConfig, observations: Sequence[np.ndarray], actions: Sequence[np.ndarray]
+    config: DiffusionConfig,
+    observations: Sequence[np.ndarray],
+    actions: Sequence[np.ndarray],
+    frames: dict[str, Sequence[np.ndarray]] | None = None,
 ) -> TrainData:
+    """Normalise and window episodes; `frames` {camera: per-episode (T, H, W, 3) uint8}
+    for an image policy, whose state is the observations' `config.state_dims`."""
+    if config.uses_images:
+        observations = [np.asarray(o)[:, list(config.state_dims)] for o in observations]
+        frames = _check_frames(config, frames, [len(a) for a in actions])
     obs_norm = Normalizer.fit(np.concatenate(observations))
     act_norm = Normalizer.fit(np.concatenate(actions), config.discrete_dims, config.discrete_factor)
     obs_windows, act_windows = windows(
         observations, actions, config.obs_horizon, config.pred_horizon
     )
-    obs_flat = obs_norm.normalize(obs_windows).reshape(len(obs_windows), -1)
-    return TrainData(
-        torch.from_numpy(obs_flat),
+    obs = obs_norm.normalize(obs_windows)
+    data = TrainData(
+        torch.from_numpy(obs if config.uses_images else obs.reshape(len(obs), -1)),
         torch.from_numpy(act_norm.normalize(act_windows)),
         obs_norm,
         act_norm,
     )
+    if config.uses_images:
+        lengths = [len(a) for a in actions]
+        frame_index, _ = window_indices(lengths, config.obs_horizon, config.pred_horizon)
+        data.frame_index = torch.from_numpy(frame_index)
+        data.frames = {
+            camera: torch.from_numpy(np.concatenate(per_episode))
+            for camera, per_episode in frames.items()
+        }
+    return data
+
+
+def _check_frames(
+    config: DiffusionConfig, frames: dict[str, Sequence[np.ndarray]] | None, lengths: list[int]
+) -> dict[str, Sequence[np.ndarray]]:
+    missing = [camera for camera in config.cameras if camera not in (frames or {})]
+    if missing:
+        raise ValueError(f"no frames for cameras {missing} (collect with --images)")
+    size = (config.image_size, config.image_size, 3)
+    for camera in config.cameras:
+        for length, episode in zip(lengths, frames[camera], strict=True):
+            if episode.shape != (length, *size) or episode.dtype != np.uint8:
+                raise ValueError(
+                    f"camera {camera!r}: frames of {episode.shape} {episode.dtype}, "
+                    f"expected ({length}, {size[0]}, {size[1]}, 3) uint8"
+                )
+    return {camera: frames[camera] for camera in config.cameras}
+
+
+class ImageNoisePrediction(nn.Module):
+    """One forward of an image policy in training: encode, then predict the noise.
+
+    One module, so that DistributedDataParallel sees the encoder and the U-Net in the same
+    forward and averages both their gradients.
+    """
+
+    def __init__(self, network: VisuomotorNetwork):
+        super().__init__()
+        self.network = network
+
+    def forward(self, x_t, t, state, images, generator=None) -> torch.Tensor:
+        return self.network(x_t, t, self.network.encode(state, images, generator))
 
 
 def train(
@@ -93,7 +154,8 @@ def train(
         load_into(ema, saved.model_state, checkpoint_file)
 
     start = loop.resume(out, ckpt.load, load_ema, model, optimizer) if resume else 0
-    trained = nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    trained = ImageNoisePrediction(model) if config.uses_images else model
+    trained = nn.parallel.DistributedDataParallel(trained) if world > 1 else trained
     schedule = NoiseSchedule(config.train_steps)
     sqrt_ab = torch.tensor(np.sqrt(schedule.alphas_cumprod), dtype=torch.float32, device=device)
     sqrt_one_minus = torch.tensor(
@@ -101,15 +163,23 @@ def train(
     )
     generator = torch.Generator().manual_seed(config.seed * 1000 + rank + start)
     obs, actions = data.obs.to(device), data.actions.to(device)
+    frames = {c: f.to(device) for c, f in (data.frames or {}).items()}
+
+    def predict(x_t: torch.Tensor, t: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        if not frames:
+            return trained(x_t, t, obs[index])
+        rows = data.frame_index[index]  # (B, To)
+        images = {camera: f[rows.to(device)] for camera, f in frames.items()}
+        return trained(x_t, t, obs[index], images, generator)  # random crops: own draws
 
     def step_fn(step: int) -> float:
         index = torch.randint(0, len(obs), (config.batch_size,), generator=generator)
-        x0, cond = actions[index], obs[index]
+        x0 = actions[index]
         noise = torch.randn(x0.shape, generator=generator).to(device)
         t = torch.randint(0, config.train_steps, (config.batch_size,), generator=generator)
         t = t.to(device)
         x_t = sqrt_ab[t, None, None] * x0 + sqrt_one_minus[t, None, None] * noise
-        loss = nn.functional.mse_loss(trained(x_t, t, cond), noise)
+        loss = nn.functional.mse_loss(predict(x_t, t, index), noise)
         loop.set_learning_rate(optimizer, learning_rate(step, config))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

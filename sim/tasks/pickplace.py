@@ -80,6 +80,7 @@ class PickPlaceTask(Task):
     control_dt = 0.1
     cameras = ("top", "front")
     discrete_action_dims = (3,)  # the gripper command
+    proprio_dims = (0, 1, 2, 3)  # hand position, finger opening
     action_space = gym.spaces.Box(
         np.append(WORKSPACE_LOW, -1.0).astype(np.float32),
         np.append(WORKSPACE_HIGH, 1.0).astype(np.float32),

@@ -117,6 +117,7 @@ class PushTTask(Task):
     xml = XML
     control_dt = 0.1
     cameras = ("top",)
+    proprio_dims = (0, 1)  # the pusher's position
     action_space = gym.spaces.Box(-LIMIT, LIMIT, shape=(2,), dtype=np.float32)
     observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(6,), dtype=np.float32)
 

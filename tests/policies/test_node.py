@@ -26,13 +26,15 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _sim(observations: str, actions: str, episodes: int, summary: Path) -> subprocess.Popen:
+def _sim(
+    observations: str, actions: str, episodes: int, summary: Path, *more: str
+) -> subprocess.Popen:
     return subprocess.Popen(
         [
             *(sys.executable, "-m", "sim.node", "--task", "pickplace"),
             *("--publish", observations, "--actions", actions, "--episodes", str(episodes)),
             *("--seed", "100000", "--rate-scale", str(RATE_SCALE), "--staleness", "0.2"),
-            *("--wait-for-policy", "60", "--summary", str(summary)),
+            *("--wait-for-policy", "60", "--summary", str(summary), *more),
         ],
         stderr=subprocess.PIPE,
         text=True,
@@ -40,9 +42,28 @@ def _sim(observations: str, actions: str, episodes: int, summary: Path) -> subpr
     )
 
 
+@pytest.fixture(scope="module")
+def exported_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("export-image")
+    export(ROOT / "checkpoints" / "pickplace-image", out)
+    return out
+
+
 def test_deployed_policy_drives_the_sim_without_torch(exported: Path, tmp_path: Path) -> None:
+    _drive_the_sim(exported, tmp_path)
+
+
+def test_deployed_image_policy_drives_the_sim_from_its_camera(exported_image, tmp_path) -> None:
+    """96×96 frames on the wire in every Observation; the policy sees nothing else of the
+    cube and the target than its camera shows."""
+    summary, policy_log = _drive_the_sim(exported_image, tmp_path, "--obs", "image")
+    assert "0 bad observations" in policy_log
+    assert sum(episode["success"] for episode in summary["episodes"]) >= 1
+
+
+def _drive_the_sim(exported: Path, tmp_path: Path, *sim_args: str) -> tuple[dict, str]:
     observations, actions = f"ipc://{tmp_path}/obs", f"ipc://{tmp_path}/act"
-    sim = _sim(observations, actions, episodes=2, summary=tmp_path / "sim.json")
+    sim = _sim(observations, actions, 2, tmp_path / "sim.json", *sim_args)
     args = [
         "deploy",
         str(exported),
@@ -72,9 +93,12 @@ def test_deployed_policy_drives_the_sim_without_torch(exported: Path, tmp_path: 
     # The policy answered nearly every step, and the sim (almost) never had to hold.
     assert summary["executor_chunks"] >= 0.8 * counters["steps"]
     assert counters.get("held", 0) <= 0.05 * counters["steps"]
-    assert counters.get("foreign_chunks", 0) == 0
+    # At most the answer to episode 0's last observation, landing after episode 1 began:
+    # the sim counts it and ignores it.
+    assert counters.get("foreign_chunks", 0) <= 1
     assert policy.returncode == 0, policy_log[-2000:]
     assert "CPUExecutionProvider" in policy_log or "CUDA" in policy_log
+    return summary, policy_log
 
 
 def _observation(episode: int, step: int, value: float) -> Observation:

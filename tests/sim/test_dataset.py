@@ -11,7 +11,9 @@ from warmloop.cli import main
 
 def test_collect_then_load_round_trip_and_resume(tmp_path) -> None:
     out = tmp_path / "pp.zarr"
-    summary = collect("pickplace", 2, out, seed=5, images=True, image_size=24, progress=False)
+    summary = collect(
+        "pickplace", 2, out, seed=5, images=True, image_size=24, progress=False, depth=True
+    )
     assert summary["collected_now"] == 2 and summary["success_rate_now"] == 1.0
     meta = read_meta(out)
     assert meta["task"] == "pickplace" and meta["env_id"] == "warmloop/PickPlace-v0"
@@ -34,7 +36,9 @@ def test_collect_then_load_round_trip_and_resume(tmp_path) -> None:
     partial.create_array("action", shape=(3, 4), dtype="f4")
     assert [e.index for e in load_episodes(out)] == [0, 1]  # never looks complete
 
-    again = collect("pickplace", 3, out, seed=5, images=True, image_size=24, progress=False)
+    again = collect(
+        "pickplace", 3, out, seed=5, images=True, image_size=24, progress=False, depth=True
+    )
     assert again["collected_now"] == 1  # only the missing episode is collected
     episodes = load_episodes(out)
     assert [e.index for e in episodes] == [0, 1, 2]
@@ -43,6 +47,20 @@ def test_collect_then_load_round_trip_and_resume(tmp_path) -> None:
     np.testing.assert_array_equal(
         load_episodes(tmp_path / "fresh.zarr")[2].arrays["action"], episodes[2].arrays["action"]
     )
+
+
+def test_policy_datasets_hold_the_named_cameras_rgb_only_by_default(tmp_path) -> None:
+    out = tmp_path / "pp.zarr"
+    collect("pickplace", 1, out, images=True, image_size=16, cameras=("top",), progress=False)
+    meta = read_meta(out)
+    assert meta["cameras"] == ["top"] and meta["depth"] is False
+    (episode,) = load_episodes(out)
+    assert sorted(episode.arrays) == sorted(
+        ["obs", "action", "reward", "time"]
+        + [f"images/top/{name}" for name in ("rgb", "pose", "intrinsics")]
+    )
+    # Frames are stored 16 to a chunk, not one file per frame.
+    assert zarr.open_group(str(out))[episode_key(0)]["images/top/rgb"].chunks[0] == 16
 
 
 def test_resume_with_other_settings_is_refused(tmp_path) -> None:
@@ -57,6 +75,7 @@ def test_explore_collects_rgbd_poses_and_times(tmp_path) -> None:
     collect("explore", 1, out, image_size=16, progress=False)
     (episode,) = load_episodes(out)
     assert episode.arrays["images/eye/rgb"].shape[1:] == (16, 16, 3)
+    assert episode.arrays["images/eye/depth"].shape[1:] == (16, 16)  # RGB-D by default
     assert np.all(np.diff(episode.arrays["time"]) > 0)
     assert episode.attrs["behaviour"] == "random_walk"
 
@@ -68,6 +87,10 @@ def test_explore_collects_rgbd_poses_and_times(tmp_path) -> None:
         (["collect", "pusht", "--episodes", "0", "--out", "{tmp}/x"], "at least 1"),
         (["collect", "pusht", "--out", "{tmp}/not_a_dataset"], "not a warmloop dataset"),
         (["collect", "pusht", "--image-size", "2", "--out", "{tmp}/x"], "image-size"),
+        (
+            ["collect", "pusht", "--images", "--cameras", "wrist", "--out", "{tmp}/x"],
+            "unknown cameras ['wrist']; this task has ['top']",
+        ),
     ],
 )
 def test_bad_collect_arguments_give_a_clear_error(tmp_path, capsys, args, message) -> None:

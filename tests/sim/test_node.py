@@ -99,6 +99,7 @@ def test_sim_node_follows_chunks_then_holds_still_when_they_stop(tmp_path) -> No
         ("staleness", -1.0, "staleness must be positive, got -1.0"),
         ("merge", "median", "merge must be one of"),
         ("overrun", "wait", "overrun must be one of ('skip', 'catch_up'), got 'wait'"),
+        ("obs", "pixels", "obs must be state or image, got 'pixels'"),
     ],
 )
 def test_config_errors_name_the_field_and_the_value(field: str, value, says: str) -> None:

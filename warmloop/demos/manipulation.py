@@ -32,6 +32,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", choices=TASKS, default="pickplace")
     parser.add_argument("--backend", choices=["onnx", "torch"], default="onnx")
     parser.add_argument("--run-dir", type=Path, help="default runs/manipulation")
+    parser.add_argument(
+        "--obs",
+        choices=["state", "image"],
+        default="state",
+        help="the policy's input: the state vector, or the top camera and proprioception "
+        "(the shipped TASK-image checkpoint)",
+    )
     parser.add_argument("--checkpoint", type=Path, help="default: the shipped one")
 
 
@@ -57,11 +64,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for old in run_dir.glob("run*.mcap"):  # this run's recordings: run.mcap, run.1.mcap, ...
         old.unlink()
     overrides: dict[str, Any] = {"sim.episodes": args.episodes, "sim.task": args.task}
+    if args.obs == "image":  # the sim sends what the policy sees: frames and proprioception
+        config = json.loads((args.checkpoint / "config.json").read_text())["config"]
+        overrides.update(
+            {
+                "sim.obs": "image",
+                "sim.obs_cameras": ",".join(config["cameras"]),
+                "sim.image_size": config["image_size"],
+            }
+        )
     if args.backend == "torch":
         overrides.update({"policy.type": "policy_torch", "policy.policy": str(args.checkpoint)})
     else:
         ensure_export(args.checkpoint, run_dir / "exported")
-    print(f"running {args.episodes} {args.task} episodes at 10 Hz ({args.backend} policy) ...")
+    print(
+        f"running {args.episodes} {args.task} episodes at 10 Hz ({args.backend} policy on "
+        f"{'camera images' if args.obs == 'image' else 'the state'}) ..."
+    )
     launched = run_graph("manipulation", run_dir, overrides)
     return collect(run_dir, launched)
 
@@ -121,9 +140,15 @@ def render(result: dict[str, Any]) -> str:
 
 def main_from_args(args: argparse.Namespace) -> int:
     args.run_dir = args.run_dir or Path("runs") / "manipulation"
-    args.checkpoint = args.checkpoint or CHECKPOINTS / args.task
+    shipped = args.task if args.obs == "state" else f"{args.task}-image"
+    args.checkpoint = args.checkpoint or CHECKPOINTS / shipped
     if not (args.checkpoint / "config.json").exists():
         sys.stderr.write(f"warmloop demo: no checkpoint at {args.checkpoint}\n")
+        return 2
+    cameras = json.loads((args.checkpoint / "config.json").read_text())["config"].get("cameras")
+    if bool(cameras) != (args.obs == "image"):
+        sees = f"sees through cameras {cameras}" if cameras else "sees the state only"
+        sys.stderr.write(f"warmloop demo: {args.checkpoint} {sees}; --obs is {args.obs}\n")
         return 2
     if args.episodes < 1:
         sys.stderr.write(f"warmloop demo: --episodes must be >= 1, got {args.episodes}\n")

@@ -43,6 +43,7 @@ XML = """
       <freejoint name="hand"/>
       <geom name="palm" type="box" size=".02 .06 .012" rgba=".3 .3 .35 1" mass=".3"
             contype="0" conaffinity="0"/>
+      <camera name="wrist" pos="-.07 0 .02" xyaxes="0 -1 0 .819 0 .574" fovy="75"/>
       <body name="left_finger" gravcomp="1">
         <joint name="left_finger" type="slide" axis="0 1 0" range="0 .05" damping="5"/>
         <geom name="left_finger" type="box" size=".012 .006 .03" pos="0 .006 -.04" mass=".03"
@@ -78,7 +79,7 @@ FINGER_TIP_BELOW_HAND = 0.07  # hand z minus finger tip z
 class PickPlaceTask(Task):
     xml = XML
     control_dt = 0.1
-    cameras = ("top", "front")
+    cameras = ("top", "front", "wrist")
     discrete_action_dims = (3,)  # the gripper command
     proprio_dims = (0, 1, 2, 3)  # hand position, finger opening
     action_space = gym.spaces.Box(

@@ -86,11 +86,11 @@ def _config_fields() -> dict:
         "step_embed_dim": 32,
         "train_steps": 20,
         "rti_k_prime": 2,
-        "batch_size": 64,
-        "num_steps": 400,
+        "batch_size": 32,
+        "num_steps": 300,
         "lr": 2e-3,
         "warmup_steps": 20,
-        "checkpoint_every": 400,
+        "checkpoint_every": 300,
         "ema_max_decay": 0.9,
     }
 
@@ -111,7 +111,7 @@ def _square_episodes(count: int, rng: np.random.Generator):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny image policy trained here (~20 s on 2 cores) on the square task."""
+    """A tiny image policy trained here (~10 s on 2 cores) on the square task."""
     torch.manual_seed(0)
     config = DiffusionConfig(**_config_fields())
     observations, actions, frames = _square_episodes(256, np.random.default_rng(0))

@@ -107,6 +107,8 @@ def run(size: str, checkpoints: Path) -> BenchResult:
         timed = latency_episodes or LATENCY_EPISODES[task]
         results[task] = _evaluate(checkpoint, episodes, timed)
         components[task] = component_times(checkpoint, repeats)
+        onnx = fused_against_separate(directory, repeats)
+        components[task].update({f"onnx_{name}": ms for name, ms in onnx.items()})
     root = project_root()
     return _result(results, components, configs, _recorded(root, "sim"), _recorded(root, "policy"))
 
@@ -145,10 +147,17 @@ def _result(results, components, configs, sim: dict, lowdim: dict) -> BenchResul
         times = components.get(task, {})
         figures[f"encoder_ms_image_{task}"] = times.get("encoder")
         figures[f"unet_ms_per_call_image_{task}"] = times.get("unet")
+        figures[f"onnx_rti_ms_separate_image_{task}"] = times.get("onnx_separate")
+        figures[f"onnx_rti_ms_fused_image_{task}"] = times.get("onnx_fused")
         if variants:
             config = configs[task]
             figures[f"rti_k_prime_image_{task}"] = config.rti_k_prime
             notes.append(_targets(task, variants, times, sim.get(f"expert_success_{task}")))
+            notes.append(
+                f"{task} on onnxruntime (one thread, batch 1), one warm prediction: "
+                f"encoder.onnx then rti_update.onnx {times['onnx_separate']:.2f} ms, one "
+                f"fused graph of both {times['onnx_fused']:.2f} ms."
+            )
             notes.append(
                 f"{task}: cameras {list(config.cameras)} at {config.image_size} px (crop "
                 f"{config.crop_size}), backbone {config.backbone}, {config.image_features} "
@@ -208,3 +217,60 @@ def _targets(task: str, variants: dict, times: dict, expert: float | None) -> st
             f">= 90% of it: {'met' if met else 'NOT met'})"
         )
     return text + "."
+
+
+def fused_against_separate(checkpoint_dir: Path, repeats: int) -> dict[str, float]:
+    """Median ms of one warm prediction at batch 1 on onnxruntime (one thread): the
+    shipped encoder.onnx then rti_update.onnx, against one graph of both, joined by
+    onnx.compose on `cond` (the alternative, timed here rather than shipped)."""
+    import tempfile
+
+    import onnx
+    import onnxruntime as ort
+
+    from policies.deploy.export import export
+    from policies.deploy.runtime import OnnxPolicy
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        export(checkpoint_dir, out)
+        policy = OnnxPolicy(out)
+        m = policy.manifest
+        fused_model = onnx.compose.merge_models(
+            onnx.load(str(out / "encoder.onnx")),
+            onnx.load(str(out / "rti_update.onnx")),
+            io_map=[("cond", "cond")],
+            prefix1="encoder_",
+            prefix2="update_",
+        )
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        fused = ort.InferenceSession(
+            fused_model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+        )
+        state = np.zeros((1, m.obs_horizon, m.obs_dim), np.float32)
+        images = {
+            f"image_{c}": np.zeros((1, m.obs_horizon, m.image_size, m.image_size, 3), np.uint8)
+            for c in m.camera_names
+        }
+        shifted = np.zeros((1, m.pred_horizon, m.action_dim), np.float32)
+        noise = np.zeros((m.noise_draws, *shifted.shape), np.float32) if m.noise_draws else None
+        feeds = {"encoder_state": state, "update_shifted": shifted}
+        feeds.update({f"encoder_{name}": f for name, f in images.items()})
+        if noise is not None:
+            feeds["update_noise"] = noise
+
+        def separate() -> None:
+            cond = policy.encoder.run({"state": state, **images})
+            policy.rti_update(shifted, cond, noise)
+
+        def joined() -> None:
+            fused.run(None, feeds)
+
+        timings: dict[str, list[float]] = {"separate": [], "fused": []}
+        for _ in range(repeats):
+            for name, run_once in (("separate", separate), ("fused", joined)):
+                began = time.perf_counter()
+                run_once()
+                timings[name].append(time.perf_counter() - began)
+    return {name: float(np.median(values) * 1e3) for name, values in timings.items()}

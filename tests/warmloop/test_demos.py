@@ -50,6 +50,23 @@ def test_demo_runs_episodes_and_writes_video_and_recording(tmp_path) -> None:
     assert not list(tmp_path.glob("*.sock"))
 
 
+def test_demo_with_the_image_policy_sends_frames_and_refuses_a_mismatch(tmp_path) -> None:
+    def demo(*more: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "warmloop.cli", "demo", "manipulation", *more]
+        return subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=300)
+
+    refused = demo("--obs", "image", "--checkpoint", str(ROOT / "checkpoints" / "pickplace"))
+    assert refused.returncode == 2
+    assert "sees the state only; --obs is image" in refused.stderr
+    result = demo("--obs", "image", "--episodes", "1", "--run-dir", str(tmp_path))
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "policy on camera images" in result.stdout and "/1 episodes" in result.stdout
+    from streams.recording import read_recording
+
+    first = next(read_recording(tmp_path / "run.mcap", ["observation"])).decode().message
+    assert first.images["top"].shape == (96, 96, 3) and first.state.shape == (4,)
+
+
 def test_demo_explore_generates_with_the_memory_in_the_loop(tmp_path) -> None:
     from tests.world.tiny import save_tiny
 

@@ -259,3 +259,18 @@ def test_the_history_keeps_each_cameras_frames_beside_the_states() -> None:
     history.add(observation(1))
     states, images = history.window()
     assert states[:, 0].tolist() == [0, 1] and images["cam"][:, 0, 0, 0].tolist() == [0, 1]
+
+
+def test_a_served_image_policy_answers_a_client_that_sends_frames(exported, tmp_path) -> None:
+    from policies.client import PolicyClient
+    from streams import RemoteError
+    from tests.policies.test_serve import _Served
+
+    endpoint = f"ipc://{tmp_path}/serve.sock"
+    observations, actions, frames = _square_episodes(1, np.random.default_rng(6))
+    with _Served(exported, endpoint), PolicyClient(endpoint, name="camera-robot") as client:
+        for step in range(3):
+            chunk = client.infer(observations[0][step], step=step, images={"cam": frames[0][step]})
+            assert chunk.actions.shape == (7, 2)  # rows To-1.. of the chunk
+        with pytest.raises(RemoteError, match="no image of camera 'cam'"):
+            client.infer(observations[0][3], step=3)

@@ -1,0 +1,103 @@
+"""Success against training time: `python -m benchmarks.training_curve OUT SNAPSHOT...`.
+
+Each SNAPSHOT is a copy of a checkpoint directory taken while `warmloop train` ran
+(its config.json records the step; `--minutes` gives each one's wall-clock training
+time, in the same order). Every snapshot is evaluated closed-loop under the same
+sampler on the same seeds; OUT.json (with commit and machine) and OUT.png are written.
+Not a registered benchmark: the snapshots are not shipped, only the curve is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from benchmarks.machine import describe
+from benchmarks.provenance import git_state
+
+
+def curve(
+    snapshots: list[Path], minutes: list[float], sampler: str, episodes: int, seed: int
+) -> list[dict]:
+    from policies.diffusion.checkpoint import load
+    from policies.diffusion.evaluate import DEFAULT_NUM_ENVS, evaluate
+    from policies.diffusion.policy import DiffusionPolicy
+
+    points = []
+    for snapshot, elapsed in zip(snapshots, minutes, strict=True):
+        checkpoint = load(snapshot)
+        config = checkpoint.config
+        executed = 1 if sampler == "rti" else config.action_horizon
+        policy = DiffusionPolicy(checkpoint, sampler=sampler, executed=executed)
+        result = evaluate(
+            policy, config.task, episodes, executed, seed, progress=False,
+            num_envs=DEFAULT_NUM_ENVS,
+        )  # fmt: skip
+        points.append(
+            {
+                "step": checkpoint.step,
+                "minutes": elapsed,
+                "success": result.success_rate,
+                "success_low": result.success_low,
+                "success_high": result.success_high,
+            }
+        )
+        print(f"{snapshot}: step {checkpoint.step}, {elapsed:.1f} min: {result.success_rate:.2f}")
+    return points
+
+
+def plot(points: list[dict], title: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6, 3.5))
+    minutes = [p["minutes"] for p in points]
+    success = [p["success"] for p in points]
+    low = [p["success"] - p["success_low"] for p in points]
+    high = [p["success_high"] - p["success"] for p in points]
+    axis.errorbar(minutes, success, yerr=[low, high], marker="o", capsize=3)
+    axis.set_xlabel("training time on the 2-core CPU (minutes)")
+    axis.set_ylabel("success (95% interval)")
+    axis.set_ylim(0, 1.05)
+    axis.set_title(title, fontsize=9)
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path, help="writes OUT.json and OUT.png")
+    parser.add_argument("snapshots", type=Path, nargs="+")
+    parser.add_argument("--minutes", type=float, nargs="+", required=True)
+    parser.add_argument("--sampler", choices=["ddpm", "ddim", "rti"], default="rti")
+    parser.add_argument("--episodes", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=100_000)
+    args = parser.parse_args(argv)
+    if len(args.minutes) != len(args.snapshots):
+        parser.error("give one --minutes value per snapshot")
+    points = curve(args.snapshots, args.minutes, args.sampler, args.episodes, args.seed)
+    root = Path(__file__).resolve().parents[1]
+    commit, dirty = git_state(root, ["policies", "training", "sim"])
+    record = {
+        "command": " ".join(sys.argv),
+        "commit": commit,
+        "dirty": dirty,
+        "machine": describe(),
+        "sampler": args.sampler,
+        "episodes": args.episodes,
+        "first_seed": args.seed,
+        "points": points,
+    }
+    args.out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
+    title = f"{args.sampler}, {args.episodes} episodes per point, seeds {args.seed}+"
+    plot(points, title, args.out.with_suffix(".png"))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -267,7 +267,7 @@ def test_a_served_image_policy_answers_a_client_that_sends_frames(exported, tmp_
     from tests.policies.test_serve import _Served
 
     endpoint = f"ipc://{tmp_path}/serve.sock"
-    observations, actions, frames = _square_episodes(1, np.random.default_rng(6))
+    observations, _, frames = _square_episodes(1, np.random.default_rng(6))
     with _Served(exported, endpoint), PolicyClient(endpoint, name="camera-robot") as client:
         for step in range(3):
             chunk = client.infer(observations[0][step], step=step, images={"cam": frames[0][step]})

@@ -1,0 +1,160 @@
+"""A Franka Panda arm for warmloop scenes: its model and end-effector control by IK.
+
+The model comes from the installed `gymnasium-robotics` wheel (Vikash Kumar's Franka
+model, Apache-2.0, visual and collision meshes), read from the package at run time:
+no mesh is copied into this repository and nothing is downloaded. It is composed into a
+scene's XML with the arm's bodies under gravity compensation, as the real arm's own
+controller provides.
+
+Control is differential inverse kinematics with `mink` (MuJoCo-native, a QP per step):
+an end-effector position task with the gripper pointing down, a nominal posture in the
+nullspace (elbow up, clear of the table), joint limits and joint velocity limits (the
+Panda's datasheet values). The commanded configuration is integrated at the IK rate and
+fed to the arm's position servos, so the servos follow a feasible trajectory.
+
+    action (task frame)  ->  IK target  ->  mink QP at IK_HZ  ->  joint targets  ->  servos
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from functools import cache
+from pathlib import Path
+
+import mujoco
+import numpy as np
+
+ARM_JOINTS = tuple(f"robot:panda0_joint{i}" for i in range(1, 8))
+FINGER_JOINTS = ("robot:panda0_finger_joint1", "robot:panda0_finger_joint2")
+END_EFFECTOR = "end_effector"  # a site between the fingertips
+# Elbow up, wrist turned so the fingers close along y, hand pointing down.
+NOMINAL_POSTURE = np.array([0.0, -0.3, 0.0, -2.2, 0.0, 2.0, 0.785])
+# Joint velocity limits (rad/s), Franka's datasheet.
+VELOCITY_LIMITS = (2.175, 2.175, 2.175, 2.175, 2.61, 2.61, 2.61)
+FINGER_OPEN = 0.04  # metres per finger
+IK_HZ = 100  # IK solves per simulated second; the physics runs at 500 Hz
+GRIPPER_DOWN = np.array([[1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, -1.0]])
+
+
+class PandaAssetsMissing(RuntimeError):
+    """The gymnasium-robotics wheel that carries the Panda's meshes is not installed."""
+
+
+@cache
+def assets_dir() -> Path:
+    """The Franka assets inside the installed gymnasium-robotics package (not imported:
+    its import registers hundreds of environments and prints a warning)."""
+    spec = importlib.util.find_spec("gymnasium_robotics")
+    if spec is None or spec.origin is None:
+        raise PandaAssetsMissing(
+            "the Panda scenes need gymnasium-robotics (pip install 'warmloop[sim]')"
+        )
+    directory = Path(spec.origin).parent / "envs" / "assets" / "kitchen_franka" / "franka_assets"
+    if not (directory / "chain.xml").is_file():
+        raise PandaAssetsMissing(f"{directory}: no Franka model in this gymnasium-robotics")
+    return directory
+
+
+def _include(name: str) -> str:
+    """The body of one of the model's <mujocoinclude> files, comments dropped."""
+    text = re.sub(r"<!--.*?-->", "", (assets_dir() / name).read_text(encoding="utf-8"), flags=re.S)
+    return text.split("<mujocoinclude>", 1)[1].rsplit("</mujocoinclude>", 1)[0]
+
+
+def panda_xml(worldbody: str, base: tuple[float, float, float], extra: str = "") -> str:
+    """A whole scene: `worldbody` (table, objects, cameras) with the arm at `base`."""
+    assets = _include("assets.xml")
+    for tag in ("compiler", "option", "size"):  # the scene sets its own
+        assets = re.sub(rf"<{tag}[^>]*/>", "", assets)
+    chain = re.sub(
+        r'<body name="(panda0_\w+)"', r'<body name="\1" gravcomp="1"', _include("chain.xml")
+    )
+    x, y, z = base
+    return f"""<mujoco model="panda">
+  <compiler angle="radian" meshdir="{assets_dir() / "meshes"}"/>
+  <option timestep="0.002" integrator="implicitfast"/>
+  <visual><global offwidth="640" offheight="480"/><map zfar="20"/></visual>
+  {assets}
+  {extra}
+  <worldbody>
+    {worldbody}
+    <body name="panda_base" pos="{x} {y} {z}">{chain}</body>
+  </worldbody>
+  {_include("actuator.xml")}
+</mujoco>"""
+
+
+class PandaIK:
+    """End-effector position control of the arm in a MuJoCo model by mink.
+
+    `reset(data)` starts the commanded configuration at the arm's state; `set_target`
+    takes a world position for the end-effector site; `step(data)` runs one IK solve
+    and writes the arm's joint targets into `data.ctrl`.
+    """
+
+    def __init__(self, model: mujoco.MjModel, posture_cost: float = 1e-2):
+        import mink  # the [sim] extra
+
+        self._mink = mink
+        self.model = model
+        self.configuration = mink.Configuration(model)
+        self.hand = mink.FrameTask(
+            END_EFFECTOR, "site", position_cost=1.0, orientation_cost=0.5, lm_damping=1e-3
+        )
+        self.posture = mink.PostureTask(model, cost=posture_cost)
+        self.limits = [
+            mink.ConfigurationLimit(model),
+            mink.VelocityLimit(model, dict(zip(ARM_JOINTS, VELOCITY_LIMITS, strict=True))),
+        ]
+        self.arm_qpos = np.array([model.joint(j).qposadr[0] for j in ARM_JOINTS])
+        self.arm_ctrl = np.array([_actuator_of(model, j) for j in ARM_JOINTS])
+        self.dt = 1.0 / IK_HZ
+        self.solves = 0
+
+    def reset(self, data: mujoco.MjData) -> None:
+        self.configuration.update(data.qpos)
+        nominal = data.qpos.copy()
+        nominal[self.arm_qpos] = NOMINAL_POSTURE
+        self.posture.set_target(nominal)
+        data.ctrl[self.arm_ctrl] = data.qpos[self.arm_qpos]
+
+    def set_target(self, position: np.ndarray) -> None:
+        rotation = self._mink.SO3.from_matrix(GRIPPER_DOWN)
+        self.hand.set_target(
+            self._mink.SE3.from_rotation_and_translation(rotation, np.asarray(position, float))
+        )
+
+    def step(self, data: mujoco.MjData) -> None:
+        velocity = self._mink.solve_ik(
+            self.configuration,
+            [self.hand, self.posture],
+            self.dt,
+            "daqp",
+            damping=1e-3,
+            limits=self.limits,
+        )
+        self.configuration.integrate_inplace(velocity, self.dt)
+        data.ctrl[self.arm_ctrl] = self.configuration.q[self.arm_qpos]
+        self.solves += 1
+
+    def commanded_position(self) -> np.ndarray:
+        return self.configuration.get_transform_frame_to_world(END_EFFECTOR, "site").translation()
+
+
+def _actuator_of(model: mujoco.MjModel, joint: str) -> int:
+    joint_id = model.joint(joint).id
+    for actuator in range(model.nu):
+        if model.actuator_trnid[actuator, 0] == joint_id:
+            return actuator
+    raise ValueError(f"no actuator drives joint {joint}")
+
+
+def set_arm(model: mujoco.MjModel, data: mujoco.MjData, posture: np.ndarray) -> None:
+    """Place the arm at `posture` (7 joint angles), fingers open, servos holding it."""
+    for joint, angle in zip(ARM_JOINTS, posture, strict=True):
+        data.qpos[model.joint(joint).qposadr[0]] = angle
+        data.ctrl[_actuator_of(model, joint)] = angle
+    for joint in FINGER_JOINTS:
+        data.qpos[model.joint(joint).qposadr[0]] = FINGER_OPEN
+        data.ctrl[_actuator_of(model, joint)] = FINGER_OPEN

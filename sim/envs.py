@@ -11,6 +11,7 @@ import numpy as np
 
 from sim.scene import MujocoScene, Task
 from sim.tasks.explore import ExploreTask
+from sim.tasks.panda_pickplace import PandaPickPlaceTask
 from sim.tasks.pickplace import PickPlaceExpert, PickPlaceTask
 from sim.tasks.pusht import PushTTask
 from sim.tasks.pusht_expert import PushTExpert
@@ -40,6 +41,14 @@ SCENES = {
         ),
         SceneSpec("pusht", f"warmloop/PushT-v{ENV_VERSION}", PushTTask, 300, PushTExpert),
         SceneSpec("explore", f"warmloop/Explore-v{ENV_VERSION}", ExploreTask, 200, None),
+        # The same problem and expert as pickplace, with a Franka Panda (sim/panda.py).
+        SceneSpec(
+            "panda-pickplace",
+            f"warmloop/PandaPickPlace-v{ENV_VERSION}",
+            PandaPickPlaceTask,
+            100,
+            lambda env, rng: PickPlaceExpert(rng),
+        ),
     )
 }
 

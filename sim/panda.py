@@ -62,14 +62,18 @@ def _include(name: str) -> str:
     return text.split("<mujocoinclude>", 1)[1].rsplit("</mujocoinclude>", 1)[0]
 
 
-def panda_xml(worldbody: str, base: tuple[float, float, float], extra: str = "") -> str:
-    """A whole scene: `worldbody` (table, objects, cameras) with the arm at `base`."""
+def panda_xml(
+    worldbody: str, base: tuple[float, float, float], extra: str = "", hand: str = ""
+) -> str:
+    """A whole scene: `worldbody` (table, objects, cameras) with the arm at `base`;
+    `extra` at the top level (assets), `hand` inside the last link (a wrist camera)."""
     assets = _include("assets.xml")
     for tag in ("compiler", "option", "size"):  # the scene sets its own
         assets = re.sub(rf"<{tag}[^>]*/>", "", assets)
     chain = re.sub(
         r'<body name="(panda0_\w+)"', r'<body name="\1" gravcomp="1"', _include("chain.xml")
     )
+    chain = re.sub(r"(<site name='end_effector'[^>]*/>)", lambda m: m.group(1) + hand, chain)
     x, y, z = base
     return f"""<mujoco model="panda">
   <compiler angle="radian" meshdir="{assets_dir() / "meshes"}"/>
@@ -137,6 +141,20 @@ class PandaIK:
         self.configuration.integrate_inplace(velocity, self.dt)
         data.ctrl[self.arm_ctrl] = self.configuration.q[self.arm_qpos]
         self.solves += 1
+
+    def settle(self, data: mujoco.MjData, target: np.ndarray, iterations: int = 400) -> None:
+        """Put the arm, at rest, where IK reaches `target` (an episode's start pose)."""
+        self.set_target(target)
+        for _ in range(iterations):
+            self.step(data)
+            if np.linalg.norm(self.commanded_position() - target) < 1e-4:
+                break
+        data.qpos[self.arm_qpos] = self.configuration.q[self.arm_qpos]
+        data.qvel[:] = 0.0
+        mujoco.mj_forward(self.model, data)
+
+    def actuator(self, joint: str) -> int:
+        return _actuator_of(self.model, joint)
 
     def commanded_position(self) -> np.ndarray:
         return self.configuration.get_transform_frame_to_world(END_EFFECTOR, "site").translation()

@@ -190,8 +190,9 @@ class PickPlaceExpert:
 
     name = "pickplace-scripted-v1"
 
-    def __init__(self, rng: np.random.Generator):
+    def __init__(self, rng: np.random.Generator, tip_below_hand: float = FINGER_TIP_BELOW_HAND):
         self.rng = rng
+        self.tip_below_hand = tip_below_hand  # the gripper's: observed hand z − finger tips
         self.reset()
 
     def reset(self) -> None:
@@ -199,7 +200,7 @@ class PickPlaceExpert:
         self.side = rng.choice([-1.0, 1.0])
         self.approach_height = rng.uniform(0.10, 0.16)
         self.carry_height = rng.uniform(0.10, 0.16)
-        self.grasp_z = 0.02 + FINGER_TIP_BELOW_HAND - rng.uniform(0.028, 0.036)
+        self.grasp_z = 0.02 + self.tip_below_hand - rng.uniform(0.028, 0.036)
         self.phase = 0
         self.hold = 0
 

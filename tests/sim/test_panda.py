@@ -65,3 +65,52 @@ def test_a_target_below_the_table_leaves_the_arm_on_it(arm) -> None:
         default=0.0,
     )
     assert deepest > -0.01 and data.site(END_EFFECTOR).xpos[2] > -0.01
+
+
+def _expert_episodes(seeds: range):
+    """(success, deepest arm-table penetration in m, lowest fingertip-site z) per episode."""
+    from sim.envs import make_env, scene
+
+    env = make_env("panda-pickplace")
+    physics = env.unwrapped.physics
+    table = physics.model.geom("table").id
+    arm = {physics.model.body(b).id for b in range(physics.model.nbody)} - {
+        physics.model.body("world").id,
+        physics.model.body("cube").id,
+    }
+    results = []
+    for seed in seeds:
+        observation, _ = env.reset(seed=seed)
+        expert = scene("panda-pickplace").expert(env.unwrapped, np.random.default_rng(seed))
+        deepest, done, info = 0.0, False, {}
+        while not done:
+            observation, _, terminated, truncated, info = env.step(expert.act(observation))
+            done = terminated or truncated
+            data = physics.data
+            for contact in data.contact[: data.ncon]:
+                pair = (contact.geom1, contact.geom2)
+                if table in pair and physics.model.geom_bodyid[sum(pair) - table] in arm:
+                    deepest = min(deepest, contact.dist)
+        results.append((info["success"], deepest))
+    env.close()
+    return results
+
+
+def test_the_panda_expert_places_the_cube_and_the_arm_stays_on_the_table() -> None:
+    results = _expert_episodes(range(10))
+    assert sum(success for success, _ in results) >= 9
+    assert min(deepest for _, deepest in results) > -0.003  # never through the table
+
+
+def test_end_effector_targets_outside_the_workspace_are_clamped() -> None:
+    from sim.envs import make_env
+
+    env = make_env("panda-pickplace")
+    env.reset(seed=0)
+    for _ in range(30):
+        observation, *_ = env.step(np.array([2.0, -2.0, -1.0, -1.0], np.float32))
+    assert np.all(observation[:3] <= [0.3 + 0.01, 0.3, 0.36])
+    assert np.all(observation[:3] >= [-0.3, -0.3 - 0.01, 0.045])
+    with pytest.raises(ValueError, match="NaN"):
+        env.step(np.array([np.nan, 0, 0.1, 1], np.float32))
+    env.close()

@@ -1,0 +1,157 @@
+"""PandaPickPlace: a Franka Panda moves a cube onto a target square (sim/panda.py).
+
+The same problem, action and observation as PickPlace (sim/tasks/pickplace.py), so the
+same policies, expert and tools apply: action (4) = absolute end-effector target x, y,
+z in metres in the task frame (the table's centre, z up) and the gripper command (> 0
+closes); observation (11) = end-effector xyz, finger opening, cube xyz, cube yaw as
+(sin 4θ, cos 4θ), target xy. The end effector is the point between the fingers, about
+5 cm above their tips. Its target moves at a bounded speed; IK (mink) turns it into
+joint targets at IK_HZ while the physics runs at 500 Hz.
+"""
+
+from __future__ import annotations
+
+import math
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+
+from sim.panda import (
+    END_EFFECTOR,
+    FINGER_JOINTS,
+    FINGER_OPEN,
+    IK_HZ,
+    NOMINAL_POSTURE,
+    PandaIK,
+    panda_xml,
+    set_arm,
+)
+from sim.scene import Physics, Task
+from sim.tasks.pickplace import TARGET_HALF, _separated_positions
+
+BASE = (-0.55, 0.0, 0.0)  # the arm's base in the task frame
+WORKSPACE_LOW = np.array([-0.3, -0.3, 0.05], np.float32)  # fingertips just above the table
+WORKSPACE_HIGH = np.array([0.3, 0.3, 0.35], np.float32)
+HAND_SPEED = 0.5  # m/s of the end-effector target
+TIP_BELOW_HAND = 0.05  # end-effector site z minus fingertip z, gripper pointing down
+
+WORLD = """
+    <light pos="0 0 1.5" dir="0 0 -1" diffuse=".8 .8 .8" castshadow="false"/>
+    <light pos=".6 -.6 1" dir="-.5 .5 -1" diffuse=".3 .3 .3" castshadow="false"/>
+    <camera name="top" pos="0 -.35 .7" xyaxes="1 0 0 0 .894 .447" fovy="50"/>
+    <camera name="front" pos=".75 0 .45" xyaxes="0 1 0 -.5 0 .866" fovy="55"/>
+    <geom name="table" type="plane" size="1.5 1.5 .01" material="table"/>
+    <site name="target" type="box" size=".05 .05 .0005" pos=".1 .1 .0005" rgba=".2 .8 .3 .6"/>
+    <body name="cube" pos="0 0 .02">
+      <freejoint name="cube"/>
+      <geom name="cube" type="box" size=".02 .02 .02" rgba=".85 .2 .2 1" mass=".05"
+            friction="1.5 .01 .001" condim="4"/>
+    </body>
+"""
+TABLE_MATERIAL = """
+  <asset>
+    <texture name="wood" type="2d" builtin="checker" rgb1=".55 .45 .35" rgb2=".5 .4 .3"
+             width="256" height="256"/>
+    <material name="table" texture="wood" texrepeat="8 8"/>
+  </asset>
+"""
+# In link7's frame: beside the hand, looking past the fingers at what they will grasp.
+WRIST_CAMERA = (
+    '<camera name="wrist" pos=".07 -.07 .1" xyaxes=".707 .707 0 .611 -.611 .503" fovy="70"/>'
+)
+
+
+class PandaPickPlaceTask(Task):
+    control_dt = 0.1
+    cameras = ("top", "front", "wrist")
+    discrete_action_dims = (3,)
+    proprio_dims = (0, 1, 2, 3)  # end-effector position, finger opening
+    action_space = gym.spaces.Box(
+        np.append(WORKSPACE_LOW, -1.0).astype(np.float32),
+        np.append(WORKSPACE_HIGH, 1.0).astype(np.float32),
+        dtype=np.float32,
+    )
+    observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(11,), dtype=np.float32)
+
+    @property
+    def xml(self) -> str:  # read from the installed wheel when a scene is built
+        return panda_xml(WORLD, BASE, TABLE_MATERIAL, hand=WRIST_CAMERA)
+
+    def initialize_episode(self, physics: Physics, rng: np.random.Generator) -> None:
+        model, data = physics.model, physics.data
+        self.ik = PandaIK(model)
+        cube_xy, target_xy = _separated_positions(rng)
+        yaw = rng.uniform(-0.4, 0.4)
+        cube = model.joint("cube").qposadr[0]
+        data.qpos[cube : cube + 7] = [*cube_xy, 0.02, math.cos(yaw / 2), 0, 0, math.sin(yaw / 2)]
+        model.site("target").pos[:2] = target_xy
+        hand = np.array([rng.uniform(-0.1, 0.1), rng.uniform(-0.2, -0.1), 0.2])
+        set_arm(model, data, NOMINAL_POSTURE)
+        mujoco.mj_forward(model, data)
+        self.ik.reset(data)
+        self.ik.settle(data, hand)  # the arm starts still, its hand at `hand`
+        self._fingers = [model.joint(j).qposadr[0] for j in FINGER_JOINTS]
+        self._finger_ctrl = [self.ik.actuator(j) for j in FINGER_JOINTS]
+        self._start = self._goal = self.ik.commanded_position()
+        self._ik_every = max(1, round(1.0 / (IK_HZ * model.opt.timestep)))
+        self._substep = 0
+
+    def before_step(self, physics: Physics, action: np.ndarray) -> None:
+        current = self._goal
+        goal = np.clip(action[:3], WORKSPACE_LOW, WORKSPACE_HIGH)
+        step = goal - current
+        reach = HAND_SPEED * self.control_dt
+        distance = float(np.linalg.norm(step))
+        self._start = current
+        self._goal = current + step * min(1.0, reach / distance) if distance > 0 else current
+        physics.data.ctrl[self._finger_ctrl] = 0.0 if action[3] > 0 else FINGER_OPEN
+
+    def substep(self, physics: Physics, fraction: float) -> None:
+        if self._substep % self._ik_every == 0:
+            self.ik.set_target(self._start + (self._goal - self._start) * fraction)
+            self.ik.step(physics.data)
+        self._substep += 1
+
+    def hold_action(self, physics: Physics) -> np.ndarray:
+        """The end effector still where it is commanded now, gripper command unchanged."""
+        closed = physics.data.ctrl[self._finger_ctrl[0]] < FINGER_OPEN / 2
+        return np.array([*self._goal, 1.0 if closed else -1.0], np.float32)
+
+    def observation(self, physics: Physics) -> np.ndarray:
+        data = physics.data
+        quat = physics.body_quat("cube")
+        yaw = math.atan2(
+            2 * (quat[0] * quat[3] + quat[1] * quat[2]), 1 - 2 * (quat[2] ** 2 + quat[3] ** 2)
+        )
+        opening = float(sum(data.qpos[i] for i in self._fingers))
+        return np.concatenate(
+            [
+                data.site(END_EFFECTOR).xpos,
+                [opening],
+                physics.body_pos("cube"),
+                [math.sin(4 * yaw), math.cos(4 * yaw)],
+                physics.model.site("target").pos[:2],
+            ]
+        )
+
+    def success(self, physics: Physics) -> bool:
+        cube = physics.body_pos("cube")
+        target = physics.model.site("target").pos[:2]
+        inside = bool(np.all(np.abs(cube[:2] - target) <= TARGET_HALF))
+        resting = cube[2] < 0.025 and float(np.linalg.norm(physics.data.body("cube").cvel)) < 0.1
+        return inside and resting and not fingers_touch_cube(physics)
+
+    def info(self, physics: Physics) -> dict:
+        return {"score": float(self.success(physics))}
+
+
+def fingers_touch_cube(physics: Physics) -> bool:
+    model, data = physics.model, physics.data
+    cube = model.geom("cube").id
+    fingers = {model.body("panda0_leftfinger").id, model.body("panda0_rightfinger").id}
+    for contact in data.contact[: data.ncon]:
+        pair = {contact.geom1, contact.geom2}
+        if cube in pair and {model.geom_bodyid[g] for g in pair} & fingers:
+            return True
+    return False

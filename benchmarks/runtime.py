@@ -30,7 +30,6 @@ from runtime.supervisor import Supervisor
 from streams import Endpoint, Observation, Publisher, Queue, Subscriber
 
 CHECKPOINT = "pickplace"
-IMAGE_CHECKPOINT = "pickplace-image"  # the image row: 96×96 RGB in every observation
 PLOT = Path("docs") / "img" / "runtime_jitter.png"
 
 
@@ -94,34 +93,25 @@ def _jitter_run(exported: Path, hz: int, spin: float, seconds: float) -> dict:
         }
 
 
-def _observations(cameras: tuple[str, ...] = (), size: int = 96) -> tuple[np.ndarray, list]:
-    """States along one PickPlace expert episode, played in a loop, and the frames of
-    `cameras` at each of them (for an image policy)."""
-    from policies.images import render_frames
+def _observations() -> np.ndarray:
+    """States along one PickPlace expert episode, played in a loop."""
     from sim.envs import make_env, scene
 
     env = make_env("pickplace")
     observation, _ = env.reset(seed=100_000)
     expert = scene("pickplace").expert(env.unwrapped, np.random.default_rng(0))
-    states, frames, done = [observation], [render_frames(env, cameras, size)], False
+    states, done = [observation], False
     while not done:
         observation, _, terminated, truncated, _ = env.step(expert.act(observation))
         states.append(observation)
-        frames.append(render_frames(env, cameras, size))
         done = terminated or truncated
     env.close()
-    return np.asarray(states, np.float32), frames
+    return np.asarray(states, np.float32)
 
 
 def e2e_run(exported: Path, samples: int, hz: float = 50.0) -> tuple[np.ndarray, dict]:
-    """Capture-to-arrival latency (ms) of `samples` warm chunks, and the policy's summary.
-    An image policy's observations carry its camera frames, as the sim node sends them."""
-    from policies.deploy.manifest import read_manifest
-
-    manifest = read_manifest(exported)
-    states, frames = _observations(manifest.camera_names, manifest.image_size)
-    if manifest.cameras:
-        states = states[:, list(manifest.state_dims)]
+    """Capture-to-arrival latency (ms) of `samples` warm chunks, and the policy's summary."""
+    states = _observations()
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp)
         graph = LaunchGraph("e2e", run / "e2e.yaml", [_policy_spec(exported, run, 1 / hz)], [])
@@ -131,7 +121,7 @@ def e2e_run(exported: Path, samples: int, hz: float = 50.0) -> tuple[np.ndarray,
         chunks = Subscriber(f"ipc://{run}/policy.sock", {"action": Queue(1000)})
         thread.start()
         try:
-            latencies = _measure(publisher, chunks, (states, frames), samples, 1 / hz)
+            latencies = _measure(publisher, chunks, states, samples, 1 / hz)
         finally:
             supervisor.stop()
             thread.join()
@@ -140,15 +130,14 @@ def e2e_run(exported: Path, samples: int, hz: float = 50.0) -> tuple[np.ndarray,
         return latencies, json.loads((run / "policy.json").read_text())
 
 
-def _measure(publisher, chunks, observed, samples: int, period: float) -> np.ndarray:
-    (states, frames), latencies, step, warm_up = observed, [], 0, 20
+def _measure(publisher, chunks, states, samples: int, period: float) -> np.ndarray:
+    latencies, step, warm_up = [], 0, 20
     deadline = time.monotonic() + 120
     while len(latencies) < samples + warm_up and time.monotonic() < deadline:
-        sent, index = time.monotonic(), step % len(states)
-        observation = Observation(
-            state=states[index], images=frames[index], step=step, t_capture=sent
+        sent = time.monotonic()
+        publisher.publish(
+            "observation", Observation(state=states[step % len(states)], step=step, t_capture=sent)
         )
-        publisher.publish("observation", observation)
         received = chunks.recv("action", timeout=period * 5)
         while received is not None and received.message.first_index < step:
             received = chunks.recv("action", timeout=period * 5)  # answers to older steps
@@ -173,41 +162,11 @@ def run(size: str, checkpoints: Path) -> BenchResult:
         jitter = {c.label: jitter_run(exported, c, seconds * c.share) for c in CONDITIONS}
         latencies, policy = e2e_run(exported, samples)
         delay = cross_check(checkpoints / CHECKPOINT, exported, episodes)
-        image = _image_e2e(checkpoints / IMAGE_CHECKPOINT, Path(tmp) / "image", samples)
     result = _result(jitter, latencies, policy)
-    result.figures.update(image)
-    if image:
-        result.notes.insert(2, _image_note(result.figures))
     result.figures.update(delay)
     result.notes.insert(1, _delay_note(delay))
     result.files[str(PLOT)] = save_figure(_plot(jitter, latencies))
     return result
-
-
-def _image_e2e(checkpoint: Path, out: Path, samples: int) -> dict:
-    """The end-to-end row of the image policy: frames on the wire both ways' cost."""
-    from policies.deploy.export import export
-
-    if not (checkpoint / "config.json").exists():
-        return {}
-    export(checkpoint, out)
-    latencies, policy = e2e_run(out, samples)
-    return {
-        "e2e_latency_p50_ms_image": float(np.percentile(latencies, 50)),
-        "e2e_latency_p99_ms_image": float(np.percentile(latencies, 99)),
-        "e2e_samples_image": int(latencies.size),
-        "rti_inference_p50_ms_image": policy["latency_p50_ms"],
-    }
-
-
-def _image_note(f: dict) -> str:
-    return (
-        f"Image row (PickPlace from its top camera, a 96×96 RGB frame in every observation, "
-        f"{f['e2e_samples_image']} warm predictions at 50 Hz): end to end p50 "
-        f"{f['e2e_latency_p50_ms_image']:.2f} ms, p99 {f['e2e_latency_p99_ms_image']:.2f} "
-        f"ms; the node's own inference (encoder and RTI update) p50 "
-        f"{f['rti_inference_p50_ms_image']:.2f} ms."
-    )
 
 
 def _plot(jitter: dict, latencies: np.ndarray):

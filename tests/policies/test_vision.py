@@ -117,7 +117,14 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     observations, actions, frames = _square_episodes(256, np.random.default_rng(0))
     data = prepare(config, observations, actions, {"cam": frames})
     out = tmp_path_factory.mktemp("image-policy")
-    train(config, data, out, progress=False)
+    # One thread: a network this small gains nothing from two, and two threads on a
+    # machine with one core busy elsewhere stall each other (330 s instead of ~10).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train(config, data, out, progress=False)
+    finally:
+        torch.set_num_threads(threads)
     return out
 
 

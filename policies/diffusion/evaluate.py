@@ -245,7 +245,8 @@ def _predict(policy, group: list[tuple[int, _Slot]], tally: _Tally) -> None:
         }
     calls_before, began = policy.network_calls, time.perf_counter()
     if hasattr(policy, "infer_batch"):
-        chunks = policy.infer_batch(observations, [i for i, _ in group], images)
+        extra = () if images is None else (images,)  # a state policy's takes no images
+        chunks = policy.infer_batch(observations, [i for i, _ in group], *extra)
     elif images is not None:
         chunks = policy.infer(observations[0], {c: f[0] for c, f in images.items()})[None]
     else:

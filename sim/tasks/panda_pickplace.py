@@ -28,7 +28,7 @@ from sim.panda import (
     set_arm,
 )
 from sim.scene import Physics, Task
-from sim.tasks.pickplace import TARGET_HALF, _separated_positions
+from sim.tasks.pickplace import _separated_positions, cube_and_target, cube_placed
 
 BASE = (-0.55, 0.0, 0.0)  # the arm's base in the task frame
 WORKSPACE_LOW = np.array([-0.3, -0.3, 0.05], np.float32)  # fingertips just above the table
@@ -120,27 +120,11 @@ class PandaPickPlaceTask(Task):
 
     def observation(self, physics: Physics) -> np.ndarray:
         data = physics.data
-        quat = physics.body_quat("cube")
-        yaw = math.atan2(
-            2 * (quat[0] * quat[3] + quat[1] * quat[2]), 1 - 2 * (quat[2] ** 2 + quat[3] ** 2)
-        )
         opening = float(sum(data.qpos[i] for i in self._fingers))
-        return np.concatenate(
-            [
-                data.site(END_EFFECTOR).xpos,
-                [opening],
-                physics.body_pos("cube"),
-                [math.sin(4 * yaw), math.cos(4 * yaw)],
-                physics.model.site("target").pos[:2],
-            ]
-        )
+        return np.concatenate([data.site(END_EFFECTOR).xpos, [opening], cube_and_target(physics)])
 
     def success(self, physics: Physics) -> bool:
-        cube = physics.body_pos("cube")
-        target = physics.model.site("target").pos[:2]
-        inside = bool(np.all(np.abs(cube[:2] - target) <= TARGET_HALF))
-        resting = cube[2] < 0.025 and float(np.linalg.norm(physics.data.body("cube").cvel)) < 0.1
-        return inside and resting and not fingers_touch_cube(physics)
+        return cube_placed(physics) and not fingers_touch_cube(physics)
 
     def info(self, physics: Physics) -> dict:
         return {"score": float(self.success(physics))}

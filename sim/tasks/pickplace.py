@@ -133,30 +133,39 @@ class PickPlaceTask(Task):
 
     def observation(self, physics: Physics) -> np.ndarray:
         data = physics.data
-        quat = physics.body_quat("cube")
-        yaw = math.atan2(
-            2 * (quat[0] * quat[3] + quat[1] * quat[2]), 1 - 2 * (quat[2] ** 2 + quat[3] ** 2)
-        )
         opening = data.joint("left_finger").qpos[0] + data.joint("right_finger").qpos[0]
-        return np.concatenate(
-            [
-                physics.body_pos("hand"),
-                [opening],
-                physics.body_pos("cube"),
-                [math.sin(4 * yaw), math.cos(4 * yaw)],
-                physics.model.site("target").pos[:2],
-            ]
-        )
+        return np.concatenate([physics.body_pos("hand"), [opening], cube_and_target(physics)])
 
     def success(self, physics: Physics) -> bool:
-        cube = physics.body_pos("cube")
-        target = physics.model.site("target").pos[:2]
-        inside = bool(np.all(np.abs(cube[:2] - target) <= TARGET_HALF))
-        resting = cube[2] < 0.025 and float(np.linalg.norm(physics.data.body("cube").cvel)) < 0.1
-        return inside and resting and not _fingers_touch_cube(physics)
+        return cube_placed(physics) and not _fingers_touch_cube(physics)
 
     def info(self, physics: Physics) -> dict:
         return {"score": float(self.success(physics))}
+
+
+def cube_and_target(physics: Physics) -> np.ndarray:
+    """The observation's last 7 entries: cube xyz, its yaw as (sin 4θ, cos 4θ), target xy."""
+    quat = physics.body_quat("cube")
+    yaw = math.atan2(
+        2 * (quat[0] * quat[3] + quat[1] * quat[2]), 1 - 2 * (quat[2] ** 2 + quat[3] ** 2)
+    )
+    return np.concatenate(
+        [
+            physics.body_pos("cube"),
+            [math.sin(4 * yaw), math.cos(4 * yaw)],
+            physics.model.site("target").pos[:2],
+        ]
+    )
+
+
+def cube_placed(physics: Physics) -> bool:
+    """The cube on the target square and at rest (whoever holds it: the task asks)."""
+    cube = physics.body_pos("cube")
+    target = physics.model.site("target").pos[:2]
+    inside = bool(np.all(np.abs(cube[:2] - target) <= TARGET_HALF))
+    return (
+        inside and cube[2] < 0.025 and float(np.linalg.norm(physics.data.body("cube").cvel)) < 0.1
+    )
 
 
 def _separated_positions(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

@@ -77,7 +77,7 @@ BENCHMARKS = {
                 "benchmarks/runtime_delay.py",
                 "benchmarks/realtime.py",
             ),
-            ("pickplace",),
+            ("pickplace", "pickplace-image"),
         ),
         Benchmark(
             "reconstruction",

@@ -6,7 +6,9 @@
    (cyclictest's "latency"); misses are ticks more than a period late.
 2. End to end. This process publishes PickPlace observations at 50 Hz to the policy
    node and waits, blocking, for the chunk that answers each one: observation capture
-   to chunk arrival, through ZeroMQ both ways, against the node's own RTI p50.
+   to chunk arrival, through ZeroMQ both ways, against the node's own RTI p50. Twice:
+   the state policy on the state vector, and the image policy on proprioception plus
+   the top camera's 96x96 frame on the wire, as a robot would send them.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from runtime.supervisor import Supervisor
 from streams import Endpoint, Observation, Publisher, Queue, Subscriber
 
 CHECKPOINT = "pickplace"
+IMAGE_CHECKPOINT = "pickplace-image"
 PLOT = Path("docs") / "img" / "runtime_jitter.png"
 
 
@@ -93,25 +96,34 @@ def _jitter_run(exported: Path, hz: int, spin: float, seconds: float) -> dict:
         }
 
 
-def _observations() -> np.ndarray:
-    """States along one PickPlace expert episode, played in a loop."""
+def _observations(cameras: tuple[str, ...] = (), size: int = 96) -> list[Observation]:
+    """Observations along one PickPlace expert episode, played in a loop: the state
+    vector, or for an image policy its proprioception and each camera's frame."""
+    from policies.images import render_frames
     from sim.envs import make_env, scene
 
     env = make_env("pickplace")
     observation, _ = env.reset(seed=100_000)
-    expert = scene("pickplace").expert(env.unwrapped, np.random.default_rng(0))
-    states, done = [observation], False
+    task = scene("pickplace")
+    expert = task.expert(env.unwrapped, np.random.default_rng(0))
+    observations, done = [], False
     while not done:
+        if cameras:
+            state = observation[list(task.task.proprio_dims)]
+            observations.append(Observation(state=state, images=render_frames(env, cameras, size)))
+        else:
+            observations.append(Observation(state=observation.astype(np.float32)))
         observation, _, terminated, truncated, _ = env.step(expert.act(observation))
-        states.append(observation)
         done = terminated or truncated
     env.close()
-    return np.asarray(states, np.float32)
+    return observations
 
 
-def e2e_run(exported: Path, samples: int, hz: float = 50.0) -> tuple[np.ndarray, dict]:
+def e2e_run(
+    exported: Path, samples: int, hz: float = 50.0, cameras: tuple[str, ...] = ()
+) -> tuple[np.ndarray, dict]:
     """Capture-to-arrival latency (ms) of `samples` warm chunks, and the policy's summary."""
-    states = _observations()
+    states = _observations(cameras)
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp)
         graph = LaunchGraph("e2e", run / "e2e.yaml", [_policy_spec(exported, run, 1 / hz)], [])
@@ -135,9 +147,9 @@ def _measure(publisher, chunks, states, samples: int, period: float) -> np.ndarr
     deadline = time.monotonic() + 120
     while len(latencies) < samples + warm_up and time.monotonic() < deadline:
         sent = time.monotonic()
-        publisher.publish(
-            "observation", Observation(state=states[step % len(states)], step=step, t_capture=sent)
-        )
+        observation = states[step % len(states)]
+        observation.step, observation.t_capture = step, sent
+        publisher.publish("observation", observation)
         received = chunks.recv("action", timeout=period * 5)
         while received is not None and received.message.first_index < step:
             received = chunks.recv("action", timeout=period * 5)  # answers to older steps
@@ -162,11 +174,45 @@ def run(size: str, checkpoints: Path) -> BenchResult:
         jitter = {c.label: jitter_run(exported, c, seconds * c.share) for c in CONDITIONS}
         latencies, policy = e2e_run(exported, samples)
         delay = cross_check(checkpoints / CHECKPOINT, exported, episodes)
+        image = _image_e2e(checkpoints / IMAGE_CHECKPOINT, Path(tmp) / "image", samples)
     result = _result(jitter, latencies, policy)
+    result.figures.update(image)
+    result.notes.insert(1, _image_note(result.figures))
     result.figures.update(delay)
     result.notes.insert(1, _delay_note(delay))
     result.files[str(PLOT)] = save_figure(_plot(jitter, latencies))
     return result
+
+
+def _image_e2e(checkpoint: Path, exported: Path, samples: int) -> dict:
+    """The end-to-end figures of the image policy, frames on the wire."""
+    from policies.deploy.export import export
+    from policies.deploy.manifest import read_manifest
+
+    export(checkpoint, exported)
+    cameras = read_manifest(exported).camera_names
+    latencies, policy = e2e_run(exported, samples, cameras=cameras)
+    return {
+        "image_e2e_latency_p50_ms": float(np.percentile(latencies, 50)),
+        "image_e2e_latency_p99_ms": float(np.percentile(latencies, 99)),
+        "image_e2e_samples": int(latencies.size),
+        "image_rti_inference_p50_ms": policy["latency_p50_ms"],
+        "image_rti_inference_p99_ms": policy["latency_p99_ms"],
+        "image_cameras": list(cameras),
+    }
+
+
+def _image_note(f: dict) -> str:
+    budget = f["image_rti_inference_p50_ms"] + 2.0
+    return (
+        f"Image policy ({IMAGE_CHECKPOINT}: proprioception and the {', '.join(f['image_cameras'])} "
+        f"camera's 96x96 RGB frame in every observation), end to end through ZeroMQ, "
+        f"{f['image_e2e_samples']} warm predictions at 50 Hz: p50 "
+        f"{f['image_e2e_latency_p50_ms']:.2f} ms, p99 {f['image_e2e_latency_p99_ms']:.2f} ms; "
+        f"the node's own inference (encoder and RTI update) p50 "
+        f"{f['image_rti_inference_p50_ms']:.2f} ms. Target e2e p50 <= inference p50 + 2 ms = "
+        f"{budget:.2f} ms: {_verdict(f['image_e2e_latency_p50_ms'] <= budget)}."
+    )
 
 
 def _plot(jitter: dict, latencies: np.ndarray):

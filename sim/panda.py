@@ -34,6 +34,8 @@ NOMINAL_POSTURE = np.array([0.0, -0.3, 0.0, -2.2, 0.0, 2.0, 0.785])
 VELOCITY_LIMITS = (2.175, 2.175, 2.175, 2.175, 2.61, 2.61, 2.61)
 FINGER_OPEN = 0.04  # metres per finger
 IK_HZ = 100  # IK solves per simulated second; the physics runs at 500 Hz
+ARM_DAMPING = 10  # N m s/rad on joints 1-4 (the kitchen model's 100 saturates the servos)
+SERVO_KV = 40  # N m s/rad of the arm's position servos, compensated by feed-forward
 GRIPPER_DOWN = np.array([[1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, -1.0]])
 
 
@@ -70,6 +72,19 @@ def panda_xml(
     assets = _include("assets.xml")
     for tag in ("compiler", "option", "size"):  # the scene sets its own
         assets = re.sub(rf"<{tag}[^>]*/>", "", assets)
+    # The kitchen model damps the four large joints at 100 N m s/rad: moving one at
+    # 1 rad/s takes 100 N m, past the 87 N m its servo may give, so the hand trailed
+    # its target by 6 cm (16 cm at most) and sagged 7 cm at 0.4 m/s. With ARM_DAMPING,
+    # servo damping SERVO_KV and PandaIK's velocity feed-forward it trails by 3 mm
+    # (1 cm at most) and stays within 4 mm of its height.
+    assets = re.sub(
+        r'(<default class="panda_arm">\s*<joint damping=")100(")',
+        rf"\g<1>{ARM_DAMPING}\g<2>",
+        assets,
+    )
+    actuators = re.sub(
+        r'(<position name="panda0_joint[1-4]"[^>]*?)\s*/>', rf'\1 kv="{SERVO_KV}"/>', _include("actuator.xml")
+    )
     chain = re.sub(
         r'<body name="(panda0_\w+)"', r'<body name="\1" gravcomp="1"', _include("chain.xml")
     )
@@ -85,7 +100,7 @@ def panda_xml(
     {worldbody}
     <body name="panda_base" pos="{x} {y} {z}">{chain}</body>
   </worldbody>
-  {_include("actuator.xml")}
+  {actuators}
 </mujoco>"""
 
 
@@ -113,6 +128,12 @@ class PandaIK:
         ]
         self.arm_qpos = np.array([model.joint(j).qposadr[0] for j in ARM_JOINTS])
         self.arm_ctrl = np.array([_actuator_of(model, j) for j in ARM_JOINTS])
+        self.arm_dofs = np.array([model.joint(j).dofadr[0] for j in ARM_JOINTS])
+        # Velocity feed-forward through the position servo: it pushes kp (target - q)
+        # against the joint's damping d qdot, so a target led by (d / kp) qdot_ref
+        # tracks a moving reference without the steady lag of d / kp seconds.
+        damping = model.dof_damping[self.arm_dofs] - model.actuator_biasprm[self.arm_ctrl, 2]
+        self.lead = damping / model.actuator_gainprm[self.arm_ctrl, 0]
         self.dt = 1.0 / IK_HZ
         self.solves = 0
 
@@ -139,7 +160,8 @@ class PandaIK:
             limits=self.limits,
         )
         self.configuration.integrate_inplace(velocity, self.dt)
-        data.ctrl[self.arm_ctrl] = self.configuration.q[self.arm_qpos]
+        lead = self.lead * velocity[self.arm_dofs]
+        data.ctrl[self.arm_ctrl] = self.configuration.q[self.arm_qpos] + lead
         self.solves += 1
 
     def settle(self, data: mujoco.MjData, target: np.ndarray, iterations: int = 400) -> None:

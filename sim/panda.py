@@ -82,9 +82,8 @@ def panda_xml(
         rf"\g<1>{ARM_DAMPING}\g<2>",
         assets,
     )
-    actuators = re.sub(
-        r'(<position name="panda0_joint[1-4]"[^>]*?)\s*/>', rf'\1 kv="{SERVO_KV}"/>', _include("actuator.xml")
-    )
+    servo = r'(<position name="panda0_joint[1-4]"[^>]*?)\s*/>'
+    actuators = re.sub(servo, rf'\1 kv="{SERVO_KV}"/>', _include("actuator.xml"))
     chain = re.sub(
         r'<body name="(panda0_\w+)"', r'<body name="\1" gravcomp="1"', _include("chain.xml")
     )

@@ -164,7 +164,7 @@ def _check_cameras(available: tuple[str, ...], asked: tuple[str, ...] | None) ->
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("task", help="pickplace, pusht or explore")
+    p.add_argument("task", help="pickplace, pusht, panda-pickplace, panda-pusht or explore")
     p.add_argument("--episodes", type=int, default=100)
     p.add_argument("--out", type=Path, required=True, help="dataset directory (zarr)")
     p.add_argument("--seed", type=int, default=0, help="episode i is reset with seed + i")

@@ -12,6 +12,7 @@ import numpy as np
 from sim.scene import MujocoScene, Task
 from sim.tasks.explore import ExploreTask
 from sim.tasks.panda_pickplace import PandaPickPlaceTask
+from sim.tasks.panda_pusht import PandaPushTExpert, PandaPushTTask
 from sim.tasks.pickplace import PickPlaceExpert, PickPlaceTask
 from sim.tasks.pusht import PushTTask
 from sim.tasks.pusht_expert import PushTExpert
@@ -48,6 +49,14 @@ SCENES = {
             PandaPickPlaceTask,
             100,
             lambda env, rng: PickPlaceExpert(rng),
+        ),
+        # PushT with the Panda's closed hand as the pusher; the expert plans in PushT.
+        SceneSpec(
+            "panda-pusht",
+            f"warmloop/PandaPushT-v{ENV_VERSION}",
+            PandaPushTTask,
+            300,
+            PandaPushTExpert,
         ),
     )
 }

@@ -69,6 +69,7 @@ COMMANDS = (
     Command("collect", "collect expert demonstrations into a dataset", "sim.collect"),
     Command("train", POLICY_TRAINING, "policies.diffusion.cli", variant="pickplace"),
     Command("train", POLICY_TRAINING, "policies.diffusion.cli", variant="pusht"),
+    Command("train", POLICY_TRAINING, "policies.diffusion.cli", variant="panda-pickplace"),
     Command(
         "train",
         "train the world generator (the multi-step teacher)",

@@ -25,21 +25,7 @@ TARGET_POSE = np.array([0.0, 0.02, math.pi / 4])
 SUCCESS_COVERAGE = 0.95
 LIMIT = 0.25  # the pusher stays within ±LIMIT in x and y
 
-XML = f"""
-<mujoco model="pusht">
-  <compiler angle="radian"/>
-  <option timestep="0.002" integrator="implicitfast"/>
-  <visual><global offwidth="640" offheight="480"/><map zfar="20"/></visual>
-  <asset>
-    <texture name="felt" type="2d" builtin="flat" rgb1=".82 .82 .8" width="64" height="64"/>
-    <material name="table" texture="felt"/>
-  </asset>
-  <default><geom contype="1" conaffinity="1"/></default>
-  <worldbody>
-    <light pos="0 0 1.5" dir="0 0 -1" diffuse=".8 .8 .8" castshadow="false"/>
-    <camera name="top" pos="0 0 .75" xyaxes="1 0 0 0 1 0" fovy="45"/>
-    <geom name="table" type="plane" size="1.5 1.5 .01" material="table" contype="2"
-          conaffinity="2"/>
+OBJECTS = f"""
     <body name="target" pos="{TARGET_POSE[0]} {TARGET_POSE[1]} .0005"
           euler="0 0 {TARGET_POSE[2]}">
       <geom type="box" size="{BAR_HALF[0]} {BAR_HALF[1]} .0005" rgba=".3 .8 .4 .5"
@@ -56,13 +42,37 @@ XML = f"""
       <geom name="stem" type="box" size="{STEM_HALF[0]} {STEM_HALF[1]} .01"
             pos="0 {STEM_Y} 0" mass=".04" rgba=".35 .45 .75 1"/>
     </body>
+"""
+
+
+def pusht_xml(pusher_shape: str = f'type="cylinder" size="{PUSHER_RADIUS} .012"') -> str:
+    """The PushT scene; another pusher shape stands in for another pusher's footprint."""
+    return f"""
+<mujoco model="pusht">
+  <compiler angle="radian"/>
+  <option timestep="0.002" integrator="implicitfast"/>
+  <visual><global offwidth="640" offheight="480"/><map zfar="20"/></visual>
+  <asset>
+    <texture name="felt" type="2d" builtin="flat" rgb1=".82 .82 .8" width="64" height="64"/>
+    <material name="table" texture="felt"/>
+  </asset>
+  <default><geom contype="1" conaffinity="1"/></default>
+  <worldbody>
+    <light pos="0 0 1.5" dir="0 0 -1" diffuse=".8 .8 .8" castshadow="false"/>
+    <camera name="top" pos="0 0 .75" xyaxes="1 0 0 0 1 0" fovy="45"/>
+    <geom name="table" type="plane" size="1.5 1.5 .01" material="table" contype="2"
+          conaffinity="2"/>
+    {OBJECTS}
     <body name="pusher" mocap="true" pos="0 -.2 .012">
-      <geom name="pusher" type="cylinder" size="{PUSHER_RADIUS} .012" rgba=".9 .4 .2 1"
+      <geom name="pusher" {pusher_shape} rgba=".9 .4 .2 1"
             friction=".2 .005 .0001"/>
     </body>
   </worldbody>
 </mujoco>
 """
+
+
+XML = pusht_xml()
 
 
 def _grid_points(spacing: float = 0.003) -> np.ndarray:
@@ -113,6 +123,19 @@ def block_pose(physics: Physics) -> np.ndarray:
     )
 
 
+def place_block(physics: Physics, rng: np.random.Generator) -> np.ndarray:
+    """Put the block at a random start pose; the pusher's start, clear of it."""
+    while True:
+        pose = np.array([*rng.uniform(-0.1, 0.1, 2), rng.uniform(-math.pi, math.pi)])
+        pusher = rng.uniform(-0.2, 0.2, 2)
+        far_from_block = not inside_t(_to_local(pusher[None], pose) * 0.8).any()
+        if coverage(pose) < 0.5 and far_from_block and np.linalg.norm(pusher - pose[:2]) > 0.12:
+            break
+    for name, value in zip(("block_x", "block_y", "block_yaw"), pose, strict=True):
+        physics.data.joint(name).qpos[0] = value
+    return pusher
+
+
 class PushTTask(Task):
     xml = XML
     control_dt = 0.1
@@ -122,16 +145,8 @@ class PushTTask(Task):
     observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(6,), dtype=np.float32)
 
     def initialize_episode(self, physics: Physics, rng: np.random.Generator) -> None:
-        data = physics.data
-        while True:
-            pose = np.array([*rng.uniform(-0.1, 0.1, 2), rng.uniform(-math.pi, math.pi)])
-            pusher = rng.uniform(-0.2, 0.2, 2)
-            far_from_block = not inside_t(_to_local(pusher[None], pose) * 0.8).any()
-            if coverage(pose) < 0.5 and far_from_block and np.linalg.norm(pusher - pose[:2]) > 0.12:
-                break
-        for name, value in zip(("block_x", "block_y", "block_yaw"), pose, strict=True):
-            data.joint(name).qpos[0] = value
-        data.mocap_pos[0, :2] = pusher
+        pusher = place_block(physics, rng)
+        physics.data.mocap_pos[0, :2] = pusher
         self._start = self._goal = pusher.copy()
         self.after_step(physics)
 

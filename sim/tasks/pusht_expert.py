@@ -74,6 +74,8 @@ def pose_error(pose: np.ndarray, target: np.ndarray = TARGET_POSE) -> float:
 
 class PushTExpert:
     name = "pusht-rollout-planner-v2"
+    reached = 0.001  # metres from a waypoint at which the pusher moves on to the next
+    clearance = PUSHER_RADIUS + 0.006  # of travel paths from the block, centre to edge
 
     def __init__(self, env: MujocoScene, rng: np.random.Generator):
         self.env = env
@@ -94,7 +96,8 @@ class PushTExpert:
         pusher = observation[:2]
         self._steps_on_waypoint += 1
         while self.waypoints and (
-            np.linalg.norm(self.waypoints[0] - pusher) < 0.001 or self._steps_on_waypoint > 12
+            np.linalg.norm(self.waypoints[0] - pusher) < self.reached
+            or self._steps_on_waypoint > 12
         ):
             self.waypoints.pop(0)
             self._steps_on_waypoint = 0
@@ -168,8 +171,8 @@ class PushTExpert:
         The copy is stepped exactly as the environment steps (same task hooks, same
         control period), so the prediction matches what the real push will do.
         """
-        env, scratch = self.env, self._scratch
-        mujoco.mj_copyData(scratch.data, scratch.model, env.physics.data)
+        scratch = self._scratch
+        self._load_scratch()
         scratch.data.mocap_pos[0, :2] = start
         end = (start + direction * length).astype(np.float32)
         steps_to_end = math.ceil(length / (PUSHER_SPEED * self._task.control_dt) + 1e-9)
@@ -179,8 +182,8 @@ class PushTExpert:
 
     def _simulate(self, waypoints: list[np.ndarray]) -> float:
         """Cost after following `waypoints` exactly as the env and `act` would."""
-        env, scratch = self.env, self._scratch
-        mujoco.mj_copyData(scratch.data, scratch.model, env.physics.data)
+        scratch = self._scratch
+        self._load_scratch()
         for waypoint in waypoints:
             target = waypoint.astype(np.float32)
             for _ in range(13):  # act() gives up on a waypoint after 12 steps
@@ -190,6 +193,10 @@ class PushTExpert:
         for _ in range(2):  # come to rest
             self._step_scratch(waypoints[-1].astype(np.float32))
         return pose_error(block_pose(scratch))
+
+    def _load_scratch(self) -> None:
+        """The scratch physics at the environment's state, to try a push in."""
+        mujoco.mj_copyData(self._scratch.data, self._scratch.model, self.env.physics.data)
 
     def _step_scratch(self, target: np.ndarray) -> None:
         scratch, n = self._scratch, self.env.n_substeps
@@ -264,7 +271,7 @@ class PushTExpert:
         if leaving:
             points = points[np.linalg.norm(points - a, axis=1) > 0.015]
         local = _to_local(points, pose)
-        margin = PUSHER_RADIUS + 0.006
+        margin = self.clearance
         x, y = local[:, 0], local[:, 1]
         near_bar = (np.abs(x) <= BAR_HALF[0] + margin) & (np.abs(y) <= BAR_HALF[1] + margin)
         near_stem = (np.abs(x) <= STEM_HALF[0] + margin) & (

@@ -93,8 +93,8 @@ def test_sim_node_follows_chunks_then_holds_still_when_they_stop(tmp_path) -> No
         (
             "task",
             "pickplac",
-            "task must be one of ['explore', 'panda-pickplace', 'pickplace', 'pusht'], "
-            "got 'pickplac'",
+            "task must be one of ['explore', 'panda-pickplace', 'panda-pusht', 'pickplace', "
+            "'pusht'], got 'pickplac'",
         ),
         ("episodes", 0, "episodes must be >= 1, got 0"),
         ("staleness", -1.0, "staleness must be positive, got -1.0"),

@@ -6,7 +6,16 @@ import mujoco
 import numpy as np
 import pytest
 
-from sim.panda import END_EFFECTOR, IK_HZ, NOMINAL_POSTURE, PandaIK, assets_dir, panda_xml, set_arm
+from sim.panda import (
+    END_EFFECTOR,
+    FINGER_JOINTS,
+    IK_HZ,
+    NOMINAL_POSTURE,
+    PandaIK,
+    assets_dir,
+    panda_xml,
+    set_arm,
+)
 
 TABLE = '<geom name="table" type="plane" size="1.5 1.5 .01" rgba=".5 .4 .3 1"/>'
 PHYSICS_STEPS = 50  # per 0.1 s control step
@@ -113,4 +122,27 @@ def test_end_effector_targets_outside_the_workspace_are_clamped() -> None:
     assert np.all(observation[:3] >= [-0.3, -0.3 - 0.01, 0.045])
     with pytest.raises(ValueError, match="NaN"):
         env.step(np.array([np.nan, 0, 0.1, 1], np.float32))
+    env.close()
+
+
+def test_panda_pusht_keeps_the_closed_hand_at_push_height_and_clamps_targets() -> None:
+    from sim.envs import make_env
+    from sim.tasks.panda_pusht import PUSH_HEIGHT
+
+    env = make_env("panda-pusht")
+    env.reset(seed=0)
+    physics = env.unwrapped.physics
+    rng = np.random.default_rng(0)
+    heights, openings = [], []
+    for step in range(30):
+        # Far outside the workspace every third step: the target is clamped to ±0.25 m.
+        target = rng.uniform(-0.25, 0.25, 2) * (4 if step % 3 == 0 else 1)
+        observation, *_ = env.step(target.astype(np.float32))
+        heights.append(physics.data.site(END_EFFECTOR).xpos[2])
+        openings.append(sum(physics.data.joint(j).qpos[0] for j in FINGER_JOINTS))
+    assert np.all(np.abs(observation[:2]) <= 0.25 + 0.01)
+    assert max(abs(h - PUSH_HEIGHT) for h in heights) < 0.01
+    assert max(openings) < 0.005  # closed: the fingertips push as one
+    with pytest.raises(ValueError, match="NaN"):
+        env.step(np.array([np.nan, 0.0], np.float32))
     env.close()

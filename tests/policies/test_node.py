@@ -53,10 +53,11 @@ def test_deployed_policy_drives_the_sim_without_torch(exported: Path, tmp_path: 
     _drive_the_sim(exported, tmp_path)
 
 
-def test_deployed_image_policy_drives_the_sim_from_its_camera(exported_image, tmp_path) -> None:
-    """96×96 frames on the wire in every Observation; the policy sees nothing else of the
-    cube and the target than its camera shows."""
-    summary, policy_log = _drive_the_sim(exported_image, tmp_path, "--obs", "image")
+def test_deployed_image_policy_drives_the_sim_from_its_cameras(exported_image, tmp_path) -> None:
+    """96×96 frames of the top and wrist cameras on the wire in every Observation; the
+    policy sees nothing else of the cube and the target than its cameras show."""
+    cameras = ("--obs-cameras", "top,wrist")
+    summary, policy_log = _drive_the_sim(exported_image, tmp_path, "--obs", "image", *cameras)
     assert "0 bad observations" in policy_log
     assert sum(episode["success"] for episode in summary["episodes"]) >= 1
 

@@ -24,7 +24,7 @@ from warmloop.demos.runs import (
     write_result,
 )
 
-TASKS = ("pickplace", "pusht")
+TASKS = ("pickplace", "pusht", "panda-pickplace")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,8 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--obs",
         choices=["state", "image"],
         default="state",
-        help="the policy's input: the state vector, or the top camera and proprioception "
-        "(the shipped TASK-image checkpoint)",
+        help="the policy's input: the state vector, or camera frames and proprioception "
+        "(the shipped TASK-image checkpoint: PickPlace's top and wrist cameras)",
     )
     parser.add_argument("--checkpoint", type=Path, help="default: the shipped one")
 

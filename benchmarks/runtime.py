@@ -8,7 +8,7 @@
    node and waits, blocking, for the chunk that answers each one: observation capture
    to chunk arrival, through ZeroMQ both ways, against the node's own RTI p50. Twice:
    the state policy on the state vector, and the image policy on proprioception plus
-   the top camera's 96x96 frame on the wire, as a robot would send them.
+   its cameras' 96x96 frames (top and wrist) on the wire, as a robot would send them.
 """
 
 from __future__ import annotations
@@ -205,8 +205,9 @@ def _image_e2e(checkpoint: Path, exported: Path, samples: int) -> dict:
 def _image_note(f: dict) -> str:
     budget = f["image_rti_inference_p50_ms"] + 2.0
     return (
-        f"Image policy ({IMAGE_CHECKPOINT}: proprioception and the {', '.join(f['image_cameras'])} "
-        f"camera's 96x96 RGB frame in every observation), end to end through ZeroMQ, "
+        f"Image policy ({IMAGE_CHECKPOINT}: proprioception and a 96x96 RGB frame of each of "
+        f"its cameras, {', '.join(f['image_cameras'])}, in every observation), end to end "
+        f"through ZeroMQ, "
         f"{f['image_e2e_samples']} warm predictions at 50 Hz: p50 "
         f"{f['image_e2e_latency_p50_ms']:.2f} ms, p99 {f['image_e2e_latency_p99_ms']:.2f} ms; "
         f"the node's own inference (encoder and RTI update) p50 "

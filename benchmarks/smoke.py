@@ -55,7 +55,11 @@ def _tiny_generator(meta: dict, directory: Path) -> None:
 
     shipped = GeneratorConfig.from_dict(meta["config"])
     config = GeneratorConfig(
-        image_size=shipped.image_size, widths=WORLD_WIDTHS, blocks=1, embed_dim=16
+        image_size=shipped.image_size,
+        widths=WORLD_WIDTHS,
+        blocks=1,
+        embed_dim=16,
+        geometry=shipped.geometry,
     )
     torch.manual_seed(0)
     model = WorldGenerator(config)

@@ -15,7 +15,8 @@ All paths start from one simulator frame; every later frame is generated at 64x6
   truth at that pose (with the memory and without), beside frame 0 warped there; the
   comparison with the frame generated at the same pose on the way out is secondary
   (self-consistency).
-- Drift: random-walk paths of 8 segments without memory (6 seeds; 1 with --quick);
+- Drift: 30 s `loop` paths (38 segments, out and back) without memory, with the warp
+  of frame 0 and the contexts where the generator takes it (6 seeds; 1 with --quick);
   error against the simulator's ground truth per segment, averaged over seeds; the
   slope of a least-squares line, MMPL against frame-by-frame autoregression.
 """
@@ -50,6 +51,7 @@ STUDENT = "explore-student"
 REVISIT_MEMORY = MemoryConfig(steps_per_frame=24)
 PLOT = Path("docs") / "img" / "world_drift.png"
 STRIP = Path("docs") / "img" / "world_revisit.png"
+DRIFT_SEGMENTS = 38  # 304 frames at 10 Hz: the 30 s loop path of issue #26
 
 
 def image_scores(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
@@ -70,12 +72,14 @@ def start_memory(path: CameraPath, seed: int) -> FieldMemory:
 
 
 def speed(model, steps: int, runs: int, path, memory: FieldMemory) -> dict[str, float]:
-    fps, latency, gaps = [], [], []
+    fps, latency, gaps, warp = [], [], [], []
     for run in range(runs):
-        result = rollout(WorldStream(model, steps, N, memory, seed=run), path)
+        stream = WorldStream(model, steps, N, memory, seed=run, intrinsics=path.intrinsics)
+        result = rollout(stream, path)
         fps.append(result.fps)
         latency.append(1000 * result.first_frame_latency)
         gaps.extend(np.diff(result.released_at[1:]) * 1000)
+        warp.append(1000 * result.timings["warp"] / (len(path) - 1))
     return {
         "fps": statistics.median(fps),
         "latency_ms": statistics.median(latency),
@@ -83,14 +87,20 @@ def speed(model, steps: int, runs: int, path, memory: FieldMemory) -> dict[str, 
         # gap between consecutive frames is what a viewer without a buffer would feel.
         "gap_p50_ms": float(np.percentile(gaps, 50)),
         "gap_p99_ms": float(np.percentile(gaps, 99)),
+        "warp_ms": statistics.median(warp),  # building the geometry channels, per frame
     }
 
 
 def generate(model, steps: int, path: CameraPath, guided: bool, seed: int, memory_config):
-    """One rollout as the loop runs it: a guided memory sees frame 0 and generated frames."""
+    """One rollout as the loop runs it. Guided: a memory that sees frame 0 and the
+    generated frames, and (for a generator trained with it) frame 0 and the contexts
+    warped into each target; unguided: neither."""
     torch.manual_seed(seed)  # memory fields start from torch's global generator
     memory = LocalMemory(path.intrinsics, memory_config, seed) if guided else None
-    return rollout(WorldStream(model, steps, N, memory, fit="all", seed=seed), path)
+    stream = WorldStream(
+        model, steps, N, memory, fit="all", seed=seed, intrinsics=path.intrinsics, geometry=guided
+    )
+    return rollout(stream, path)
 
 
 def fidelity(models: dict, path: CameraPath, runs: int, memory_config) -> dict[str, dict]:
@@ -180,14 +190,18 @@ def revisit(model, steps: int, plan: Size) -> dict[str, object]:
 
 
 def drift(model, steps: int, seeds: list[int], segments: int = 8) -> dict[str, object]:
+    """Truth error per segment along `loop` paths without memory, MMPL and framewise."""
+    paths = []
+    for seed in seeds:
+        rng = np.random.default_rng(100 + seed)
+        paths.append(explore_path(trajectories.loop(rng, segments * N), 100 + seed))
     curves = {}
     for kind in ("mmpl", "framewise"):
         log.info("drift: %s over %d paths of %d segments", kind, len(seeds), segments)
         errors = []
-        for seed in seeds:
-            rng = np.random.default_rng(100 + seed)
-            path = explore_path(trajectories.random_walk(rng, segments * N), 100 + seed)
-            frames = rollout(WorldStream(model, steps, N, None, kind=kind, seed=seed), path).frames
+        for seed, path in zip(seeds, paths, strict=True):
+            stream = WorldStream(model, steps, N, None, kind, seed=seed, intrinsics=path.intrinsics)
+            frames = rollout(stream, path).frames
             mse = np.mean((frames[1:, :3] - path.truth[1:, :3]) ** 2, axis=(1, 2, 3)) / 4
             errors.append(mse.reshape(segments, N).mean(1))
         curves[kind] = np.mean(errors, 0)
@@ -206,7 +220,7 @@ def _plot(curves: dict[str, np.ndarray]):
         ax.plot(np.arange(1, len(values) + 1), [psnr(v) for v in values], "o-", label=kind)
     ax.set_xlabel("segment (8 frames each)")
     ax.set_ylabel("PSNR against the simulator (dB)")
-    ax.set_title("Drift without memory: MMPL vs frame-by-frame")
+    ax.set_title("Drift over a 30 s loop path, no memory: MMPL vs frame-by-frame")
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -236,8 +250,8 @@ class Size:
 
 
 SIZES = {
-    "full": Size(3, (0, 1, 2), (0, 1, 2, 3, 4, 5), 4, 8, 8),
-    "quick": Size(1, (0,), (0,), 4, 8, 8),
+    "full": Size(3, (0, 1, 2), (0, 1, 2, 3, 4, 5), 4, 8, DRIFT_SEGMENTS),
+    "quick": Size(1, (0,), (0,), 4, 8, DRIFT_SEGMENTS),
     "smoke": Size(1, (0,), (0,), 2, 2, 2, (0.0, 0.0), MemoryConfig(steps_per_frame=2)),
 }
 
@@ -273,6 +287,7 @@ def run(size: str, checkpoints: Path) -> BenchResult:
         "first_frame_latency_ms_teacher": slow["latency_ms"],
         "frame_gap_p50_ms_student": fast["gap_p50_ms"],
         "frame_gap_p99_ms_student": fast["gap_p99_ms"],
+        "warp_ms_per_frame_student": fast["warp_ms"],
         "fps_teacher_at_student_steps": cut["fps"],
         "student_steps": fast_steps,
         "teacher_steps": slow_steps,
@@ -299,6 +314,13 @@ def run(size: str, checkpoints: Path) -> BenchResult:
         "revisit_pairs": memory["pairs"],
         "drift_slope_mmpl": drifts["slopes"]["mmpl"],
         "drift_slope_framewise": drifts["slopes"]["framewise"],
+        "drift_segments": plan.drift_segments,
+        # Is the world still recognisable at the end of the path (30 s with the full size)?
+        **{
+            f"drift_psnr_{which}_segment_{kind}": psnr(float(pick(curve)))
+            for kind, curve in drifts["curves"].items()
+            for which, pick in (("last", lambda c: c[-1]), ("worst", np.max))
+        },
     }
     files = {str(PLOT): save_figure(_plot(drifts["curves"]))}
     if memory["strip"]:

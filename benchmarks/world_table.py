@@ -72,6 +72,11 @@ def loop_table(f: dict) -> list[list[str]]:
         ["first-frame latency, teacher (ms)", f"{f['first_frame_latency_ms_teacher']:.0f}", ""],
         ["gap between released frames p50 / p99, student (ms)", gap, ""],
         [
+            "of which the geometry warp, per frame (ms)",
+            f"{f.get('warp_ms_per_frame_student', float('nan')):.1f}",
+            "",
+        ],
+        [
             "revisit PSNR vs truth, student guided / unguided (dB)",
             f"{f['revisit_psnr_truth_guided']:.2f} / {f['revisit_psnr_truth_unguided']:.2f}",
             "guided - unguided >= 3",
@@ -87,9 +92,31 @@ def loop_table(f: dict) -> list[list[str]]:
             "secondary",
         ],
         [
-            "drift slope (MSE per segment), MMPL / framewise",
+            f"drift slope (MSE per segment over {f.get('drift_segments', 8)} segments), "
+            "MMPL / framewise",
             f"{f['drift_slope_mmpl']:.5f} / {f['drift_slope_framewise']:.5f}",
             "MMPL <= 0.7x",
+        ],
+        *_end_of_path(f),
+    ]
+
+
+def _end_of_path(f: dict) -> list[list[str]]:
+    if "drift_psnr_last_segment_mmpl" not in f:  # recorded before these figures existed
+        return []
+    seconds = f["drift_segments"] * 0.8
+    return [
+        [
+            f"PSNR vs truth, last segment of the {seconds:.0f} s path, MMPL / framewise (dB)",
+            f"{f['drift_psnr_last_segment_mmpl']:.2f} / "
+            f"{f['drift_psnr_last_segment_framewise']:.2f}",
+            ">= 20",
+        ],
+        [
+            "PSNR vs truth, worst segment of that path, MMPL / framewise (dB)",
+            f"{f['drift_psnr_worst_segment_mmpl']:.2f} / "
+            f"{f['drift_psnr_worst_segment_framewise']:.2f}",
+            "",
         ],
     ]
 

@@ -27,6 +27,7 @@ import numpy as np
 
 from sim import trajectories
 from world.generation.generator import from_model
+from world.generation.geometry import view_of
 from world.generation.rollout import CameraPath
 from world.metrics import masked_mse, psnr, sharpness, ssim
 from world.warp import View, camera_motion, covisible, depth_warp
@@ -52,11 +53,6 @@ def excursion(rng: np.random.Generator, steps: int) -> np.ndarray:
     if len(actions) < steps:
         actions = np.concatenate([actions, np.zeros((1, trajectories.ACTION_DIM), np.float32)])
     return actions
-
-
-def view_of(frame: np.ndarray, pose: np.ndarray) -> View:
-    rgb, depth = from_model(frame)
-    return View(rgb, depth, pose)
 
 
 def motion_bin(pose: np.ndarray, start: np.ndarray) -> str:

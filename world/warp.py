@@ -81,9 +81,15 @@ def _pixel_index(u, v, z, height: int, width: int) -> tuple[np.ndarray, np.ndarr
 
 
 def depth_warp(
-    sources: list[View], intrinsics: np.ndarray, pose: np.ndarray, height: int, width: int
+    sources: list[View],
+    intrinsics: np.ndarray,
+    pose: np.ndarray,
+    height: int,
+    width: int,
+    fill: bool = True,
 ) -> Warped:
-    """Splat every source frame into the camera at `pose`, z-buffered, holes nearest-filled."""
+    """Splat every source frame into the camera at `pose`, z-buffered, holes nearest-filled
+    (`fill=False`: holes stay black, with inf depth)."""
     if not sources:
         raise ValueError("depth_warp needs at least one source frame")
     flats, depths, colours = [], [], []
@@ -101,13 +107,20 @@ def depth_warp(
     rgb = np.zeros((height * width, 3), np.uint8)
     rgb[flat[nearest]] = colour[nearest]
     landed = np.isfinite(zbuffer).reshape(height, width)
-    rgb, depth = rgb.reshape(height, width, 3), zbuffer.reshape(height, width)
-    if not landed.any():
-        return Warped(rgb, depth.astype(np.float32), landed)
-    # Nearest-pixel fill: scipy's exact Euclidean distance transform returns, for every
-    # pixel, the index of the closest landed one.
-    _, (rows, cols) = ndimage.distance_transform_edt(~landed, return_indices=True)
-    return Warped(rgb[rows, cols], depth[rows, cols].astype(np.float32), landed)
+    warped = Warped(rgb.reshape(height, width, 3), zbuffer.reshape(height, width), landed)
+    return nearest_fill(warped) if fill else warped
+
+
+def nearest_fill(warped: Warped) -> Warped:
+    """Every pixel nothing landed on takes the colour and depth of the closest one that
+    something did (unchanged when nothing landed at all)."""
+    depth = warped.depth.astype(np.float32)
+    if not warped.landed.any():
+        return Warped(warped.rgb, depth, warped.landed)
+    # scipy's exact Euclidean distance transform returns, for every pixel, the index of
+    # the closest landed one.
+    _, (rows, cols) = ndimage.distance_transform_edt(~warped.landed, return_indices=True)
+    return Warped(warped.rgb[rows, cols], depth[rows, cols], warped.landed)
 
 
 def seen_by(

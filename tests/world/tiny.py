@@ -3,6 +3,7 @@ Explore room, shared by the world and node tests."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,10 @@ from streams import Frame
 from world.generation import checkpoint as generator_checkpoint
 from world.generation.generator import GeneratorConfig, WorldGenerator
 
-TINY = GeneratorConfig(image_size=16, widths=(8, 16), blocks=1, embed_dim=16)
+# The conditioning before geometry (13 channels), which most world tests exercise;
+# TINY_GEOMETRY adds the anchored warp (tests/world/generation/test_geometry.py).
+TINY = GeneratorConfig(image_size=16, widths=(8, 16), blocks=1, embed_dim=16, geometry=False)
+TINY_GEOMETRY = replace(TINY, geometry=True)
 
 
 def tiny_model(seed: int = 0) -> WorldGenerator:

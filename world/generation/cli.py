@@ -27,6 +27,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         down_dims=(32, 64, 128),
         lr=3e-4,
     )
+    parser.add_argument(
+        "--no-geometry",
+        action="store_true",
+        help="do not condition on the depth-warped start frame and contexts (the ablation)",
+    )
 
 
 def _add_threads(parser: argparse.ArgumentParser) -> None:
@@ -55,6 +60,7 @@ def train_main(args: argparse.Namespace) -> int:
             image_size=frames.image_size,
             widths=tuple(args.down_dims),
             seed=args.seed,
+            geometry=not args.no_geometry,
         )
         training = TeacherTraining(
             steps=args.steps,

@@ -11,6 +11,12 @@ with their depth, that fall inside the view of another frame of the same episode
 frame "already in memory"). The rendered colours are blurred to the half resolution
 guidance is rendered at. With probability `drop_guidance` there is no guidance at all,
 so the generator also works while the memory is still empty.
+
+Geometry (for a generator with `GeneratorConfig.geometry`) is what inference computes
+(world/generation/geometry.py): the memory frame as the true anchor, contexts A and B
+as the "generated" frames (blurred like a render half the time, since the loop's own
+frames are not the truth), warped into the target camera. With probability `unguided`
+neither guidance nor geometry is given: the generator also runs without either.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import torch
 from torch import nn
 
 from world.generation.generator import DEPTH_RANGE, Conditioning, motion_vector, to_model
+from world.generation.geometry import anchored_warp, view_of
 
 
 @dataclass
@@ -63,6 +70,8 @@ class ExampleConfig:
     drop_guidance: float = 0.3
     coverage_window: int = 40  # memory frames come from within this many steps
     guidance_noise: float = 0.05
+    unguided: float = 0.2  # with geometry: no guidance and no warp
+    blur_generated: float = 0.5  # contexts warped as "generated" are blurred this often
 
 
 def coverage(
@@ -99,8 +108,14 @@ def degrade(target: torch.Tensor, noise: float, generator: torch.Generator) -> t
 class ExampleSampler:
     """Random training batches: (target x0, Conditioning)."""
 
-    def __init__(self, data: ExploreFrames, config: ExampleConfig = ExampleConfig(), seed: int = 0):
-        self.data, self.config = data, config
+    def __init__(
+        self,
+        data: ExploreFrames,
+        config: ExampleConfig = ExampleConfig(),
+        seed: int = 0,
+        geometry: bool = False,
+    ):
+        self.data, self.config, self.geometry = data, config, geometry
         self.rng = np.random.default_rng(seed)
         self.generator = torch.Generator().manual_seed(seed)
         self.intrinsics = torch.tensor(data.intrinsics, dtype=torch.float32)
@@ -143,9 +158,37 @@ class ExampleSampler:
                 for ei, ji, ai, bi, _ in picks
             ]
         )
-        guidance = self._guidance(target, e, j, m)
-        images = torch.cat([context_a, context_b, guidance], 1)
-        return target, Conditioning(images, torch.from_numpy(motion))
+        unguided = np.zeros(size, bool)
+        if self.geometry:
+            unguided = self.rng.random(size) < c.unguided
+        guidance = (
+            self._guidance(target, e, j, m)
+            * torch.from_numpy(~unguided).float()[:, None, None, None]
+        )
+        images = [context_a, context_b, guidance]
+        if self.geometry:
+            images.append(self._warps(picks, context_a, context_b, unguided))
+        return target, Conditioning(torch.cat(images, 1), torch.from_numpy(motion))
+
+    def _warps(self, picks, context_a, context_b, unguided: np.ndarray) -> torch.Tensor:
+        """(B, 5, H, W): the memory frame (anchor) and contexts A, B ("generated")
+        warped into each target camera, as world/generation/geometry.py does it."""
+        blurred_a = degrade(context_a, 0.0, self.generator)
+        blurred_b = degrade(context_b, 0.0, self.generator)
+        blur = self.rng.random(len(picks)) < self.config.blur_generated
+        size, out = self.data.image_size, []
+        for i, (e, j, a, b, m) in enumerate(picks):
+            if unguided[i]:
+                out.append(np.zeros((5, size, size), np.float32))
+                continue
+            anchor = view_of(self.data.frames[e, m].astype(np.float32), self.data.poses[e, m])
+            frames_a, frames_b = (blurred_a, blurred_b) if blur[i] else (context_a, context_b)
+            generated = [view_of(frames_a[i].numpy(), self.data.poses[e, a])]
+            if b >= 0:
+                generated.append(view_of(frames_b[i].numpy(), self.data.poses[e, b]))
+            target_pose = self.data.poses[e, j]
+            out.append(anchored_warp([anchor], generated, self.data.intrinsics, target_pose, size))
+        return torch.from_numpy(np.stack(out))
 
     def _frames(self, episodes: np.ndarray, steps: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(self.data.frames[episodes, steps].astype(np.float32))

@@ -114,7 +114,7 @@ def distill(
     fake = copy.deepcopy(teacher).train().requires_grad_(True)
     opt_student = torch.optim.AdamW(student.parameters(), lr=config.lr_student, weight_decay=0)
     opt_fake = torch.optim.AdamW(fake.parameters(), lr=config.lr_fake, weight_decay=0)
-    sampler = ExampleSampler(data, seed=config.seed + 17)
+    sampler = ExampleSampler(data, seed=config.seed + 17, geometry=saved.config.geometry)
     generator = torch.Generator().manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     history: dict[str, list[float]] = {"dmd": [], "fake": [], "g_norm": []}

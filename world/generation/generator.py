@@ -7,7 +7,11 @@ rendered guidance with the frames being generated:
 - context A and context B: earlier generated frames (RGB-D), B optional;
 - guidance: RGB-D plus an opacity mask rendered from the 4D memory at the target pose;
 - camera motion: the target pose relative to each context frame, and the time gaps,
-  which enter with the noise level through FiLM.
+  which enter with the noise level through FiLM;
+- geometry (`GeneratorConfig.geometry`): the start frame and the contexts depth-warped
+  into the target camera, with a confidence mask (world/generation/geometry.py). The
+  network then predicts a residual over the warped RGB-D: its last layer starts at
+  zero, so an untrained generator already shows the warp.
 
 Images are RGB-D with every channel in [-1, 1] (see `to_model` / `from_model`). The
 U-Net first folds 2x2 pixels into channels, so its widest stage runs at half the
@@ -26,7 +30,8 @@ from torch import nn
 
 RGBD = 4  # channels of one frame
 GUIDANCE = RGBD + 1  # rendered RGB-D plus opacity
-CONDITION_CHANNELS = 2 * RGBD + GUIDANCE
+GEOMETRY = RGBD + 1  # warped RGB-D plus its confidence mask
+CONDITION_CHANNELS = 2 * RGBD + GUIDANCE  # without geometry
 MOTION_DIM = 2 * 9 + 2 + 1  # two relative poses, two time gaps, "B present"
 DEPTH_RANGE = 8.0  # metres mapped onto [-1, 1]; the Explore room fits inside
 
@@ -38,6 +43,11 @@ class GeneratorConfig:
     blocks: int = 2  # residual blocks per stage
     embed_dim: int = 128
     seed: int = 0
+    geometry: bool = True  # condition on the anchored warp and predict a residual over it
+
+    @property
+    def condition_channels(self) -> int:
+        return CONDITION_CHANNELS + (GEOMETRY if self.geometry else 0)
 
     def __post_init__(self) -> None:
         if self.image_size % (2 ** len(self.widths)) != 0:
@@ -52,6 +62,7 @@ class GeneratorConfig:
     def from_dict(cls, values: dict) -> GeneratorConfig:
         known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
         known["widths"] = tuple(known.get("widths", cls.widths))
+        known.setdefault("geometry", False)  # checkpoints from before the field existed
         return cls(**known)
 
 
@@ -144,7 +155,8 @@ class ResBlock(nn.Module):
 
 @dataclass
 class Conditioning:
-    """Everything a frame is generated from, batched: images (B, 13, H, W), motion (B, 21)."""
+    """Everything a frame is generated from, batched: images (B, C, H, W) with C =
+    `GeneratorConfig.condition_channels` (A, B, guidance, then the warp), motion (B, 21)."""
 
     images: torch.Tensor
     motion: torch.Tensor
@@ -163,7 +175,7 @@ class WorldGenerator(nn.Module):
         self.embed = nn.Sequential(
             nn.Linear(e + MOTION_DIM, e), nn.SiLU(), nn.Linear(e, e), nn.SiLU()
         )
-        folded = 4 * (RGBD + CONDITION_CHANNELS)  # 2x2 pixels folded into channels
+        folded = 4 * (RGBD + config.condition_channels)  # 2x2 pixels folded into channels
         self.stem = nn.Conv2d(folded, widths[0], 3, padding=1)
         self.down = nn.ModuleList()
         self.downsample = nn.ModuleList()
@@ -187,6 +199,9 @@ class WorldGenerator(nn.Module):
         self.head = nn.Sequential(
             nn.GroupNorm(8, widths[0]), nn.SiLU(), nn.Conv2d(widths[0], 4 * RGBD, 3, padding=1)
         )
+        if config.geometry:  # a residual over the warp, which starts as the warp itself
+            nn.init.zeros_(self.head[-1].weight)
+            nn.init.zeros_(self.head[-1].bias)
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         embedding = self.embed(
@@ -206,7 +221,10 @@ class WorldGenerator(nn.Module):
             h = torch.cat([h, skips.pop()], 1)
             for block in blocks:
                 h = block(h, embedding)
-        return nn.functional.pixel_shuffle(self.head(h), 2)
+        out = nn.functional.pixel_shuffle(self.head(h), 2)
+        if self.config.geometry:
+            return out + cond.images[:, CONDITION_CHANNELS : CONDITION_CHANNELS + RGBD]
+        return out
 
 
 # ---------------------------------------------------------------- sampling

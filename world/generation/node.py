@@ -154,6 +154,7 @@ class WorldNode(Node):
             c.fit,
             seed=c.seed,
             on_release=self._publish,
+            intrinsics=self.intrinsics,
         )
         self.video = self._open_video()
         self.started = time.perf_counter()

@@ -20,12 +20,14 @@ import torch
 from sim.envs import make_env
 from world.generation.generator import (
     CONDITION_CHANNELS,
+    GEOMETRY,
     RGBD,
     Conditioning,
     motion_vector,
     sample,
     to_model,
 )
+from world.generation.geometry import anchored_warp, view_of
 from world.generation.memory import FieldMemory
 from world.generation.mmpl import Wave, check_schedule, segment_waves
 
@@ -75,6 +77,10 @@ class WorldStream:
     `start` gives frame 0; each `add_segment` gives the poses and times of the next N
     frames and returns the frames it could release (in stream order); `flush` finishes
     what a pipelined schedule still holds back. `order` records every wave's frames.
+
+    A generator trained with geometry gets frame 0 (the anchor) and its contexts warped
+    into each target camera (needs `intrinsics`); `geometry=False` withholds the warp
+    (zeros, as in training's unguided examples) to measure what it adds.
     """
 
     def __init__(
@@ -88,7 +94,15 @@ class WorldStream:
         pipelined: bool = True,
         seed: int = 0,
         on_release: Callable[[Released], None] | None = None,
+        intrinsics: np.ndarray | None = None,
+        geometry: bool = True,
     ):
+        self.geometry = bool(getattr(getattr(model, "config", None), "geometry", False))
+        self.use_geometry = self.geometry and geometry
+        if self.use_geometry and intrinsics is None:
+            raise ValueError("a generator conditioned on geometry needs the camera intrinsics")
+        self.intrinsics = None if intrinsics is None else np.asarray(intrinsics)
+        self.anchors: list = []  # true frames as Views: warped first, never overwritten
         if fit not in ("planning", "all", "none"):
             raise ValueError(f"fit must be planning, all or none, got {fit!r}")
         check_schedule(kind)
@@ -101,7 +115,7 @@ class WorldStream:
         self.poses: dict[int, np.ndarray] = {}
         self.times: dict[int, float] = {}
         self.order: list[list[int]] = []
-        self.timings = {"generate": 0.0, "guidance": 0.0, "fit": 0.0}
+        self.timings = {"generate": 0.0, "guidance": 0.0, "fit": 0.0, "warp": 0.0}
         self.on_release = on_release
         self._pending: Wave = []
         self._ready: list[Released] = []
@@ -111,6 +125,7 @@ class WorldStream:
     def start(self, frame: np.ndarray, pose: np.ndarray, time_s: float) -> list[Released]:
         self.frames[0] = np.asarray(frame, np.float32)
         self.poses[0], self.times[0] = np.asarray(pose), float(time_s)
+        self.anchors = [view_of(self.frames[0], pose)]
         self._release()
         if self.memory is not None and self.fit != "none":
             # The start frame is a real observation: the memory's first and best view.
@@ -197,16 +212,31 @@ class WorldStream:
         else:
             self.guidance.update(zip(targets, guidance.numpy(), strict=True))
         self.timings["guidance"] += time.perf_counter() - began
+        images = torch.cat([torch.from_numpy(np.stack(images)), guidance], 1)
+        if self.geometry:
+            began = time.perf_counter()
+            images = torch.cat([images, self._warps(wave, size)], 1)
+            self.timings["warp"] += time.perf_counter() - began
         device = next(self.model.parameters()).device  # CPU here, CUDA on a GPU machine
-        cond = Conditioning(
-            torch.cat([torch.from_numpy(np.stack(images)), guidance], 1).to(device),
-            torch.from_numpy(np.stack(motions)).to(device),
-        )
+        cond = Conditioning(images.to(device), torch.from_numpy(np.stack(motions)).to(device))
         noise = torch.randn((len(targets), RGBD, size, size), generator=self.generator)
         began = time.perf_counter()
         out = sample(self.model, cond, self.steps, noise.to(device)).cpu().numpy()
         self.timings["generate"] += time.perf_counter() - began
         return out
+
+    def _warps(self, wave: Wave, size: int) -> torch.Tensor:
+        """(B, 5, H, W): frame 0 and each request's contexts warped into its camera."""
+        if not self.use_geometry:
+            return torch.zeros((len(wave), GEOMETRY, size, size))
+        out = []
+        for request in wave:
+            index, a, b = request.absolute(self.n)
+            contexts = [c for c in (a, b) if c is not None and c > 0]  # frame 0 is the anchor
+            generated = [view_of(self.frames[c], self.poses[c]) for c in contexts]
+            pose = self.poses[index]
+            out.append(anchored_warp(self.anchors, generated, self.intrinsics, pose, size))
+        return torch.from_numpy(np.stack(out))
 
     def _remember(self, wave: Wave, made: np.ndarray) -> None:
         if self.memory is None or self.fit == "none":

@@ -73,7 +73,9 @@ def train_teacher(
 
     start = loop.resume(out, teacher, load_ema, model, optimizer) if resume else 0
     trained = nn.parallel.DistributedDataParallel(model) if world > 1 else model
-    sampler = ExampleSampler(data, seed=training.seed * 1000 + rank + start)
+    sampler = ExampleSampler(
+        data, seed=training.seed * 1000 + rank + start, geometry=config.geometry
+    )
     generator = torch.Generator().manual_seed(training.seed * 7919 + rank + start)
 
     def step_fn(step: int) -> float:

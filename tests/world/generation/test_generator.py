@@ -180,6 +180,8 @@ def test_the_shipped_generator_follows_its_guidance_channels() -> None:
     path = explore_path(trajectories.orbit(12, speed=0.6, turn=0.6), seed=3)
     target, context = 6, 0
     images = torch.from_numpy(np.concatenate([path.truth[context], np.zeros((4, 64, 64))]))
+    # No warp (where the generator takes one): this test is about the memory's channels.
+    no_geometry = torch.zeros((saved.config.condition_channels - CONDITION_CHANNELS, 64, 64))
     motion = torch.from_numpy(
         motion_vector(path.poses[target], path.poses[context], path.times[target])
     )
@@ -190,7 +192,8 @@ def test_the_shipped_generator_follows_its_guidance_channels() -> None:
             guidance = torch.zeros((5, 64, 64))
         else:
             guidance = torch.cat([torch.from_numpy(guide), torch.ones((1, 64, 64))])
-        cond = Conditioning(torch.cat([images.float(), guidance])[None], motion[None].float())
+        channels = torch.cat([images.float(), guidance, no_geometry])
+        cond = Conditioning(channels[None], motion[None].float())
         return sample(model, cond, saved.sampling_steps, noise)[0].numpy()
 
     truth, other = path.truth[target], path.truth[12]

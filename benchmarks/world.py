@@ -91,14 +91,26 @@ def speed(model, steps: int, runs: int, path, memory: FieldMemory) -> dict[str, 
     }
 
 
-def generate(model, steps: int, path: CameraPath, guided: bool, seed: int, memory_config):
-    """One rollout as the loop runs it. Guided: a memory that sees frame 0 and the
+MODES = ("guided", "geometry", "unguided")
+
+
+def generate(model, steps: int, path: CameraPath, mode: str, seed: int, memory_config):
+    """One rollout as the loop runs it. guided: a memory that sees frame 0 and the
     generated frames, and (for a generator trained with it) frame 0 and the contexts
-    warped into each target; unguided: neither."""
+    warped into each target; geometry: the warp without a memory; unguided: neither."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     torch.manual_seed(seed)  # memory fields start from torch's global generator
-    memory = LocalMemory(path.intrinsics, memory_config, seed) if guided else None
+    memory = LocalMemory(path.intrinsics, memory_config, seed) if mode == "guided" else None
     stream = WorldStream(
-        model, steps, N, memory, fit="all", seed=seed, intrinsics=path.intrinsics, geometry=guided
+        model,
+        steps,
+        N,
+        memory,
+        fit="all",
+        seed=seed,
+        intrinsics=path.intrinsics,
+        geometry=mode != "unguided",
     )
     return rollout(stream, path)
 
@@ -112,11 +124,11 @@ def fidelity(models: dict, path: CameraPath, runs: int, memory_config) -> dict[s
         # The student's rows carry the seed spread; the teacher's (16 steps, and a memory
         # fitted alongside) one seed each, to keep the full run within half an hour.
         seeds = list(range(runs)) if name == "student" else [0]
-        for mode in ("guided", "unguided"):
+        for mode in MODES if model.config.geometry else ("guided", "unguided"):
             log.info("fidelity: %s, %s, %d seeds", name, mode, len(seeds))
 
             def produce(seed: int, model=model, steps=steps, mode=mode, name=name):
-                result = generate(model, steps, path, mode == "guided", seed, memory_config)
+                result = generate(model, steps, path, mode, seed, memory_config)
                 if (name, mode, seed) == ("student", "guided", 0):
                     guidance.update(result.guidance)
                 return world_truth.generated_rgb(result.frames)
@@ -130,7 +142,7 @@ def fidelity(models: dict, path: CameraPath, runs: int, memory_config) -> dict[s
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        one = generate(model, steps, path, True, 0, memory_config)
+        one = generate(model, steps, path, "guided", 0, memory_config)
     finally:
         torch.set_num_threads(threads)
     rows["student-guided-1-thread"] = targets.score(world_truth.generated_rgb(one.frames)).summary()
@@ -156,7 +168,7 @@ def revisit_pairs(path: CameraPath, away_m: float, away_deg: float) -> list[tupl
 
 def revisit(model, steps: int, plan: Size) -> dict[str, object]:
     kinds = ("guided", "unguided", "ssim_guided", "ssim_unguided")
-    kinds += ("truth_guided", "truth_unguided", "truth_copy", "truth_warp")
+    kinds += ("truth_guided", "truth_unguided", "truth_geometry", "truth_copy", "truth_warp")
     scores: dict[str, list[float]] = {k: [] for k in kinds}
     strip: list[np.ndarray] = []
     for seed in plan.revisit_seeds:
@@ -172,8 +184,13 @@ def revisit(model, steps: int, plan: Size) -> dict[str, object]:
             truth = from_model(path.truth[back])[0]
             error = np.mean((warped / 255.0 - truth / 255.0) ** 2)
             scores["truth_warp"].append(psnr(float(error)))
-        for mode in ("guided", "unguided"):
-            frames = generate(model, steps, path, mode == "guided", seed, plan.memory).frames
+        for mode in MODES:
+            frames = generate(model, steps, path, mode, seed, plan.memory).frames
+            if mode == "geometry":  # the warp without a memory: scored against the truth
+                scores["truth_geometry"].extend(
+                    image_scores(frames[back], path.truth[back])[0] for _, back in pairs
+                )
+                continue
             for first, back in pairs:
                 value, similarity = image_scores(frames[back], frames[first])
                 scores[mode].append(value)
@@ -301,6 +318,7 @@ def run(size: str, checkpoints: Path) -> BenchResult:
         # The headline: a revisited frame against the simulator's truth at that pose.
         "revisit_psnr_truth_guided": memory["truth_guided"],
         "revisit_psnr_truth_unguided": memory["truth_unguided"],
+        "revisit_psnr_truth_geometry": memory["truth_geometry"],
         "revisit_gain_truth_db": memory["truth_guided"] - memory["truth_unguided"],
         "revisit_psnr_truth_copy_start": memory["truth_copy"],
         "revisit_psnr_truth_warp_start": memory["truth_warp"],

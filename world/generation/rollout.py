@@ -27,7 +27,7 @@ from world.generation.generator import (
     sample,
     to_model,
 )
-from world.generation.geometry import anchored_warp, view_of
+from world.generation.geometry import ANCHORED, anchored_warp, view_of
 from world.generation.memory import FieldMemory
 from world.generation.mmpl import Wave, check_schedule, segment_waves
 
@@ -201,22 +201,18 @@ class WorldStream:
                 )
             )
         size = images[0].shape[-1]
-        began = time.perf_counter()
-        guidance = None
-        if self.memory is not None:
-            guidance = self.memory.guidance(
-                np.array([poses[i] for i in targets]), np.array([times[i] for i in targets])
-            )
-        if guidance is None:
-            guidance = torch.zeros((len(targets), CONDITION_CHANNELS - 2 * RGBD, size, size))
-        else:
-            self.guidance.update(zip(targets, guidance.numpy(), strict=True))
-        self.timings["guidance"] += time.perf_counter() - began
-        images = torch.cat([torch.from_numpy(np.stack(images)), guidance], 1)
+        guidance = self._guidance(targets, size)
+        conditions = [torch.from_numpy(np.stack(images)), guidance]
         if self.geometry:
             began = time.perf_counter()
-            images = torch.cat([images, self._warps(wave, size)], 1)
+            warps = self._warps(wave, size)
             self.timings["warp"] += time.perf_counter() - began
+            # Anchoring, on the guidance side: where the true start frame lands, the
+            # memory's render (a field fitted a few steps per frame, at 8-16 dB against
+            # the truth in bench world) has nothing to add and, trusted, does harm.
+            seen = (warps[:, RGBD : RGBD + 1] == ANCHORED).float()
+            conditions = [conditions[0], guidance * (1.0 - seen), warps]
+        images = torch.cat(conditions, 1)
         device = next(self.model.parameters()).device  # CPU here, CUDA on a GPU machine
         cond = Conditioning(images.to(device), torch.from_numpy(np.stack(motions)).to(device))
         noise = torch.randn((len(targets), RGBD, size, size), generator=self.generator)
@@ -224,6 +220,22 @@ class WorldStream:
         out = sample(self.model, cond, self.steps, noise.to(device)).cpu().numpy()
         self.timings["generate"] += time.perf_counter() - began
         return out
+
+    def _guidance(self, targets: list[int], size: int) -> torch.Tensor:
+        """(B, 5, H, W): the memory rendered at the targets (zeros without a field)."""
+        began = time.perf_counter()
+        guidance = None
+        if self.memory is not None:
+            guidance = self.memory.guidance(
+                np.array([self.poses[i] for i in targets]),
+                np.array([self.times[i] for i in targets]),
+            )
+        if guidance is None:
+            guidance = torch.zeros((len(targets), CONDITION_CHANNELS - 2 * RGBD, size, size))
+        else:
+            self.guidance.update(zip(targets, guidance.numpy(), strict=True))
+        self.timings["guidance"] += time.perf_counter() - began
+        return guidance
 
     def _warps(self, wave: Wave, size: int) -> torch.Tensor:
         """(B, 5, H, W): frame 0 and each request's contexts warped into its camera."""

@@ -27,13 +27,18 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _sim(
-    observations: str, actions: str, episodes: int, summary: Path, *more: str
+    observations: str,
+    actions: str,
+    episodes: int,
+    summary: Path,
+    *more: str,
+    rate_scale: int = RATE_SCALE,
 ) -> subprocess.Popen:
     return subprocess.Popen(
         [
             *(sys.executable, "-m", "sim.node", "--task", "pickplace"),
             *("--publish", observations, "--actions", actions, "--episodes", str(episodes)),
-            *("--seed", "100000", "--rate-scale", str(RATE_SCALE), "--staleness", "0.2"),
+            *("--seed", "100000", "--rate-scale", str(rate_scale), "--staleness", "0.2"),
             *("--wait-for-policy", "60", "--summary", str(summary), *more),
         ],
         stderr=subprocess.PIPE,
@@ -57,14 +62,22 @@ def test_deployed_image_policy_drives_the_sim_from_its_cameras(exported_image, t
     """96×96 frames of the top and wrist cameras on the wire in every Observation; the
     policy sees nothing else of the cube and the target than its cameras show."""
     cameras = ("--obs-cameras", "top,wrist")
-    summary, policy_log = _drive_the_sim(exported_image, tmp_path, "--obs", "image", *cameras)
+    # 2x real time (a 50 ms budget per step): rendering two cameras, their frames on the
+    # wire and both encoders do not fit 25 ms on a loaded 2-core machine, and a held
+    # step costs the grasp (0 of 2 episodes in one CI run at 4x).
+    summary, policy_log = _drive_the_sim(
+        exported_image, tmp_path, "--obs", "image", *cameras, rate_scale=2
+    )
     assert "0 bad observations" in policy_log
     assert sum(episode["success"] for episode in summary["episodes"]) >= 1
 
 
-def _drive_the_sim(exported: Path, tmp_path: Path, *sim_args: str) -> tuple[dict, str]:
+def _drive_the_sim(
+    exported: Path, tmp_path: Path, *sim_args: str, rate_scale: int = RATE_SCALE
+) -> tuple[dict, str]:
     observations, actions = f"ipc://{tmp_path}/obs", f"ipc://{tmp_path}/act"
-    sim = _sim(observations, actions, 2, tmp_path / "sim.json", *sim_args)
+    summary_path = tmp_path / "sim.json"
+    sim = _sim(observations, actions, 2, summary_path, *sim_args, rate_scale=rate_scale)
     args = [
         "deploy",
         str(exported),
@@ -73,7 +86,7 @@ def _drive_the_sim(exported: Path, tmp_path: Path, *sim_args: str) -> tuple[dict
         "--publish",
         actions,
         "--dt",
-        str(0.1 / RATE_SCALE),
+        str(0.1 / rate_scale),
     ]
     policy = popen_without_torch(
         f"from warmloop.cli import main; sys.exit(main({args!r}))",
@@ -88,7 +101,7 @@ def _drive_the_sim(exported: Path, tmp_path: Path, *sim_args: str) -> tuple[dict
         if sim.poll() is None:
             sim.kill()
         sim.communicate()
-    summary = json.loads((tmp_path / "sim.json").read_text())
+    summary = json.loads(summary_path.read_text())
     counters = summary["counters"]
     assert len(summary["episodes"]) == 2
     # The policy answered nearly every step, and the sim (almost) never had to hold.

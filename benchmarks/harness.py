@@ -20,6 +20,7 @@ import importlib
 import json
 import logging
 import math
+import os
 import sys
 import tempfile
 from collections.abc import Callable
@@ -175,8 +176,10 @@ def run_benchmark(
     provenance = {**fingerprint(bench, checkout, checkout / "checkpoints"), "command": command}
     provenance["commit"], provenance["dirty"] = git_state(checkout, tracked_paths(bench))
     if size == "smoke":
-        from benchmarks.smoke import tiny_checkpoints
+        from benchmarks.smoke import SMOKE_EPISODE_STEPS, tiny_checkpoints
+        from sim.envs import SMOKE_EPISODE_STEPS as CAP_VARIABLE
 
+        os.environ[CAP_VARIABLE] = str(SMOKE_EPISODE_STEPS)  # inherited by nodes it starts
         checkpoints = tiny_checkpoints(
             checkout / "checkpoints", root / "checkpoints", bench.checkpoints
         )

@@ -161,7 +161,7 @@ def _measure(publisher, chunks, states, samples: int, period: float) -> np.ndarr
 
 
 # size -> (seconds of the 50 Hz jitter run, end-to-end samples, delay-cell episodes)
-SIZES = {"full": (200, 3000, 100), "quick": (20, 300, 20), "smoke": (3, 20, 1)}
+SIZES = {"full": (200, 3000, 100), "quick": (20, 300, 20), "smoke": (2, 20, 1)}
 
 
 def run(size: str, checkpoints: Path) -> BenchResult:

@@ -18,6 +18,9 @@ POLICY_DIMS = (16, 32)
 # 300-tick PushT smoke episode takes seconds. Every calibrated K' stays below it.
 POLICY_TRAIN_STEPS = 20
 WORLD_WIDTHS = (8, 16, 32)
+# Every episode of a smoke run ends after this many ticks (PickPlace runs 100, PushT 300):
+# enough for warm RTI updates and a few chunks, none of it scored.
+SMOKE_EPISODE_STEPS = 24
 
 
 def tiny_checkpoints(shipped: Path, out: Path, names: tuple[str, ...]) -> Path:

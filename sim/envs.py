@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,9 @@ from sim.tasks.pusht import PushTTask
 from sim.tasks.pusht_expert import PushTExpert
 
 ENV_VERSION = 0  # the -v0 in the ids; bump with any change that alters episodes
+# Set only by a smoke benchmark run (benchmarks/harness.py), for itself and the nodes it
+# starts: episodes end after this many ticks, so the run walks its code path in seconds.
+SMOKE_EPISODE_STEPS = "WARMLOOP_SMOKE_EPISODE_STEPS"
 
 
 @dataclass(frozen=True)
@@ -88,4 +92,8 @@ def register_all() -> None:
 def make_env(name: str, **kwargs: Any) -> gym.Env:
     """gymnasium.make of a warmloop scene by short name (pickplace, pusht, explore)."""
     register_all()
-    return gym.make(scene(name).env_id, **kwargs)
+    spec = scene(name)
+    cap = os.environ.get(SMOKE_EPISODE_STEPS)
+    if cap and "max_episode_steps" not in kwargs:
+        kwargs["max_episode_steps"] = min(int(cap), spec.max_episode_steps)
+    return gym.make(spec.env_id, **kwargs)

@@ -1,8 +1,11 @@
 """Every registered benchmark runs end to end in CI, at its smoke size.
 
 A smoke run takes seconds: tiny random-weight stand-ins for the shipped checkpoints
-(benchmarks/smoke.py) and a few repetitions, on the same code path as the full run. It
-writes into its own directory and leaves the checkout's results and docs alone.
+(benchmarks/smoke.py), a few repetitions and short episodes, on the same code path as
+the full run. It writes into its own directory and leaves the checkout's results and
+docs alone. The runs go two at a time, started together by the first test: many of
+them mostly wait (on sockets, real-time ticks, child processes), so a pair shares the
+two cores of a CI machine where one alone leaves one idle.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -29,17 +33,34 @@ def _tracked_outputs() -> str:
     return done.stdout
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(BENCHMARKS))
-def test_benchmark_smoke_run(name: str, tmp_path) -> None:
-    before = _tracked_outputs()
-    done = subprocess.run(
-        [sys.executable, "-m", "warmloop.cli", "bench", name, "--smoke", "--root", str(tmp_path)],
+def _smoke_run(name: str, root: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "warmloop.cli", "bench", name, "--smoke", "--root", str(root)],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=300,
     )
+
+
+@pytest.fixture(scope="module")
+def smoke_runs(tmp_path_factory):
+    """{benchmark: (its root, the future of its run)}, all submitted at once."""
+    before = _tracked_outputs()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        runs: dict[str, tuple[Path, Future]] = {}
+        for name in sorted(BENCHMARKS):
+            root = tmp_path_factory.mktemp(f"smoke-{name}")
+            runs[name] = (root, pool.submit(_smoke_run, name, root))
+        yield runs
+    assert _tracked_outputs() == before, "a smoke run changed tracked results or docs"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(BENCHMARKS))
+def test_benchmark_smoke_run(name: str, smoke_runs) -> None:
+    tmp_path, future = smoke_runs[name]
+    done = future.result()
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads((tmp_path / "benchmarks" / "results" / f"{name}.json").read_text())
     assert result["size"] == "smoke" and result["command"].endswith(
@@ -49,4 +70,3 @@ def test_benchmark_smoke_run(name: str, tmp_path) -> None:
     numbers = [v for v in result.values() if isinstance(v, float)]
     assert numbers, "a benchmark that measured nothing"
     assert f"<!-- bench:{name} -->" in (tmp_path / "docs" / "benchmarks.md").read_text()
-    assert _tracked_outputs() == before, "a smoke run changed tracked results or docs"

@@ -91,7 +91,7 @@ def test_pusht_expert_succeeds_on_most_of_a_handful_of_seeds() -> None:
 
     env = make_env("pusht")
     successes = 0
-    for seed in range(5):
+    for seed in range(3):
         observation, info = env.reset(seed=seed)
         expert = PushTExpert(env.unwrapped, np.random.default_rng(seed))
         done = False
@@ -99,7 +99,21 @@ def test_pusht_expert_succeeds_on_most_of_a_handful_of_seeds() -> None:
             observation, _, terminated, truncated, info = env.step(expert.act(observation))
             done = terminated or truncated
         successes += info["success"]
-    assert successes >= 3
+    assert successes >= 2  # 100 seeds: `warmloop bench sim`
+
+
+def test_a_smoke_run_caps_episodes_and_nothing_else_does(monkeypatch) -> None:
+    from sim.envs import SMOKE_EPISODE_STEPS
+
+    assert make_env("pusht").spec.max_episode_steps == 300
+    monkeypatch.setenv(SMOKE_EPISODE_STEPS, "24")
+    env = make_env("pusht")
+    env.reset(seed=0)
+    ticks, done = 0, False
+    while not done:
+        _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        ticks, done = ticks + 1, terminated or truncated
+    assert ticks == 24 and truncated
 
 
 def test_pusht_coverage_is_the_overlap_of_the_two_ts() -> None:

@@ -16,7 +16,7 @@ from streams import Frame, Queue, Subscriber
 from tests.world.tiny import save_tiny
 from world.generation.node import WorldNodeConfig, parse_controls
 
-SEGMENTS, N = 12, 8
+SEGMENTS, N = 8, 8
 
 
 def test_world_and_reconstruction_nodes_close_the_loop(tmp_path) -> None:

@@ -13,7 +13,8 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml scripts/bootstrap.sh
 	bash scripts/bootstrap.sh $(STAMP)
 
-# PickPlace + the RTI policy on onnxruntime + a recorder, over ZeroMQ; outputs in runs/.
+# The Panda pick-and-place + the RTI policy on onnxruntime + a recorder, over ZeroMQ;
+# outputs in runs/manipulation/ (--task pickplace: the mocap gripper, as before).
 demo: $(STAMP)
 	$(VENV)/bin/warmloop demo manipulation
 

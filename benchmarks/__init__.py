@@ -112,7 +112,7 @@ BENCHMARKS = {
                 "streams",
                 "launch/manipulation.yaml",
             ),
-            ("pickplace",),
+            ("panda-pickplace",),
         ),
         Benchmark(
             "hardening",

@@ -25,7 +25,7 @@ def run(size: str, checkpoints: Path) -> BenchResult:
         command = [
             *(sys.executable, "-m", "warmloop.cli", "demo", "manipulation"),
             *("--episodes", str(episodes), "--run-dir", tmp),
-            *("--checkpoint", str(checkpoints / "pickplace")),
+            *("--checkpoint", str(checkpoints / "panda-pickplace")),
         ]
         done = subprocess.run(
             command, capture_output=True, text=True, cwd=project_root(), timeout=1800

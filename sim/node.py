@@ -311,7 +311,9 @@ class SimNode(Node):
         return result
 
     def _record_frame(self) -> None:
-        self.frames.append(self.scene.render_camera(width=240, height=240, depth=False).rgb)
+        camera = self.scene.task.video_camera  # None: the task's default camera
+        image = self.scene.render_camera(camera, width=240, height=240, depth=False)
+        self.frames.append(image.rgb)
 
     def _await_first_chunk(self, observation: np.ndarray, episode: int) -> None:
         """Publish the first observation each period until a chunk for it arrives.

@@ -43,6 +43,8 @@ class Task:
     xml: ClassVar[str]
     control_dt: ClassVar[float] = 0.1
     default_camera: ClassVar[str] = "top"
+    # What the sim node films (an episode's MP4): by default the default camera.
+    video_camera: ClassVar[str | None] = None
     cameras: ClassVar[tuple[str, ...]] = ("top",)
     discrete_action_dims: ClassVar[tuple[int, ...]] = ()  # never averaged between chunks
     # What a robot knows about itself (its hand, its gripper): the part of the observation

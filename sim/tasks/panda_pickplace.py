@@ -65,6 +65,7 @@ WRIST_CAMERA = (
 class PandaPickPlaceTask(Task):
     control_dt = 0.1
     cameras = ("top", "front", "wrist")
+    video_camera = "front"  # facing the arm: the cube stays in view, lifted and carried
     discrete_action_dims = (3,)
     proprio_dims = (0, 1, 2, 3)  # end-effector position, finger opening
     action_space = gym.spaces.Box(

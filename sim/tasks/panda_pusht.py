@@ -69,6 +69,7 @@ TABLE_MATERIAL = """
 class PandaPushTTask(Task):
     control_dt = 0.1
     cameras = ("top", "front", "wrist")
+    video_camera = "front"
     proprio_dims = (0, 1)  # the end effector's position
     action_space = gym.spaces.Box(-LIMIT, LIMIT, shape=(2,), dtype=np.float32)
     observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(6,), dtype=np.float32)

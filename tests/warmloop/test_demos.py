@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import imageio.v2 as imageio
+import numpy as np
 
 from streams.recording import summarize
 from tests.streams.helpers import wait_for
@@ -16,7 +17,10 @@ from tests.streams.helpers import wait_for
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_demo_runs_episodes_and_writes_video_and_recording(tmp_path) -> None:
+def test_demo_runs_the_panda_and_films_it_carrying_the_cube_to_the_target(tmp_path) -> None:
+    """`make demo`: the Panda pick-and-place, checked frame by frame in its MP4 against the
+    recorded state: the red cube is where the simulator puts it, lifted off the table in
+    the middle of the episode and on the target at the end."""
     result = subprocess.run(
         [
             sys.executable,
@@ -36,6 +40,7 @@ def test_demo_runs_episodes_and_writes_video_and_recording(tmp_path) -> None:
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     out = result.stdout
+    assert "panda-pickplace episodes" in out  # the default task is the arm
     # Seeds 100,000 and 100,001 (launch/manipulation.yaml) are ones the shipped policy
     # solves; a demo that runs but never succeeds fails here.
     successes = int(out.split("success: ", 1)[1].split("/", 1)[0])
@@ -48,6 +53,84 @@ def test_demo_runs_episodes_and_writes_video_and_recording(tmp_path) -> None:
     assert topics["episode"].messages == 2 and topics["action"].messages >= 10
     assert topics["observation"].gaps == 0
     assert not list(tmp_path.glob("*.sock"))
+    _assert_the_video_shows_the_pick_and_place(frames, tmp_path / "run.mcap")
+
+
+def _assert_the_video_shows_the_pick_and_place(frames: list, recording: Path) -> None:
+    from streams.recording import read_recording
+
+    # Frame k of the MP4 is the scene after k steps, as observation k recorded it:
+    # end effector xyz, opening, cube xyz, cube yaw (2), target xy.
+    states = {}
+    for record in read_recording(recording, ["observation"]):
+        message = record.decode().message
+        if message.episode == 0:
+            states[message.step] = message.state
+    project = _front_camera()
+    errors, lifted = [], []
+    for step, state in sorted(states.items()):
+        centroid = _red_centroid(frames[step])
+        if centroid is None:
+            continue  # the hand hides the cube
+        cube = state[4:7]
+        errors.append(float(np.linalg.norm(centroid - project(cube))))
+        if cube[2] > 0.04:  # 2 cm above its resting height
+            on_table = project([cube[0], cube[1], 0.02])
+            lifted.append(
+                np.linalg.norm(centroid - project(cube)) < np.linalg.norm(centroid - on_table)
+            )
+    assert len(errors) >= 0.8 * len(states) and np.median(errors) < 3.0 and max(errors) < 6.0, (
+        errors
+    )
+    assert len(lifted) >= 3 and all(lifted), lifted  # seen off the table, not slid along it
+    last = states[max(states)]
+    tx, ty = last[9], last[10]
+    half = 0.05  # the target square's half size (sim/tasks/panda_pickplace.py)
+    corners = ((-half, -half), (half, -half), (half, half), (-half, half))
+    square = [project([tx + dx, ty + dy, 0.0]) for dx, dy in corners]  # on the table
+    # Where the cube meets the table: the bottom of its red blob (its near lower edge).
+    ys, xs = np.nonzero(_red(frames[-1]))
+    assert _inside(np.array([xs.mean(), ys.max()]), square), "the cube did not end on the target"
+
+
+def _front_camera():
+    """World point -> pixel of the 240 px front camera the sim node films."""
+    from sim.envs import make_env
+
+    env = make_env("panda-pickplace")
+    env.reset(seed=0)
+    image = env.unwrapped.render_camera("front", 240, 240, depth=False)
+    env.close()
+    k, pose = image.intrinsics, image.pose
+
+    def project(point) -> np.ndarray:
+        # MuJoCo cameras look along their -z with +y up; image rows grow downwards.
+        local = pose[:3, :3].T @ (np.asarray(point, float) - pose[:3, 3])
+        return np.array(
+            [k[0, 2] + k[0, 0] * local[0] / -local[2], k[1, 2] - k[1, 1] * local[1] / -local[2]]
+        )
+
+    return project
+
+
+def _red(frame: np.ndarray) -> np.ndarray:
+    """The red cube's pixels (the MP4's compression shifts colours a little)."""
+    rgb = frame.astype(int)
+    return (rgb[..., 0] > 120) & (rgb[..., 1] < 90) & (rgb[..., 2] < 90)
+
+
+def _red_centroid(frame: np.ndarray) -> np.ndarray | None:
+    """Mean pixel (x, y) of the red cube, None when fewer than 30 of its pixels show."""
+    ys, xs = np.nonzero(_red(frame))
+    return np.array([xs.mean(), ys.mean()]) if len(xs) >= 30 else None
+
+
+def _inside(point: np.ndarray, polygon: list[np.ndarray]) -> bool:
+    """`point` inside the convex `polygon`: on the same side of every edge."""
+    sides = [
+        np.cross(b - a, point - a) for a, b in zip(polygon, polygon[1:] + polygon[:1], strict=True)
+    ]
+    return all(s > 0 for s in sides) or all(s < 0 for s in sides)
 
 
 def test_demo_with_the_image_policy_sends_frames_and_refuses_a_mismatch(tmp_path) -> None:
@@ -55,10 +138,15 @@ def test_demo_with_the_image_policy_sends_frames_and_refuses_a_mismatch(tmp_path
         command = [sys.executable, "-m", "warmloop.cli", "demo", "manipulation", *more]
         return subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=300)
 
+    missing = demo("--obs", "image")  # the Panda has no image policy yet
+    assert missing.returncode == 2 and "shipped: [" in missing.stderr
     refused = demo("--obs", "image", "--checkpoint", str(ROOT / "checkpoints" / "pickplace"))
     assert refused.returncode == 2
     assert "sees the state only; --obs is image" in refused.stderr
-    result = demo("--obs", "image", "--episodes", "1", "--run-dir", str(tmp_path))
+    result = demo(
+        *("--task", "pickplace", "--obs", "image", "--episodes", "1"),
+        *("--run-dir", str(tmp_path)),
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "policy on camera images" in result.stdout and "/1 episodes" in result.stdout
     from streams.recording import read_recording

@@ -29,7 +29,8 @@ TASKS = ("pickplace", "pusht", "panda-pickplace")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--episodes", type=int, default=10)
-    parser.add_argument("--task", choices=TASKS, default="pickplace")
+    # The Franka Panda by default: the arm is what a robot-learning user recognises.
+    parser.add_argument("--task", choices=TASKS, default="panda-pickplace")
     parser.add_argument("--backend", choices=["onnx", "torch"], default="onnx")
     parser.add_argument("--run-dir", type=Path, help="default runs/manipulation")
     parser.add_argument(
@@ -37,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=["state", "image"],
         default="state",
         help="the policy's input: the state vector, or camera frames and proprioception "
-        "(the shipped TASK-image checkpoint: PickPlace's top and wrist cameras)",
+        "(the shipped TASK-image checkpoint; only pickplace and pusht have one so far)",
     )
     parser.add_argument("--checkpoint", type=Path, help="default: the shipped one")
 
@@ -143,7 +144,10 @@ def main_from_args(args: argparse.Namespace) -> int:
     shipped = args.task if args.obs == "state" else f"{args.task}-image"
     args.checkpoint = args.checkpoint or CHECKPOINTS / shipped
     if not (args.checkpoint / "config.json").exists():
-        sys.stderr.write(f"warmloop demo: no checkpoint at {args.checkpoint}\n")
+        shipped_ones = sorted(p.parent.name for p in CHECKPOINTS.glob("*/config.json"))
+        sys.stderr.write(
+            f"warmloop demo: no checkpoint at {args.checkpoint} (shipped: {shipped_ones})\n"
+        )
         return 2
     cameras = json.loads((args.checkpoint / "config.json").read_text())["config"].get("cameras")
     if bool(cameras) != (args.obs == "image"):

@@ -237,6 +237,8 @@ def export(
         cameras=_camera_entries(config),
         state_dims=tuple(config.state_dims),
         image_features=config.image_features if config.uses_images else 0,
+        rti_anchor_every=config.rti_anchor_every,
+        rti_anchor_steps=config.rti_anchor_steps,
     )
     (out / MANIFEST_FILE).write_text(manifest.to_json(), encoding="utf-8")
     return manifest

@@ -79,6 +79,11 @@ class Manifest:
     cameras: list[dict[str, Any]] = field(default_factory=list)
     state_dims: tuple[int, ...] = ()  # the scene observation's entries the state is
     image_features: int = 0  # per camera and step, in the condition
+    # Added within schema 1, RTI re-anchoring: every rti_anchor_every-th prediction of an
+    # episode after its first is a DDIM prediction from noise in rti_anchor_steps calls of
+    # network.onnx instead of an RTI update; 0 (older exports) never re-anchors.
+    rti_anchor_every: int = 0
+    rti_anchor_steps: int = 10
     schema_version: int = MANIFEST_SCHEMA_VERSION
 
     def to_json(self) -> str:
@@ -154,6 +159,8 @@ def _check_fields(m: Manifest, path: Path) -> None:
             "must be action dimensions",
         ),
         (NETWORK_GRAPH in {g.file for g in m.graphs.values()}, "graphs", "lack the network"),
+        (m.rti_anchor_every >= 0, "rti_anchor_every", "must be >= 0 (0: never)"),
+        (1 <= m.rti_anchor_steps <= m.train_steps, "rti_anchor_steps", "must be in 1..train_steps"),
     ]
     denoising = rti_denoising_problem(m.k_prime, m.rti_sampler, m.rti_steps)
     if denoising:

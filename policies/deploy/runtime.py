@@ -295,11 +295,12 @@ class OnnxPolicy:
         shape = (1, self.pred_horizon, self.manifest.action_dim)
         if self.inpaint != "none" and self.rti.warm:
             chunk = self._inpainted(cond, shape)
+        elif self.sampler == "rti" and self.rti.anchor_due(self.manifest.rti_anchor_every):
+            chunk = self._ddim(cond, shape, self.manifest.rti_anchor_steps)  # re-anchoring
         elif self.sampler == "rti" and self.rti.warm:
             chunk = self.rti_update(shift_chunk(self.rti.guess, self.executed), cond)
         elif self.sampler == "ddim":
-            timesteps = self.schedule.ddim_timesteps(self.ddim_steps)
-            chunk = sample_ddim(self.eps_fn(cond), self.schedule, self.noise(shape), timesteps)
+            chunk = self._ddim(cond, shape, self.ddim_steps)
         else:
             chunk = sample_ddpm(
                 self.eps_fn(cond), self.schedule, self.noise(shape), lambda: self.noise(shape)
@@ -307,6 +308,10 @@ class OnnxPolicy:
         if self.warm_starts:
             self.rti.store(chunk)
         return chunk
+
+    def _ddim(self, cond: np.ndarray, shape: tuple[int, ...], steps: int) -> np.ndarray:
+        timesteps = self.schedule.ddim_timesteps(steps)
+        return sample_ddim(self.eps_fn(cond), self.schedule, self.noise(shape), timesteps)
 
     def _inpainted(self, cond: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
         """A warm prediction whose first `frozen` rows keep the previous chunk's plan."""

@@ -44,6 +44,8 @@ class Calibration:
     rti_sampler: str = "ddpm"  # how the candidates denoised from K'
     warm_start: str = "state"  # how they entered the chain at K'
     rti_steps: int = 0  # DDIM steps per update (0: K'+1), cut to K'+1 per candidate
+    anchor_every: int = 0  # re-anchoring the candidates ran with (0: none)
+    anchor_steps: int = 10
     held_out_first_seed: int | None = None  # expert episodes, tuning range
     check_first_seed: int | None = None  # closed-loop checks, tuning range
 
@@ -139,6 +141,7 @@ def calibrate(
     rti_sampler: str | None = None,
     rti_steps: int | None = None,
     warm_start: str | None = None,
+    anchor: tuple[int | None, int | None] = (None, None),
 ) -> Calibration:
     from policies import seeds
     from policies.diffusion.checkpoint import load
@@ -150,6 +153,8 @@ def calibrate(
     rti_sampler = checkpoint.config.rti_sampler if rti_sampler is None else rti_sampler
     rti_steps = checkpoint.config.rti_steps if rti_steps is None else rti_steps
     warm_start = checkpoint.config.rti_mode if warm_start is None else warm_start
+    anchor_every = checkpoint.config.rti_anchor_every if anchor[0] is None else anchor[0]
+    anchor_steps = checkpoint.config.rti_anchor_steps if anchor[1] is None else anchor[1]
     # Checked before the offline estimate; the step count is cut per candidate K' below.
     problem = rti_denoising_problem(checkpoint.config.train_steps - 1, rti_sampler, rti_steps)
     if problem:
@@ -170,6 +175,8 @@ def calibrate(
             rti_sampler=rti_sampler,
             rti_steps=rti_steps_within(k, rti_steps),
             warm_start=warm_start,
+            anchor_every=anchor_every,
+            anchor_steps=anchor_steps,
         )
         success[k] = evaluate(
             candidate,
@@ -191,9 +198,16 @@ def calibrate(
         rti_sampler=rti_sampler,
         rti_steps=rti_steps,
         warm_start=warm_start,
+        anchor_every=anchor_every,
+        anchor_steps=anchor_steps,
         held_out_first_seed=seeds.TUNING_DEMONSTRATIONS,
         check_first_seed=seeds.TUNING_CLOSED_LOOP,
     )
+
+
+def anchoring(every: int, steps: int) -> str:
+    """', re-anchored every N by DDIM-S' for messages; '' without re-anchoring."""
+    return f", re-anchored every {every} by DDIM-{steps}" if every else ""
 
 
 def store(checkpoint_dir: Path, calibration: Calibration) -> None:
@@ -205,6 +219,8 @@ def store(checkpoint_dir: Path, calibration: Calibration) -> None:
     config["rti_sampler"] = calibration.rti_sampler
     config["rti_mode"] = calibration.warm_start
     config["rti_steps"] = rti_steps_within(calibration.k_prime, calibration.rti_steps)
+    config["rti_anchor_every"] = calibration.anchor_every
+    config["rti_anchor_steps"] = calibration.anchor_steps
     meta.setdefault("extra", {})["rti_calibration"] = {
         **asdict(calibration),
         "ratios": {str(k): v for k, v in calibration.ratios.items()},
@@ -248,6 +264,7 @@ def main_from_args(args: argparse.Namespace) -> int:
             rti_sampler=args.rti_sampler,
             rti_steps=args.rti_steps,
             warm_start=args.warm_start,
+            anchor=(args.anchor_every, args.anchor_steps),
         )
     except (CheckpointError, ValueError) as exc:
         sys.stderr.write(f"warmloop calibrate-rti: {exc}\n")
@@ -258,7 +275,8 @@ def main_from_args(args: argparse.Namespace) -> int:
         f"offline ratio (K': residual/noise energy) {ratios} ...\n"
         f"offline K' = {result.k_prime_offline}; closed-loop success "
         f"{result.closed_loop_success} ({result.warm_start}, {result.rti_sampler}"
-        f"{f', {result.rti_steps} steps' if result.rti_steps else ''}); "
+        f"{f', {result.rti_steps} steps' if result.rti_steps else ''}"
+        f"{anchoring(result.anchor_every, result.anchor_steps)}); "
         f"chose K' = {result.k_prime}, stored in "
         f"{args.checkpoint / 'config.json'}\n"
     )

@@ -42,6 +42,11 @@ class DiffusionConfig:
     rti_sampler: str = "ddpm"  # stochastic, as in the paper; or deterministic "ddim"
     rti_steps: int = 0  # DDIM: network calls per warm update, spaced K'..0; 0 = K'+1
     rti_clip: bool = True  # RTI "clip": snap discrete dims of the stored guess
+    # Re-anchoring: every Nth prediction of an episode is a cold DDIM prediction from
+    # noise (rti_anchor_steps network calls) instead of a warm update; 0 = never. A warm
+    # start that drifts from what the cameras show is pulled back (checkpoints/README.md).
+    rti_anchor_every: int = 0
+    rti_anchor_steps: int = 10
     # Training.
     batch_size: int = 256
     num_steps: int = 20_000
@@ -104,6 +109,13 @@ class DiffusionConfig:
         problem = rti_denoising_problem(self.rti_k_prime, self.rti_sampler, self.rti_steps)
         if problem:
             _require(self, False, *problem)
+        _require(self, self.rti_anchor_every >= 0, "rti_anchor_every", "must be >= 0 (0: never)")
+        _require(
+            self,
+            1 <= self.rti_anchor_steps <= self.train_steps,
+            "rti_anchor_steps",
+            f"must be in 1..{self.train_steps}",
+        )
         _require(
             self,
             all(0 <= d < self.action_dim for d in self.discrete_dims),

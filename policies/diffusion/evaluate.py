@@ -333,6 +333,17 @@ def add_rti_arguments(parser: argparse.ArgumentParser) -> None:
         help="RTI with DDIM: network calls per update, spaced evenly from K' to 0 "
         "(0: all K'+1); default: the checkpoint's",
     )
+    parser.add_argument(
+        "--anchor-every",
+        type=int,
+        help="RTI re-anchoring: every Nth prediction of an episode is a cold DDIM one "
+        "(0: never); default: the checkpoint's",
+    )
+    parser.add_argument(
+        "--anchor-steps",
+        type=int,
+        help="RTI re-anchoring: DDIM steps of an anchor; default: the checkpoint's",
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -455,10 +466,11 @@ def load_policy(args: argparse.Namespace):
         from policies.deploy.runtime import OnnxPolicy
 
         fixed = (args.k_prime, args.warm_start, args.rti_sampler, args.rti_steps)
+        fixed += (args.anchor_every, args.anchor_steps)
         if any(value is not None for value in fixed):
             raise ValueError(
-                "--k-prime, --warm-start, --rti-sampler and --rti-steps are fixed in an "
-                "exported policy; export again to change them"
+                "--k-prime, --warm-start, --rti-sampler, --rti-steps and --anchor-* are "
+                "fixed in an exported policy; export again to change them"
             )
         if getattr(args, "inpaint", "none") != "none":
             raise ValueError("--inpaint runs on a checkpoint (torch) for now, not an export")
@@ -491,6 +503,8 @@ def load_policy(args: argparse.Namespace):
         warm_start=args.warm_start,
         rti_sampler=args.rti_sampler,
         rti_steps=args.rti_steps,
+        anchor_every=args.anchor_every,
+        anchor_steps=args.anchor_steps,
         inpaint=getattr(args, "inpaint", "none"),
         frozen=frozen_rows(
             config.obs_horizon, getattr(args, "delay", 0), getattr(args, "jitter", 0)

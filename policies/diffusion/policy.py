@@ -53,6 +53,8 @@ class DiffusionPolicy:
         inpaint: str = "none",
         frozen: int = 0,
         guidance_beta: float = DEFAULT_BETA,
+        anchor_every: int | None = None,
+        anchor_steps: int | None = None,
     ):
         if not isinstance(checkpoint, ckpt.Checkpoint):
             checkpoint = ckpt.load(Path(checkpoint))
@@ -80,6 +82,7 @@ class DiffusionPolicy:
             name, message = problem
             raise ValueError(f"{name} = {getattr(self, name)!r} (K' = {self.k_prime}): {message}")
         self.obs_horizon, self.pred_horizon = config.obs_horizon, config.pred_horizon
+        self._set_anchor(anchor_every, anchor_steps)
         self._check_inpainting(inpaint, frozen, guidance_beta)
         self.inpaint, self.frozen, self.guidance_beta = inpaint, frozen, guidance_beta
         self.obs_dim = config.obs_dim
@@ -93,6 +96,18 @@ class DiffusionPolicy:
         self._rti_states: dict[int, RTIState] = {}
         self.network_calls = 0
         self.encoder_calls = 0  # image policies: one per prediction, whatever the sampler
+
+    def _set_anchor(self, every: int | None, steps: int | None) -> None:
+        """RTI's re-anchoring: every `every`th prediction cold, by DDIM in `steps` calls."""
+        config = self.config
+        self.anchor_every = config.rti_anchor_every if every is None else every
+        self.anchor_steps = config.rti_anchor_steps if steps is None else steps
+        if self.anchor_every < 0:
+            raise ValueError(f"anchor_every must be >= 0 (0: never), got {self.anchor_every}")
+        if not 1 <= self.anchor_steps <= config.train_steps:
+            raise ValueError(
+                f"anchor_steps must be in 1..{config.train_steps}, got {self.anchor_steps}"
+            )
 
     def _check_inpainting(self, inpaint: str, frozen: int, beta: float) -> None:
         if inpaint not in INPAINT_MODES:
@@ -180,10 +195,13 @@ class DiffusionPolicy:
         cond = self.condition(observations, slots, images)
         if self.sampler == "ddpm":
             return self._sample_full(cond)
-        warm = [
-            i for i, slot in enumerate(slots) if self.warm_starts and self._rti_state(slot).warm
-        ]
-        cold = [i for i in range(len(slots)) if i not in warm]
+        every = self.anchor_every if self.sampler == "rti" else 0
+        warm, anchored = [], []
+        for i, slot in enumerate(slots):
+            state = self._rti_state(slot)
+            if self.warm_starts and state.warm:
+                (anchored if state.anchor_due(every) else warm).append(i)
+        cold = [i for i in range(len(slots)) if i not in warm and i not in anchored]
         chunk = torch.empty(
             (len(slots), self.pred_horizon, self.config.action_dim), device=self.device
         )
@@ -192,10 +210,17 @@ class DiffusionPolicy:
             chunk[warm] = self._warm_chunk(cond[warm], guess)
         if cold:  # a DDIM prediction, or RTI's first of an episode: from pure noise
             chunk[cold] = self._cold_chunk(cond[cold])
+        if anchored:
+            chunk[anchored] = self._anchor_chunk(cond[anchored])
         if self.warm_starts:
             for i, slot in enumerate(slots):
                 self._rti_state(slot).store(chunk[i : i + 1])
         return chunk
+
+    def _anchor_chunk(self, cond: torch.Tensor) -> torch.Tensor:
+        """RTI re-anchoring: from noise, as the first prediction, in `anchor_steps` calls."""
+        timesteps = self.schedule.ddim_timesteps(self.anchor_steps)
+        return sample_ddim(self._eps_fn(cond), self.schedule, self._noise(len(cond)), timesteps)
 
     def _cold_chunk(self, cond: torch.Tensor) -> torch.Tensor:
         if self.sampler == "rti":  # the first prediction of an episode denoises fully

@@ -165,15 +165,23 @@ class RTIState:
         self.discrete_dims = tuple(discrete_dims)
         self.clip_factor = clip_factor
         self.guess: Array | None = None
+        self.predictions = 0  # stored since the episode began
 
     def reset(self) -> None:
         self.guess = None
+        self.predictions = 0
 
     @property
     def warm(self) -> bool:
         return self.guess is not None
 
+    def anchor_due(self, every: int) -> bool:
+        """Whether this prediction re-anchors: every `every`th one after the first (0:
+        never), a cold prediction in place of the warm update."""
+        return self.warm and every > 0 and self.predictions % every == 0
+
     def store(self, chunk: Array) -> None:
+        self.predictions += 1
         self.guess = (
             clip_discrete(chunk, self.discrete_dims, self.clip_factor)
             if self.clip_factor

@@ -28,20 +28,26 @@ class ReferenceRuntime:
         )
         self.draw = draw
         self.guess: np.ndarray | None = None
+        self.kept = 0  # guesses kept this episode
 
     def reset(self) -> None:  # step 7: a new episode starts cold
-        self.guess = None
+        self.guess, self.kept = None, 0
 
     def act(self, window: np.ndarray, executed: int) -> np.ndarray:
         """Observations (To, D) -> the chunk of actions (Tp, A) to execute from."""
         m = self.m
         cond = self._normalize(window, m["obs_normalizer"]).reshape(1, -1)  # step 1
         shape = (1, m["pred_horizon"], m["action_dim"])
+        every = m.get("rti_anchor_every", 0)
         if self.guess is None:  # step 2: the first prediction denoises the whole chain
             x = self.draw(shape)
             for t in m["first_timesteps"]:
-                eps = self.network.run(None, {"sample": x, "step": np.full(1, t), "cond": cond})
-                x = self._ddpm_step(x, eps[0], t)
+                x = self._ddpm_step(x, self._eps(x, t, cond), t)
+        elif every and self.kept % every == 0:  # re-anchoring: DDIM from noise
+            x, count = self.draw(shape), m["rti_anchor_steps"]
+            steps = [t * (m["train_steps"] // count) for t in range(count)][::-1]
+            for t, after in zip(steps, [*steps[1:], -1], strict=True):
+                x = self._ddim_step(x, self._eps(x, t, cond), t, after)
         else:  # steps 3-4: shift the guess by the actions executed, one graph call
             index = np.minimum(np.arange(shape[1]) + executed, shape[1] - 1)
             feeds = {"shifted": self.guess[:, index], "cond": cond}
@@ -49,7 +55,20 @@ class ReferenceRuntime:
                 feeds["noise"] = self.draw((m["noise_draws"], *shape))
             x = self.update.run(None, feeds)[0]
         self.guess = self._snap_guess(x) if m["rti_clip"] else x  # step 5
+        self.kept += 1
         return self._actions(x[0])  # step 6
+
+    def _eps(self, x: np.ndarray, t: int, cond: np.ndarray) -> np.ndarray:
+        return self.network.run(None, {"sample": x, "step": np.full(1, t), "cond": cond})[0]
+
+    def _ddim_step(self, x: np.ndarray, eps: np.ndarray, t: int, after: int) -> np.ndarray:
+        alpha_bars, clip = self.m["alphas_cumprod"], self.m["clip_sample"]
+        ab, ab_after = alpha_bars[t], (alpha_bars[after] if after >= 0 else 1.0)
+        x0 = (x - math.sqrt(1.0 - ab) * eps) / math.sqrt(ab)
+        if clip:
+            x0 = x0.clip(-clip, clip)
+        eps = (x - math.sqrt(ab) * x0) / math.sqrt(1.0 - ab)
+        return math.sqrt(ab_after) * x0 + math.sqrt(max(1.0 - ab_after, 0.0)) * eps
 
     def _ddpm_step(self, x: np.ndarray, eps: np.ndarray, t: int) -> np.ndarray:
         betas, alpha_bars, clip = self.m["betas"], self.m["alphas_cumprod"], self.m["clip_sample"]

@@ -280,6 +280,27 @@ def _edit_manifest(directory: Path, edit) -> None:
     path.write_text(json.dumps(data))
 
 
+def test_an_export_re_anchors_as_its_manifest_says(exported, tmp_path) -> None:
+    """Every 3rd prediction after the first is a 5-call DDIM one on network.onnx."""
+    directory = _copy(exported, tmp_path)
+    assert read_manifest(exported).rti_anchor_every == 0  # PickPlace never re-anchors
+    _edit_manifest(directory, lambda data: data.update(rti_anchor_every=3, rti_anchor_steps=5))
+    policy = OnnxPolicy(directory)
+    observations = np.zeros((policy.obs_horizon, policy.obs_dim), np.float32)
+    calls = []
+    for _ in range(7):
+        before = policy.network_calls
+        chunk = policy.infer(observations)
+        calls.append(policy.network_calls - before)
+        assert np.isfinite(chunk).all()
+    warm = policy.rti_calls  # K' + 1
+    assert calls == [100, warm, warm, 5, warm, warm, 5]
+    policy.reset()
+    before = policy.network_calls
+    policy.infer(observations)
+    assert policy.network_calls - before == 100
+
+
 def test_other_schema_version_is_refused(exported, tmp_path) -> None:
     directory = _copy(exported, tmp_path)
     _edit_manifest(directory, lambda d: d.update(schema_version=99))
@@ -343,6 +364,8 @@ def _nudge_schedule(data: dict) -> None:
         (_truncate_normalizer, "field obs_normalizer.low must be 11 numbers"),
         (_nudge_schedule, "field alphas_cumprod disagrees with train_steps 100"),
         (_set("rti_timesteps", [2, 0]), "field rti_timesteps disagrees"),
+        (_set("rti_anchor_every", -1), "field rti_anchor_every must be >= 0"),
+        (_set("rti_anchor_steps", 0), "field rti_anchor_steps must be in 1..train_steps"),
     ],
 )
 def test_manifest_mistakes_name_the_file_and_the_field(exported, tmp_path, edit, message) -> None:

@@ -8,6 +8,7 @@ two DDIM steps), including the gripper's snap and the shift of the guess.
 
 from __future__ import annotations
 
+import json
 from collections import deque
 
 import numpy as np
@@ -28,10 +29,17 @@ def _noise(seed: int):
     return lambda shape: rng.standard_normal(shape, dtype=np.float32)
 
 
-@pytest.mark.parametrize("task", ["pickplace", "pusht"])
-def test_reference_runtime_reproduces_the_onnx_policy_over_an_episode(task, tmp_path) -> None:
+@pytest.mark.parametrize(("task", "anchor"), [("pickplace", 0), ("pusht", 0), ("pickplace", 4)])
+def test_reference_runtime_reproduces_the_onnx_policy_over_an_episode(
+    task, anchor, tmp_path
+) -> None:
     directory = tmp_path / "export"
     export(ROOT / "checkpoints" / task, directory)
+    if anchor:  # re-anchored every 4th prediction by a 5-step DDIM
+        manifest = directory / "manifest.json"
+        data = json.loads(manifest.read_text())
+        data.update(rti_anchor_every=anchor, rti_anchor_steps=5)
+        manifest.write_text(json.dumps(data))
     ours = OnnxPolicy(directory, seed=7)
     theirs = ReferenceRuntime(directory, _noise(7))
     env = make_env(task)
@@ -47,5 +55,7 @@ def test_reference_runtime_reproduces_the_onnx_policy_over_an_episode(task, tmp_
         window.append(observation)
         done, steps = terminated or truncated, steps + 1
     assert info["success"], f"{task} seed {SEED} failed: the comparison covered a bad episode"
-    assert steps > 20 and ours.network_calls == 100 + (steps - 1) * ours.rti_calls
+    anchors = (steps - 1) // anchor if anchor else 0
+    warm = steps - 1 - anchors
+    assert steps > 20 and ours.network_calls == 100 + warm * ours.rti_calls + anchors * 5
     assert not ours.manifest.discrete_dims or snapped == {-1.0, 1.0}

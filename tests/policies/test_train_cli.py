@@ -165,6 +165,10 @@ def test_calibrate_rti_stores_a_checked_k_prime(dataset, tmp_path, capsys) -> No
                 "2",
                 "--warm-start",
                 "renoise",
+                "--anchor-every",
+                "4",
+                "--anchor-steps",
+                "6",
             ]
         )
         == 0
@@ -179,7 +183,10 @@ def test_calibrate_rti_stores_a_checked_k_prime(dataset, tmp_path, capsys) -> No
     assert config.rti_k_prime == calibration["k_prime"] and config.rti_sampler == "ddim"
     assert config.rti_steps == min(2, config.rti_k_prime + 1)
     assert config.rti_mode == "renoise"
-    assert "chose K'" in capsys.readouterr().out
+    assert (config.rti_anchor_every, config.rti_anchor_steps) == (4, 6)
+    assert calibration["anchor_every"] == 4  # the candidates ran re-anchored
+    printed = capsys.readouterr().out
+    assert "chose K'" in printed and "re-anchored every 4 by DDIM-6" in printed
 
 
 def test_choose_picks_the_ratio_nearest_one() -> None:

@@ -67,6 +67,38 @@ def test_rti_warm_starts_after_the_first_call_and_reset_clears_it(trained) -> No
     assert policy.network_calls == 203
 
 
+def test_rti_re_anchors_every_nth_prediction_by_ddim_and_a_reset_restarts_the_count(
+    trained,
+) -> None:
+    out, _ = trained
+    policy = DiffusionPolicy(out, sampler="rti", k_prime=2, seed=2, anchor_every=3, anchor_steps=5)
+    calls = []
+    for _ in range(7):
+        before = policy.network_calls
+        policy.infer(np.zeros((2, 1), np.float32))
+        calls.append(policy.network_calls - before)
+    # The first fully, then K' + 1 twice, then a 5-step DDIM anchor, and so on.
+    assert calls == [100, 3, 3, 5, 3, 3, 5]
+    policy.reset()
+    policy.infer(np.zeros((2, 1), np.float32))
+    policy.infer(np.zeros((2, 1), np.float32))
+    assert policy.network_calls - sum(calls) == 100 + 3
+    # A batch anchors each slot on its own count.
+    policy.reset()
+    zeros = np.zeros((2, 2, 1), np.float32)
+    policy.infer_batch(zeros, [0, 1])
+    policy.reset(1)
+    for _ in range(2):
+        policy.infer_batch(zeros, [0, 1])
+    before = policy.network_calls
+    policy.infer_batch(zeros, [0, 1])  # slot 0's fourth prediction anchors; slot 1 is warm
+    assert policy.network_calls - before == 5 + 3
+    with pytest.raises(ValueError, match="anchor_steps"):
+        DiffusionPolicy(out, sampler="rti", anchor_every=4, anchor_steps=0)
+    with pytest.raises(ValueError, match="anchor_every"):
+        DiffusionPolicy(out, sampler="rti", anchor_every=-1)
+
+
 def test_the_warm_start_mode_can_be_chosen_per_policy(trained) -> None:
     out, _ = trained
     guesses = {}

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from policies.diffusion.configuration import rti_denoising_problem
+from policies.diffusion.configuration import rti_anchor_problem, rti_denoising_problem
 from policies.diffusion.sampler import rti_timesteps
 from training.json_file import read_json
 
@@ -159,12 +159,13 @@ def _check_fields(m: Manifest, path: Path) -> None:
             "must be action dimensions",
         ),
         (NETWORK_GRAPH in {g.file for g in m.graphs.values()}, "graphs", "lack the network"),
-        (m.rti_anchor_every >= 0, "rti_anchor_every", "must be >= 0 (0: never)"),
-        (1 <= m.rti_anchor_steps <= m.train_steps, "rti_anchor_steps", "must be in 1..train_steps"),
     ]
     denoising = rti_denoising_problem(m.k_prime, m.rti_sampler, m.rti_steps)
     if denoising:
         checks.insert(0, (False, *denoising))
+    anchoring = rti_anchor_problem(m.rti_anchor_every, m.rti_anchor_steps, m.train_steps)
+    if anchoring:
+        checks.insert(0, (False, *anchoring))
     for ok, name, message in checks:
         if not ok:
             raise ExportError(f"{path}: field {name} {message}")

@@ -141,7 +141,8 @@ def calibrate(
     rti_sampler: str | None = None,
     rti_steps: int | None = None,
     warm_start: str | None = None,
-    anchor: tuple[int | None, int | None] = (None, None),
+    anchor_every: int | None = None,
+    anchor_steps: int | None = None,
 ) -> Calibration:
     from policies import seeds
     from policies.diffusion.checkpoint import load
@@ -153,13 +154,13 @@ def calibrate(
     rti_sampler = checkpoint.config.rti_sampler if rti_sampler is None else rti_sampler
     rti_steps = checkpoint.config.rti_steps if rti_steps is None else rti_steps
     warm_start = checkpoint.config.rti_mode if warm_start is None else warm_start
-    anchor_every = checkpoint.config.rti_anchor_every if anchor[0] is None else anchor[0]
-    anchor_steps = checkpoint.config.rti_anchor_steps if anchor[1] is None else anchor[1]
+    config = checkpoint.config
+    anchor_every = config.rti_anchor_every if anchor_every is None else anchor_every
+    anchor_steps = config.rti_anchor_steps if anchor_steps is None else anchor_steps
     # Checked before the offline estimate; the step count is cut per candidate K' below.
     problem = rti_denoising_problem(checkpoint.config.train_steps - 1, rti_sampler, rti_steps)
     if problem:
         raise ValueError(f"--{problem[0].replace('_', '-')} {problem[1]}")
-    config = checkpoint.config
     held_out, frames = expert_observations(config.task, episodes, config.cameras, config.image_size)
     policy = DiffusionPolicy(checkpoint, sampler="ddpm", seed=0)
     ratios = offline_ratios(policy, held_out, frame_episodes=frames)
@@ -264,7 +265,8 @@ def main_from_args(args: argparse.Namespace) -> int:
             rti_sampler=args.rti_sampler,
             rti_steps=args.rti_steps,
             warm_start=args.warm_start,
-            anchor=(args.anchor_every, args.anchor_steps),
+            anchor_every=args.anchor_every,
+            anchor_steps=args.anchor_steps,
         )
     except (CheckpointError, ValueError) as exc:
         sys.stderr.write(f"warmloop calibrate-rti: {exc}\n")

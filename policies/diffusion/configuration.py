@@ -109,13 +109,11 @@ class DiffusionConfig:
         problem = rti_denoising_problem(self.rti_k_prime, self.rti_sampler, self.rti_steps)
         if problem:
             _require(self, False, *problem)
-        _require(self, self.rti_anchor_every >= 0, "rti_anchor_every", "must be >= 0 (0: never)")
-        _require(
-            self,
-            1 <= self.rti_anchor_steps <= self.train_steps,
-            "rti_anchor_steps",
-            f"must be in 1..{self.train_steps}",
+        anchoring = rti_anchor_problem(
+            self.rti_anchor_every, self.rti_anchor_steps, self.train_steps
         )
+        if anchoring:
+            _require(self, False, *anchoring)
         _require(
             self,
             all(0 <= d < self.action_dim for d in self.discrete_dims),
@@ -170,6 +168,16 @@ class DiffusionConfig:
         if unknown:
             raise ValueError(f"DiffusionConfig: unknown fields {unknown}")
         return cls(**data)
+
+
+def rti_anchor_problem(every: int, steps: int, train_steps: int) -> tuple[str, str] | None:
+    """(field, what is wrong) if RTI cannot re-anchor this way, else None: the one rule
+    for config, policy and export manifest."""
+    if every < 0:
+        return "rti_anchor_every", "must be >= 0 (0: never)"
+    if not 1 <= steps <= train_steps:
+        return "rti_anchor_steps", f"must be in 1..{train_steps}"
+    return None
 
 
 def rti_denoising_problem(k_prime: int, sampler: str, steps: int) -> tuple[str, str] | None:

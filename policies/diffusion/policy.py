@@ -12,6 +12,7 @@ from policies.diffusion import checkpoint as ckpt
 from policies.diffusion.configuration import (
     SAMPLERS,
     WARM_START_MODES,
+    rti_anchor_problem,
     rti_denoising_problem,
     rti_steps_within,
 )
@@ -102,12 +103,11 @@ class DiffusionPolicy:
         config = self.config
         self.anchor_every = config.rti_anchor_every if every is None else every
         self.anchor_steps = config.rti_anchor_steps if steps is None else steps
-        if self.anchor_every < 0:
-            raise ValueError(f"anchor_every must be >= 0 (0: never), got {self.anchor_every}")
-        if not 1 <= self.anchor_steps <= config.train_steps:
-            raise ValueError(
-                f"anchor_steps must be in 1..{config.train_steps}, got {self.anchor_steps}"
-            )
+        problem = rti_anchor_problem(self.anchor_every, self.anchor_steps, config.train_steps)
+        if problem:
+            name, message = problem
+            got = self.anchor_every if name == "rti_anchor_every" else self.anchor_steps
+            raise ValueError(f"{name} {message}, got {got}")
 
     def _check_inpainting(self, inpaint: str, frozen: int, beta: float) -> None:
         if inpaint not in INPAINT_MODES:
@@ -195,7 +195,8 @@ class DiffusionPolicy:
         cond = self.condition(observations, slots, images)
         if self.sampler == "ddpm":
             return self._sample_full(cond)
-        every = self.anchor_every if self.sampler == "rti" else 0
+        # Plain RTI's, as in the ONNX runtime: an inpainted update keeps its frozen prefix.
+        every = self.anchor_every if self.sampler == "rti" and self.inpaint == "none" else 0
         warm, anchored = [], []
         for i, slot in enumerate(slots):
             state = self._rti_state(slot)

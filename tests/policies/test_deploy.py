@@ -365,7 +365,7 @@ def _nudge_schedule(data: dict) -> None:
         (_nudge_schedule, "field alphas_cumprod disagrees with train_steps 100"),
         (_set("rti_timesteps", [2, 0]), "field rti_timesteps disagrees"),
         (_set("rti_anchor_every", -1), "field rti_anchor_every must be >= 0"),
-        (_set("rti_anchor_steps", 0), "field rti_anchor_steps must be in 1..train_steps"),
+        (_set("rti_anchor_steps", 0), "field rti_anchor_steps must be in 1..100"),
     ],
 )
 def test_manifest_mistakes_name_the_file_and_the_field(exported, tmp_path, edit, message) -> None:

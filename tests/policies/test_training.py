@@ -93,6 +93,14 @@ def test_rti_re_anchors_every_nth_prediction_by_ddim_and_a_reset_restarts_the_co
     before = policy.network_calls
     policy.infer_batch(zeros, [0, 1])  # slot 0's fourth prediction anchors; slot 1 is warm
     assert policy.network_calls - before == 5 + 3
+    # Inpainted RTI keeps its frozen prefix: it never re-anchors (nor does ONNX's).
+    inpainted = DiffusionPolicy(
+        out, sampler="rti", k_prime=2, seed=2, anchor_every=2, anchor_steps=5,
+        inpaint="replace", frozen=1,
+    )  # fmt: skip
+    for _ in range(3):
+        inpainted.infer(np.zeros((2, 1), np.float32))
+    assert inpainted.network_calls == 100 + 3 + 3
     with pytest.raises(ValueError, match="anchor_steps"):
         DiffusionPolicy(out, sampler="rti", anchor_every=4, anchor_steps=0)
     with pytest.raises(ValueError, match="anchor_every"):

@@ -63,8 +63,8 @@ def test_node_publishes_snapshots_and_keeps_memory_bounded(tmp_path) -> None:
         for index in range(900):  # the allocator settles within ~300 frames
             publisher.publish("frame", explore_frame(rng, index))
             time.sleep(0.01)
-            if index in (299, 599, 899):
-                time.sleep(0.5)
+            if index >= 300 and index % 50 == 49:
+                time.sleep(0.2)
                 rss.append(_rss_mb(node.pid))
         received = snapshots.recv("triplanes", timeout=5.0)
         assert received is not None, "no TriPlanes snapshot"
@@ -86,7 +86,10 @@ def test_node_publishes_snapshots_and_keeps_memory_bounded(tmp_path) -> None:
     assert summary["counters"]["frames"] > 100
     # MB: flat once the allocator has settled (it may take a few hundred frames), however
     # long the stream runs. A keyframe leaked per frame (64×64 rays) adds ~13 MB per 300.
-    assert rss[2] - rss[1] < 8, rss
+    # One sample swings by up to ~25 MB (2,400 frames measured: 322-348 MB, no trend), so
+    # the medians of frames 300-600 and 600-900 are compared, not two samples.
+    early, late = np.median(rss[: len(rss) // 2]), np.median(rss[len(rss) // 2 :])
+    assert late - early < 8, rss
 
 
 def test_explore_reconstruct_launch_streams_to_the_viewer(tmp_path) -> None:

@@ -12,6 +12,7 @@ from sim.panda import (
     IK_HZ,
     NOMINAL_POSTURE,
     PandaIK,
+    Tracking,
     assets_dir,
     panda_xml,
     set_arm,
@@ -63,6 +64,37 @@ def test_ik_tracks_a_target_within_5_mm_in_50_control_steps(arm, target) -> None
     # The gripper points down at the end, as the task asks.
     z_axis = data.site(END_EFFECTOR).xmat.reshape(3, 3)[:, 2]
     assert z_axis[2] < -0.99
+
+
+def _ramp_overshoot(tracking: Tracking) -> tuple[float, float]:
+    """An 8 cm move at 0.4 m/s then a hold, the target fed at the IK rate as PushT does:
+    the hand's overshoot past the goal (m), and its distance from the goal 0.5 s after
+    the target stopped."""
+    model = mujoco.MjModel.from_xml_string(panda_xml(TABLE, (-0.55, 0.0, 0.0)))
+    data = mujoco.MjData(model)
+    set_arm(model, data, NOMINAL_POSTURE)
+    mujoco.mj_forward(model, data)
+    controller = PandaIK(model, tracking=tracking)
+    controller.reset(data)
+    start, goal = np.array([0.0, -0.04, 0.055]), np.array([0.0, 0.04, 0.055])
+    controller.settle(data, start)
+    along = []
+    for physics_step in range(500 * 7 // 10):  # 0.2 s moving, 0.5 s holding
+        if physics_step % IK_EVERY == 0:
+            fraction = min(1.0, physics_step / 100)
+            controller.set_target(start + (goal - start) * fraction)
+            controller.step(data)
+        mujoco.mj_step(model, data)
+        along.append(data.site(END_EFFECTOR).xpos[1] - start[1])
+    return max(along) - 0.08, float(np.linalg.norm(data.site(END_EFFECTOR).xpos - goal))
+
+
+def test_tracking_stops_the_hand_where_it_is_sent() -> None:
+    plain, _ = _ramp_overshoot(Tracking())
+    tracked, settled = _ramp_overshoot(Tracking(filter_omega=30.0, inertia_feedforward=True))
+    assert plain > 0.003  # the soft servo alone runs millimetres past a stop
+    assert tracked < 0.001, (plain, tracked)
+    assert settled < 0.001  # the filter's lag is gone half a second later
 
 
 def test_a_target_below_the_table_leaves_the_arm_on_it(arm) -> None:
@@ -145,4 +177,31 @@ def test_panda_pusht_keeps_the_closed_hand_at_push_height_and_clamps_targets() -
     assert max(openings) < 0.005  # closed: the fingertips push as one
     with pytest.raises(ValueError, match="NaN"):
         env.step(np.array([np.nan, 0.0], np.float32))
+    env.close()
+
+
+def test_the_pusht_experts_replica_plays_a_plan_exactly_as_the_arm_does() -> None:
+    # The expert keeps the plan that ends best in its replica of the arm's scene; that
+    # choice is only as good as the replica is exact, contacts with the block included.
+    from sim.envs import make_env
+    from sim.tasks.panda_pusht import PandaPushTExpert
+    from sim.tasks.pusht import block_pose
+
+    env = make_env("panda-pusht")
+    observation, _ = env.reset(seed=3)
+    base = env.unwrapped
+    for _ in range(5):  # mid-motion: the filter and the servos carry state
+        observation, *_ = env.step(observation[:2] + np.float32(0.02))
+    replica = PandaPushTExpert(base, np.random.default_rng(0))._replica
+    replica.load(base)
+    block = observation[2:4]
+    # Through the block's centre and beyond, then back: contacts, a stop, a reversal.
+    actions = [block + (block - observation[:2]) * 0.5] * 8 + [observation[:2]] * 4
+    for action in actions:
+        action = action.astype(np.float32)
+        env.step(action)
+        replica.step(action)
+    assert np.linalg.norm(block_pose(base.physics)[:2] - block) > 0.01  # it was pushed
+    np.testing.assert_allclose(block_pose(replica.physics), block_pose(base.physics), atol=1e-9)
+    np.testing.assert_allclose(replica.hand(), base.physics.data.site(END_EFFECTOR).xpos[:2])
     env.close()

@@ -41,7 +41,7 @@ BENCHMARKS = {
             "sim",
             "MuJoCo physics and headless rendering speed, expert success",
             "benchmarks.sim",
-            ("sim",),
+            ("sim", "policies/seeds.py"),
         ),
         Benchmark(
             "policy",

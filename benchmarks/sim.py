@@ -89,8 +89,7 @@ def expert_success(task: str, seeds: int) -> tuple[float, float, float]:
     spec = scene(task)
     env = make_env(task)
     successes, lengths = 0, []
-    first = REPORT
-    for seed in tqdm(range(first, first + seeds), desc=f"expert {task}", leave=False):
+    for seed in tqdm(range(REPORT, REPORT + seeds), desc=f"expert {task}", leave=False):
         observation, info = env.reset(seed=seed)
         expert = spec.expert(env.unwrapped, np.random.default_rng(seed))
         done, length = False, 0

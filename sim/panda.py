@@ -21,6 +21,7 @@ forward. PickPlace keeps the plain servo, on which its shipped checkpoint was tr
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import re
 from dataclasses import dataclass
@@ -238,7 +239,6 @@ class PandaIK:
         """Put the arm, at rest, where IK reaches `target` (an episode's start pose)."""
         self._target, self.reference = None, None  # a filter starts at rest on the target
         self.set_target(target)
-        self._aim(np.asarray(target, float))
         for _ in range(iterations):
             self.step(data)
             if np.linalg.norm(self.commanded_position() - target) < 1e-4:
@@ -256,11 +256,7 @@ class PandaIK:
         if other.hand.transform_target_to_world is not None:
             self.hand.set_target(other.hand.transform_target_to_world)
         self._target = None if other._target is None else other._target.copy()
-        self.reference = None
-        if other.reference is not None:
-            self.reference = ReferenceFilter(other.reference.omega, other.reference.dt, np.zeros(3))
-            self.reference.position = other.reference.position.copy()
-            self.reference.velocity = other.reference.velocity.copy()
+        self.reference = None if other.reference is None else copy.deepcopy(other.reference)
         self._arm_velocity = other._arm_velocity.copy()
 
     def actuator(self, joint: str) -> int:

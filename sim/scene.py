@@ -83,6 +83,15 @@ class Task:
         return {}
 
 
+def control_step(task: Task, physics: Physics, action: np.ndarray, n_substeps: int) -> None:
+    """One control period of `task` on `physics`: its targets for `action`, then the
+    substeps. The env steps this way, and so do the planners' copies of its physics."""
+    task.before_step(physics, action)
+    for i in range(n_substeps):
+        task.substep(physics, (i + 1) / n_substeps)
+        mujoco.mj_step(physics.model, physics.data)
+
+
 class MujocoScene(gym.Env):
     """gymnasium env over a Task. render_mode: rgb_array, depth_array or human."""
 
@@ -137,10 +146,7 @@ class MujocoScene(gym.Env):
             raise ValueError("action contains NaN or infinity")
         action = np.clip(action, self.action_space.low, self.action_space.high)
         physics = self.physics
-        self.task.before_step(physics, action)
-        for i in range(self.n_substeps):
-            self.task.substep(physics, (i + 1) / self.n_substeps)
-            mujoco.mj_step(physics.model, physics.data)
+        control_step(self.task, physics, action, self.n_substeps)
         self.task.after_step(physics)
         success = self.task.success(physics)
         if self.render_mode == "human":

@@ -28,7 +28,7 @@ from sim.panda import (
     panda_xml,
     set_arm,
 )
-from sim.scene import MujocoScene, Physics, Task
+from sim.scene import MujocoScene, Physics, Task, control_step
 from sim.tasks.panda_pickplace import WRIST_CAMERA
 from sim.tasks.pusht import (
     LIMIT,
@@ -118,6 +118,12 @@ class PandaPushTTask(Task):
             self.ik.step(physics.data)
         self._substep += 1
 
+    def copy_state(self, other: PandaPushTTask) -> None:
+        """Take `other`'s controller and commanded motion, for a copy of its physics."""
+        self.ik.copy_state(other.ik)
+        self._start, self._goal = other._start.copy(), other._goal.copy()
+        self._ik_every, self._substep = other._ik_every, other._substep
+
     def hold_action(self, physics: Physics) -> np.ndarray:
         """The end effector stays where it is commanded now."""
         return self._goal.astype(np.float32)
@@ -147,19 +153,13 @@ class _ArmReplica:
         self.n_substeps = env.n_substeps
 
     def load(self, env: MujocoScene) -> None:
-        source, task = env.task, self.task
         mujoco.mj_copyData(self.physics.data, self.physics.model, env.physics.data)
-        task.ik.copy_state(source.ik)
-        task._start, task._goal = source._start.copy(), source._goal.copy()
-        task._ik_every, task._substep = source._ik_every, source._substep
+        self.task.copy_state(env.task)
 
     def step(self, action: np.ndarray) -> None:
-        """One control step, as MujocoScene.step takes it."""
+        """One control step, as MujocoScene.step takes it (the action clipped as there)."""
         action = np.clip(np.asarray(action, np.float32), -LIMIT, LIMIT)
-        self.task.before_step(self.physics, action)
-        for i in range(self.n_substeps):
-            self.task.substep(self.physics, (i + 1) / self.n_substeps)
-            mujoco.mj_step(self.physics.model, self.physics.data)
+        control_step(self.task, self.physics, action, self.n_substeps)
 
     def hand(self) -> np.ndarray:
         return self.physics.data.site(END_EFFECTOR).xpos[:2]

@@ -15,7 +15,7 @@ import math
 import mujoco
 import numpy as np
 
-from sim.scene import MujocoScene, Physics
+from sim.scene import MujocoScene, Physics, control_step
 from sim.tasks.pusht import (
     BAR_HALF,
     PUSHER_RADIUS,
@@ -205,11 +205,7 @@ class PushTExpert:
         mujoco.mj_copyData(self._scratch.data, self._scratch.model, self.env.physics.data)
 
     def _step_scratch(self, target: np.ndarray) -> None:
-        scratch, n = self._scratch, self.env.n_substeps
-        self._task.before_step(scratch, target)
-        for i in range(n):
-            self._task.substep(scratch, (i + 1) / n)
-            mujoco.mj_step(scratch.model, scratch.data)
+        control_step(self._task, self._scratch, target, self.env.n_substeps)
 
     def _travel(
         self, pusher: np.ndarray, goal: np.ndarray, centre: np.ndarray

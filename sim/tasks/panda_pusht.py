@@ -40,7 +40,7 @@ from sim.tasks.pusht import (
     place_block,
     pusht_xml,
 )
-from sim.tasks.pusht_expert import PushTExpert, pose_error
+from sim.tasks.pusht_expert import PushTExpert
 
 BASE = (-0.55, 0.0, 0.0)  # the arm's base in the task frame
 PUSH_HEIGHT = 0.055  # end-effector z: fingertips about 5 mm above the table
@@ -198,16 +198,11 @@ class PandaPushTExpert(PushTExpert):
         scratch.data.mocap_pos[0, :2] = source.data.site(END_EFFECTOR).xpos[:2]
         mujoco.mj_forward(scratch.model, scratch.data)
 
-    def _simulate(self, waypoints: list[np.ndarray]) -> float:
-        """Cost after `act` has played `waypoints` in the replica: a waypoint is left once
-        the hand is within `reached` of it, or after 12 steps."""
-        replica = self._replica
-        replica.load(self.env)
-        for waypoint in waypoints:
-            for _ in range(13):
-                replica.step(waypoint)
-                if np.linalg.norm(replica.hand() - waypoint) < self.reached:
-                    break
-        for _ in range(2):  # come to rest
-            replica.step(waypoints[-1])
-        return pose_error(block_pose(replica.physics))
+    def _start_playback(self) -> Physics:
+        """Whole plans are played in the replica of the arm's scene, not the stand-in."""
+        self._replica.load(self.env)
+        return self._replica.physics
+
+    def _playback_step(self, target: np.ndarray) -> np.ndarray:
+        self._replica.step(target)
+        return self._replica.hand()

@@ -187,18 +187,29 @@ class PushTExpert:
         return pose_error(block_pose(scratch))
 
     def _simulate(self, waypoints: list[np.ndarray]) -> float:
-        """Cost after following `waypoints` exactly as the env and `act` would."""
-        scratch = self._scratch
-        self._load_scratch()
+        """Cost after following `waypoints` exactly as the env and `act` would: a
+        waypoint is left once the pusher is within `reached` of it, or after 12 steps."""
+        physics = self._start_playback()
         for waypoint in waypoints:
             target = waypoint.astype(np.float32)
             for _ in range(13):  # act() gives up on a waypoint after 12 steps
-                self._step_scratch(target)
-                if np.linalg.norm(scratch.data.mocap_pos[0, :2] - target) < 0.001:
+                pusher = self._playback_step(target)
+                if np.linalg.norm(pusher - target) < self.reached:
                     break
         for _ in range(2):  # come to rest
-            self._step_scratch(waypoints[-1].astype(np.float32))
-        return pose_error(block_pose(scratch))
+            self._playback_step(waypoints[-1].astype(np.float32))
+        return pose_error(block_pose(physics))
+
+    def _start_playback(self) -> Physics:
+        """The physics a whole plan is played in, at the env's state (here the scratch:
+        PushT's rollouts are its own physics)."""
+        self._load_scratch()
+        return self._scratch
+
+    def _playback_step(self, target: np.ndarray) -> np.ndarray:
+        """One control step of the played plan; the pusher's position after it."""
+        self._step_scratch(target)
+        return self._scratch.data.mocap_pos[0, :2]
 
     def _load_scratch(self) -> None:
         """The scratch physics at the environment's state, to try a push in."""

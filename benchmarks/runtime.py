@@ -29,7 +29,7 @@ from benchmarks.runtime_delay import DELAY, SCALE, cross_check
 from runtime.launch_file import LaunchGraph, NodeSpec
 from runtime.rate import SPIN_WINDOW
 from runtime.supervisor import Supervisor
-from streams import Endpoint, Observation, Publisher, Queue, Subscriber
+from streams import Endpoint, Latest, Observation, Publisher, Queue, Subscriber
 
 CHECKPOINT = "pickplace"
 IMAGE_CHECKPOINT = "pickplace-image"
@@ -86,14 +86,27 @@ def _jitter_run(exported: Path, hz: int, spin: float, seconds: float) -> dict:
         )
         supervisor = Supervisor(graph, output=io.StringIO(), handle_signals=False)
         thread = threading.Thread(target=supervisor.run)
+        chunks = Subscriber(f"ipc://{run}/policy.sock", {"action": Latest()})
         thread.start()
-        time.sleep(seconds)
-        supervisor.stop()
-        thread.join()
+        try:
+            _wait_for_first_chunk(chunks)
+            time.sleep(seconds)
+        finally:
+            supervisor.stop()
+            thread.join()
+            chunks.close()
         return {
             "sim": json.loads((run / "sim.json").read_text()),
             "policy": json.loads((run / "policy.json").read_text()),
         }
+
+
+def _wait_for_first_chunk(chunks: Subscriber, timeout: float = 120.0) -> None:
+    # The timed window starts once both nodes run: on a loaded machine their imports
+    # alone can outlast a smoke run's second, and a node stopped while importing
+    # writes no summary.
+    if chunks.recv("action", timeout=timeout) is None:
+        raise RuntimeError(f"the policy sent no action chunk within {timeout:.0f} s")
 
 
 def _observations(cameras: tuple[str, ...] = (), size: int = 96) -> list[Observation]:

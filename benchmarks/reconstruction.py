@@ -29,6 +29,7 @@ from streams import encode
 from world.reconstruction.exchange import to_message
 from world.reconstruction.field import EXPLORE_BOUNDS, FieldConfig, TriPlaneField
 from world.reconstruction.fit import FitConfig, OnlineFitter
+from world.reconstruction.occupancy import OccupancyGrid
 from world.reconstruction.render import render_image
 
 SIZE, STEPS = 64, 120
@@ -36,6 +37,7 @@ PLOT = Path("docs") / "img" / "reconstruction.png"
 CURVE = Path("docs") / "img" / "reconstruction_time.png"
 ORBIT_SPEED, OFF_PATH_SPEED = 0.5, 0.65  # m/s at the same turn rate: radius 1.1 vs 1.4 m
 CURVE_VIEWS = 12  # held-out views scored at each point of the time curve
+TIME_STEPS = 16  # the deformation's time slices
 
 
 @dataclass
@@ -91,7 +93,7 @@ def fit(
     the scoring time left out of the clock."""
     torch.manual_seed(0)
     t_end = max(s.time for s in train) + 0.1
-    config = FieldConfig(resolution=64, channels=16, time_steps=16, deform=deform)
+    config = FieldConfig(resolution=64, channels=16, time_steps=TIME_STEPS, deform=deform)
     field = TriPlaneField(config, torch.tensor(EXPLORE_BOUNDS), (0.0, t_end))
     fitter = OnlineFitter(field, FitConfig(rays_per_step=1024, samples=32, keyframes=64))
     seconds, points = 0.0, []
@@ -115,14 +117,45 @@ def fit(
     return field, fitter.steps / seconds, seconds, points
 
 
-def field_renderer(field: TriPlaneField):
+def field_renderer(field: TriPlaneField, skip_empty: bool = True):
+    """Renders of `field` at a sample's camera and time; `skip_empty` builds the field's
+    occupancy grid first (its cost is `occupancy_build_s`, once per field)."""
+    grid = OccupancyGrid.from_field(field) if skip_empty else None
+
     def render(sample: Sample) -> tuple[np.ndarray, np.ndarray]:
         out = render_image(
-            field, sample.intrinsics, sample.pose, SIZE, SIZE, sample.time, field.bounds
+            field,
+            sample.intrinsics,
+            sample.pose,
+            SIZE,
+            SIZE,
+            sample.time,
+            field.bounds,
+            occupancy=grid,
         )
         return out["rgb"], out["depth"]
 
     return render
+
+
+def render_costs(field: TriPlaneField, views: list[Sample]) -> dict[str, float]:
+    """The occupancy grid's build time, and the full render's ms (every sample
+    evaluated) with its PSNR against the marched render, over `views`."""
+    began = time.perf_counter()
+    field_renderer(field)
+    build = time.perf_counter() - began
+    full, marched = field_renderer(field, skip_empty=False), field_renderer(field)
+    seconds, errors = [], []
+    for sample in views:
+        began = time.perf_counter()
+        reference = full(sample)[0]
+        seconds.append(time.perf_counter() - began)
+        errors.append(np.mean((reference / 255.0 - marched(sample)[0] / 255.0) ** 2))
+    return {
+        "occupancy_build_s": build,
+        "render_full_ms": float(np.median(seconds) * 1e3),
+        "marched_vs_full_psnr": float(-10 * np.log10(max(np.mean(errors), 1e-12))),
+    }
 
 
 @dataclass(frozen=True)
@@ -165,13 +198,14 @@ def run(size: str, checkpoints: Path | None = None) -> BenchResult:
             "model_s": seconds,
         }
         if deform:
+            costs = render_costs(field, curve_views)
             message_bytes = sum(
                 len(memoryview(f).cast("B"))
                 for f in encode("w", to_message(field), seq=0, source="b", t_sent=0.0)
             )
             plot = _plot(field, test)
     others = peers(train, {"heldout": test, "offpath": off_path, "curve": curve_views})
-    result = _result(results, others, curves, message_bytes, plan.total_steps)
+    result = _result(results, others, curves, message_bytes, plan.total_steps, costs)
     result.files[str(PLOT)] = save_figure(plot)
     result.files[str(CURVE)] = save_figure(_plot_curve(curves, others))
     return result
@@ -242,7 +276,9 @@ def time_to_reach(points: list[tuple[float, float]], target: float) -> float | N
     return next((seconds for seconds, value in points if value >= target), None)
 
 
-def _result(results, others, curves, message_bytes: int, total_steps: int) -> BenchResult:
+def _result(
+    results, others, curves, message_bytes: int, total_steps: int, costs: dict
+) -> BenchResult:
     dyn, static = results[True], results[False]
     columns = {"tri-planes 4D": dyn, "static ablation": static}
     for key, label in PEERS:  # peers' scores carry the test set's name first
@@ -262,6 +298,7 @@ def _result(results, others, curves, message_bytes: int, total_steps: int) -> Be
         "fit_seconds": dyn["model_s"],
         "fit_steps": total_steps,
         "render_ms_64": dyn["render_ms"],
+        **costs,
         "triplanes_message_bytes": message_bytes,
         "best_tsdf_psnr_curve_views": best_tsdf,
         "seconds_to_best_tsdf": reached,
@@ -294,7 +331,13 @@ def _notes(figures: dict, dyn: dict, static: dict) -> list[str]:
         f"moving-object PSNR above the static ablation: {dyn['psnr_dynamic']:.2f} vs "
         f"{static['psnr_dynamic']:.2f} dB; >= 5 updates/s: {figures['updates_per_s']:.1f} "
         f"({'met' if figures['updates_per_s'] >= 5 else 'NOT met'}); render <= 20 ms: "
-        f"{figures['render_ms_64']:.0f} ms.",
+        f"{figures['render_ms_64']:.1f} ms "
+        f"({'met' if figures['render_ms_64'] <= 20 else 'NOT met'}).",
+        f"Rendering skips empty space: an occupancy grid (64³, the field's density at "
+        f"each cell centre over its {TIME_STEPS} time slices, built once per field in "
+        f"{figures['occupancy_build_s']:.2f} s) and rays that end once 99 % opaque. "
+        f"Every sample evaluated, the same frame takes {figures['render_full_ms']:.0f} ms; "
+        f"the two renders agree to {figures['marched_vs_full_psnr']:.1f} dB PSNR.",
         "Peers: Open3D TSDF (VoxelBlockGrid, truncation 3 voxels, surfaces seen once kept), "
         "mesh ray-cast with Open3D; pixels the mesh misses are filled from the nearest hit. "
         "The 60 on-path views lie between training frames 0.1 s apart, which favours "

@@ -74,6 +74,12 @@ def sh_basis(directions: torch.Tensor, degree: int) -> torch.Tensor:
     return torch.stack(basis, -1)
 
 
+def _one_time(tn: torch.Tensor) -> bool:
+    """Whether all points share one time: a rendered image or a point cloud, not a
+    training batch drawn from many frames."""
+    return len(tn) > 1 and bool((tn == tn[0]).all())
+
+
 class ShadeHead(nn.Module):
     """Per-band weights of the SH colour from attention over learned band embeddings.
 
@@ -147,6 +153,8 @@ class TriPlaneField(nn.Module):
     # ---- the field -------------------------------------------------------------------
     def displacement(self, unit: torch.Tensor, tn: torch.Tensor) -> torch.Tensor:
         """Δx in normalised coordinates for points (N, 3) in [−1, 1]³ at times tn (N,)."""
+        if _one_time(tn):
+            return self._displacement_at(unit, tn[:1])
         total = 0.0
         for plane, (a, b) in AXES.items():
             grid = torch.stack([unit[:, a], unit[:, b], tn], -1).view(1, -1, 1, 1, 3)
@@ -155,6 +163,31 @@ class TriPlaneField(nn.Module):
                 volume.shape[1], -1
             )
         return self.offset(total.T)
+
+    def _displacement_at(self, unit: torch.Tensor, tn: torch.Tensor) -> torch.Tensor:
+        """`displacement` when every point shares the time tn (1,): each volume is cut at
+        that time first (linear between its two nearest slices, as the trilinear sample
+        would), then sampled bilinearly: a 2-D lookup in place of a 3-D one, same values."""
+        steps = self.config.time_steps
+        position = (tn + 1.0) * 0.5 * (steps - 1)
+        lower = position.floor().clamp(0, max(steps - 2, 0)).long()
+        upper = (lower + 1).clamp(max=steps - 1)
+        weight = (position - lower).clamp(0.0, 1.0)
+        total = 0.0
+        for plane, (a, b) in AXES.items():
+            volume = self.deformation[plane]  # (Cd, T, R, R)
+            cut = torch.lerp(volume[:, lower[0]], volume[:, upper[0]], weight[0])
+            grid = torch.stack([unit[:, a], unit[:, b]], -1).view(1, -1, 1, 2)
+            total = total + F.grid_sample(cut[None], grid, align_corners=True).view(
+                volume.shape[0], -1
+            )
+        return self.offset(total.T)
+
+    def band_weights(self, tn: torch.Tensor) -> torch.Tensor:
+        """The SHaDe head's band weights (N, L+1), computed once when all share a time."""
+        if _one_time(tn):
+            return self.head(tn[:1]).expand(len(tn), -1)
+        return self.head(tn)
 
     def features(self, unit: torch.Tensor) -> torch.Tensor:
         product = 1.0
@@ -175,7 +208,7 @@ class TriPlaneField(nn.Module):
         sigma = F.softplus(out[:, 0] - 1.0)
         sh = (self.config.sh_degree + 1) ** 2
         coefficients = out[:, 1:].view(-1, 3, sh)
-        weights = self.head(tn)  # (N, L+1)
+        weights = self.band_weights(tn)  # (N, L+1)
         basis = sh_basis(directions, self.config.sh_degree) * weights[:, self.band_of]  # (N, sh)
         rgb = torch.sigmoid((coefficients * basis[:, None, :]).sum(-1))
         return sigma, rgb
@@ -189,5 +222,6 @@ class TriPlaneField(nn.Module):
             unit = unit + self.displacement(unit, tn)
         out = self.decoder(self.features(unit))
         sh = (self.config.sh_degree + 1) ** 2
-        dc = out[:, 1:].view(-1, 3, sh)[:, :, 0] * 0.28209479177387814 * self.head(tn)[:, :1]
+        band = self.band_weights(tn)[:, :1]
+        dc = out[:, 1:].view(-1, 3, sh)[:, :, 0] * 0.28209479177387814 * band
         return F.softplus(out[:, 0] - 1.0), torch.sigmoid(dc)

@@ -65,27 +65,22 @@ def box_interval(rays: Rays, bounds: torch.Tensor, near: float = 0.05):
     return enter, torch.maximum(leave, enter + 1e-3)
 
 
-def render_rays(
-    field: FieldFn,
-    rays: Rays,
-    bounds: torch.Tensor,
-    samples: int = 48,
-    jitter: bool = False,
-) -> dict[str, torch.Tensor]:
-    """Composite `samples` points per ray: rgb (N, 3), depth (N,), opacity (N,)."""
+def _samples(rays: Rays, bounds: torch.Tensor, samples: int, jitter: bool):
+    """Sample depths (N, S) between box entry and exit, stratified, with the spacing
+    (N, 1) in metres between neighbours."""
     enter, leave = box_interval(rays, bounds)
     steps = torch.linspace(0.0, 1.0, samples + 1, device=enter.device)
     lower = steps[:-1].expand(len(rays), samples)
     offset = torch.rand_like(lower) if jitter else torch.full_like(lower, 0.5)
-    fraction = lower + offset / samples
-    depths = enter[:, None] + (leave - enter)[:, None] * fraction  # (N, S)
-    points = rays.origins[:, None] + depths[..., None] * rays.directions[:, None]
+    depths = enter[:, None] + (leave - enter)[:, None] * (lower + offset / samples)
     norms = rays.directions.norm(dim=-1, keepdim=True)
-    units = (rays.directions / norms)[:, None].expand_as(points)
-    times = rays.times[:, None].expand(len(rays), samples)
-    sigma, rgb = field(points.reshape(-1, 3), units.reshape(-1, 3), times.reshape(-1))
-    sigma, rgb = sigma.view(len(rays), samples), rgb.view(len(rays), samples, 3)
-    spacing = (leave - enter)[:, None] / samples * norms  # metres between samples
+    return depths, (leave - enter)[:, None] / samples * norms
+
+
+def composite(
+    sigma: torch.Tensor, rgb: torch.Tensor, depths: torch.Tensor, spacing: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """Alpha-composite densities (N, S) and colours (N, S, 3) front to back."""
     alpha = 1.0 - torch.exp(-sigma * spacing)
     transmittance = torch.cumprod(
         torch.cat([torch.ones_like(alpha[:, :1]), 1.0 - alpha[:, :-1] + 1e-10], -1), -1
@@ -100,6 +95,57 @@ def render_rays(
     }
 
 
+def render_rays(
+    field: FieldFn,
+    rays: Rays,
+    bounds: torch.Tensor,
+    samples: int = 48,
+    jitter: bool = False,
+) -> dict[str, torch.Tensor]:
+    """Composite `samples` points per ray: rgb (N, 3), depth (N,), opacity (N,)."""
+    depths, spacing = _samples(rays, bounds, samples, jitter)
+    points = rays.origins[:, None] + depths[..., None] * rays.directions[:, None]
+    units = torch.nn.functional.normalize(rays.directions, dim=-1)[:, None].expand_as(points)
+    times = rays.times[:, None].expand(len(rays), samples)
+    sigma, rgb = field(points.reshape(-1, 3), units.reshape(-1, 3), times.reshape(-1))
+    sigma, rgb = sigma.view(len(rays), samples), rgb.view(len(rays), samples, 3)
+    return composite(sigma, rgb, depths, spacing)
+
+
+# A ray whose transmittance falls below this is done: what lies behind contributes
+# under 1 % of its colour.
+SPENT = 1e-2
+MARCH_BATCH = 8  # occupied samples per ray evaluated per round
+
+
+@torch.no_grad()
+def march(
+    field: FieldFn, rays: Rays, bounds: torch.Tensor, occupancy, samples: int = 48
+) -> dict[str, torch.Tensor]:
+    """`render_rays` at the same samples, evaluating the field only where `occupancy`
+    (an OccupancyGrid) says a sample's cell is occupied, nearest first, MARCH_BATCH at
+    a time per ray, until the ray's transmittance is SPENT. Skipped samples count as
+    empty. Inference only."""
+    depths, spacing = _samples(rays, bounds, samples, jitter=False)
+    points = rays.origins[:, None] + depths[..., None] * rays.directions[:, None]
+    units = torch.nn.functional.normalize(rays.directions, dim=-1)
+    occupied = occupancy.lookup(points.reshape(-1, 3)).view(len(rays), samples)
+    rank = occupied.cumsum(1)  # a sample's place among its ray's occupied ones
+    sigma = torch.zeros_like(depths)
+    rgb = torch.zeros(*depths.shape, 3, device=depths.device)
+    live = torch.ones(len(rays), dtype=torch.bool, device=depths.device)
+    for first in range(0, samples, MARCH_BATCH):
+        chosen = occupied & (rank > first) & (rank <= first + MARCH_BATCH) & live[:, None]
+        ray, sample = chosen.nonzero(as_tuple=True)
+        if len(ray) == 0:
+            break
+        sigma[ray, sample], rgb[ray, sample] = field(
+            points[ray, sample], units[ray], rays.times[ray]
+        )
+        live = torch.exp(-(sigma * spacing).sum(1)) > SPENT
+    return composite(sigma, rgb, depths, spacing)
+
+
 @torch.no_grad()
 def render_image(
     field: FieldFn,
@@ -111,13 +157,19 @@ def render_image(
     bounds: torch.Tensor,
     samples: int = 48,
     chunk: int = 8192,
+    occupancy=None,
 ) -> dict[str, np.ndarray]:
-    """A whole image: rgb uint8 (H, W, 3), depth float32 (H, W), opacity (H, W)."""
+    """A whole image: rgb uint8 (H, W, 3), depth float32 (H, W), opacity (H, W).
+    With `occupancy` (world/reconstruction/occupancy.OccupancyGrid) empty space is
+    skipped and rays end at the first opaque surface (`march`)."""
     rays = camera_rays(intrinsics, pose, width, height, time)
     parts: dict[str, list[torch.Tensor]] = {"rgb": [], "depth": [], "opacity": []}
     for start in range(0, len(rays), chunk):
         index = torch.arange(start, min(start + chunk, len(rays)))
-        out = render_rays(field, rays.subset(index), bounds, samples)
+        if occupancy is None:
+            out = render_rays(field, rays.subset(index), bounds, samples)
+        else:
+            out = march(field, rays.subset(index), bounds, occupancy, samples)
         for key in parts:
             parts[key].append(out[key])
     rgb = torch.cat(parts["rgb"]).reshape(height, width, 3).clamp(0, 1)

@@ -74,6 +74,11 @@ def sh_basis(directions: torch.Tensor, degree: int) -> torch.Tensor:
     return torch.stack(basis, -1)
 
 
+# Up to this many distinct times in a batch, sampling the deformation one time at a
+# time in 2-D beats one 3-D sample of the whole batch (its backward pass above all).
+FEW_TIMES = 16
+
+
 def _one_time(tn: torch.Tensor) -> bool:
     """Whether all points share one time: a rendered image or a point cloud, not a
     training batch drawn from many frames."""
@@ -155,6 +160,13 @@ class TriPlaneField(nn.Module):
         """Δx in normalised coordinates for points (N, 3) in [−1, 1]³ at times tn (N,)."""
         if _one_time(tn):
             return self._displacement_at(unit, tn[:1])
+        times, group = torch.unique(tn, return_inverse=True)
+        if len(times) <= FEW_TIMES:  # a few frames' rays: a 2-D lookup per frame
+            shifted = unit.new_zeros(len(unit), 3)
+            for index, time_n in enumerate(times):
+                members = (group == index).nonzero().squeeze(1)
+                shifted[members] = self._displacement_at(unit[members], time_n[None])
+            return shifted
         total = 0.0
         for plane, (a, b) in AXES.items():
             grid = torch.stack([unit[:, a], unit[:, b], tn], -1).view(1, -1, 1, 1, 3)

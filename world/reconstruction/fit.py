@@ -28,8 +28,11 @@ from world.reconstruction.render import Rays, camera_rays, render_rays
 @dataclass(frozen=True)
 class FitConfig:
     rays_per_step: int = 1024
-    samples: int = 32
+    samples: int = 32  # stratified along each ray
+    surface_samples: int = 0  # more, near the frame's depth where it has one
+    surface_band: float = 0.2  # metres either side of that depth
     keyframes: int = 32  # the buffer's bound
+    frames_per_step: int = 0  # the rest of a step's rays come from this many (0: all)
     anchors: int = 8  # true frames pinned beside the buffer, never evicted
     anchor_share: float = 0.25  # of each step's rays drawn from the anchors, when any
     lr_planes: float = 0.03
@@ -118,7 +121,11 @@ class OnlineFitter:
             pinned = int(rest * self.config.anchor_share)
             rest -= pinned
             picks += self._draw(list(self.anchors), pinned)
-        picks += self._draw([*self.anchors, *self.buffer], rest)
+        frames = [*self.anchors, *self.buffer]
+        if self.config.frames_per_step and len(frames) > self.config.frames_per_step:
+            chosen = torch.randperm(len(frames), generator=self.generator)
+            frames = [frames[int(i)] for i in chosen[: self.config.frames_per_step]]
+        picks += self._draw(frames, rest)
         rays, rgb, depth = [], [], []
         for frame, n in picks:
             chosen = torch.randint(len(frame.rays), (n,), generator=self.generator).to(self.device)
@@ -145,7 +152,9 @@ class OnlineFitter:
         if not self.field.config.deform or self.config.displacement_weight == 0:
             return torch.zeros((), device=self.device)
         points = torch.rand(4096, 3, generator=self.generator).to(self.device) * 2 - 1
-        times = torch.rand(4096, generator=self.generator).to(self.device) * 2 - 1
+        # One random time a step: the deformation is then sampled in 2-D (field.py),
+        # and over many steps every time is visited.
+        times = (torch.rand(1, generator=self.generator) * 2 - 1).expand(4096).to(self.device)
         return self.field.displacement(points, times).abs().mean()
 
     def step(self) -> dict[str, float]:
@@ -154,7 +163,16 @@ class OnlineFitter:
             raise RuntimeError("no frames yet: add_frame() first")
         began = time.perf_counter()
         rays, rgb, depth = self._batch()
-        out = render_rays(self.field, rays, self.field.bounds, self.config.samples, jitter=True)
+        out = render_rays(
+            self.field,
+            rays,
+            self.field.bounds,
+            self.config.samples,
+            jitter=True,
+            surface=depth,
+            surface_samples=self.config.surface_samples,
+            surface_band=self.config.surface_band,
+        )
         photometric = ((out["rgb"] - rgb) ** 2).mean()
         seen = torch.isfinite(depth)
         depth_loss = (

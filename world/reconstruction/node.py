@@ -45,7 +45,9 @@ class ReconstructionConfig:
     deform: bool = True
     steps_per_frame: int = 4
     rays_per_step: int = 1024
-    samples: int = 32
+    samples: int = 16  # stratified along each ray
+    surface_samples: int = 8  # more near each ray's depth (fit.py)
+    frames_per_step: int = 7  # keyframes a step's buffer rays come from (fit.py)
     keyframes: int = 32
     lr_planes: float = 0.03  # the world loop's memory uses 0.1: useful sooner, see memory.py
     publish_hz: float = 1.0
@@ -94,6 +96,8 @@ class ReconstructionNode(Node):
         fit = FitConfig(
             rays_per_step=c.rays_per_step,
             samples=c.samples,
+            surface_samples=c.surface_samples,
+            frames_per_step=c.frames_per_step,
             keyframes=c.keyframes,
             lr_planes=c.lr_planes,
         )

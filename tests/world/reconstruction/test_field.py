@@ -165,3 +165,46 @@ def test_rays_point_through_pixel_centres_along_minus_z() -> None:
     assert torch.all(rays.times == 0.5)
     out = render_rays(lambda p, d, t: (torch.zeros(len(p)), torch.zeros(len(p), 3)), rays, BOUNDS)
     assert torch.all(out["opacity"] == 0)
+
+
+def _rays_along_x(count: int) -> object:
+    pose = look_at(np.array([-3.0, 0.0, 0.0]))  # looking along +x through the box
+    return camera_rays(intrinsics(8, fov=10.0), pose, 8, 8, 0.0).subset(torch.arange(count))
+
+
+def test_surface_samples_find_a_thin_wall_that_stratified_samples_miss() -> None:
+    def wall(points, directions, t):  # 3 cm thick at x = 0.31, opaque
+        sigma = ((points[:, 0] - 0.31).abs() < 0.015).float() * 1e3
+        return sigma, torch.ones(len(points), 3)
+
+    rays = _rays_along_x(16)
+    surface = torch.full((16,), 3.31)  # each ray's depth to the wall (near the axis)
+    torch.manual_seed(0)
+    plain = render_rays(wall, rays, BOUNDS, samples=12, jitter=True)
+    guided = render_rays(
+        wall,
+        rays,
+        BOUNDS,
+        samples=4,
+        jitter=True,
+        surface=surface,
+        surface_samples=8,
+        surface_band=0.04,  # 8 samples over 8 cm: closer together than the wall is thick
+    )
+    assert plain["opacity"].mean() < 0.5
+    assert guided["opacity"].min() > 0.99
+    torch.testing.assert_close(guided["depth"], surface, atol=0.03, rtol=0)
+
+
+def test_surface_samples_keep_a_uniform_medium_s_opacity() -> None:
+    # The spacing of unevenly placed samples must still add up to the ray's length.
+    def fog(points, directions, t):
+        return torch.full((len(points),), 0.5), torch.ones(len(points), 3)
+
+    rays = _rays_along_x(16)
+    surface = torch.tensor([2.5] * 8 + [float("nan")] * 8)  # some rays know no depth
+    out = render_rays(
+        fog, rays, BOUNDS, samples=6, jitter=True, surface=surface, surface_samples=10
+    )
+    length = 2.0 * rays.directions.norm(dim=-1) / rays.directions[:, 0]  # the box is 2 m wide
+    torch.testing.assert_close(out["opacity"], 1 - torch.exp(-0.5 * length), atol=1e-3, rtol=0)

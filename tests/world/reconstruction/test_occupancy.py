@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from tests.world.reconstruction.test_field import BOUNDS, _small_field, _views, sphere_field
+from world.reconstruction.field import FEW_TIMES
 from world.reconstruction.fit import FitConfig, OnlineFitter
 from world.reconstruction.occupancy import OccupancyGrid
 from world.reconstruction.render import render_image
@@ -20,23 +21,51 @@ def _deformed_field() -> object:
     return field
 
 
-@pytest.mark.parametrize("time_s", [0.0, 0.37, 1.0, 2.5])
-def test_one_time_shortcut_gives_what_the_trilinear_sample_gives(time_s: float) -> None:
-    # A batch at one time takes the 2-D path; the same points beside one other time
-    # take the 3-D path. Both must give the same density and colour.
+def _evaluate_with_3d_lookup(field, points, directions, times):
+    """The field at these points through the trilinear 3-D sample: padded with more
+    distinct times than the per-time path takes, then cut back."""
+    extra = FEW_TIMES + 1
+    padded_times = torch.cat([times, torch.linspace(0.05, 0.95, extra)])
+    sigma, rgb = field(
+        torch.cat([points, points[:extra]]),
+        torch.cat([directions, directions[:extra]]),
+        padded_times,
+    )
+    return sigma[: len(points)], rgb[: len(points)]
+
+
+@pytest.mark.parametrize("times", [[0.0], [0.37], [1.0], [2.5], [0.1, 0.6, 0.8]])
+def test_per_time_deformation_gives_what_the_trilinear_sample_gives(times) -> None:
+    # A batch at one time, or at a few, cuts each deformation volume at its time(s)
+    # and samples it in 2-D; the values must be the trilinear ones.
     field = _deformed_field()
     generator = torch.Generator().manual_seed(1)
-    points = torch.rand(400, 3, generator=generator) * 2 - 1
-    directions = torch.nn.functional.normalize(torch.randn(400, 3, generator=generator), dim=-1)
-    one_time = torch.full((400,), time_s)
-    mixed = torch.cat([one_time, torch.tensor([0.9])])
+    points = torch.rand(420, 3, generator=generator) * 2 - 1
+    directions = torch.nn.functional.normalize(torch.randn(420, 3, generator=generator), dim=-1)
+    at = torch.tensor(times).repeat_interleave(420 // len(times))
     with torch.no_grad():
-        sigma, rgb = field(points, directions, one_time)
-        sigma_3d, rgb_3d = field(
-            torch.cat([points, points[:1]]), torch.cat([directions, directions[:1]]), mixed
-        )
-    torch.testing.assert_close(sigma, sigma_3d[:-1], atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(rgb, rgb_3d[:-1], atol=1e-5, rtol=1e-5)
+        sigma, rgb = field(points, directions, at)
+        sigma_3d, rgb_3d = _evaluate_with_3d_lookup(field, points, directions, at)
+    torch.testing.assert_close(sigma, sigma_3d, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(rgb, rgb_3d, atol=1e-5, rtol=1e-5)
+
+
+def test_per_time_deformation_passes_gradients_to_the_planes() -> None:
+    field = _deformed_field()
+    points = torch.rand(300, 3) * 2 - 1
+    at = torch.tensor([0.2, 0.7, 0.9]).repeat_interleave(100)
+    grads = []
+    for evaluate in (field.displacement, lambda p, t: _evaluate_3d_displacement(field, p, t)):
+        field.zero_grad()
+        evaluate(points, field.normalise_time(at)).square().sum().backward()
+        grads.append(field.deformation["xy"].grad.clone())
+    torch.testing.assert_close(grads[0], grads[1], atol=1e-5, rtol=1e-4)
+
+
+def _evaluate_3d_displacement(field, points, tn):
+    extra = FEW_TIMES + 1
+    padded = torch.cat([tn, torch.linspace(-0.9, 0.9, extra)])
+    return field.displacement(torch.cat([points, points[:extra]]), padded)[: len(points)]
 
 
 def _fitted_sphere_field():

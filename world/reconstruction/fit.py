@@ -28,9 +28,7 @@ from world.reconstruction.render import Rays, camera_rays, render_rays
 @dataclass(frozen=True)
 class FitConfig:
     rays_per_step: int = 1024
-    samples: int = 32  # stratified along each ray
-    surface_samples: int = 0  # more, near the frame's depth where it has one
-    surface_band: float = 0.2  # metres either side of that depth
+    samples: int = 32
     keyframes: int = 32  # the buffer's bound
     frames_per_step: int = 0  # the rest of a step's rays come from this many (0: all)
     anchors: int = 8  # true frames pinned beside the buffer, never evicted
@@ -163,16 +161,7 @@ class OnlineFitter:
             raise RuntimeError("no frames yet: add_frame() first")
         began = time.perf_counter()
         rays, rgb, depth = self._batch()
-        out = render_rays(
-            self.field,
-            rays,
-            self.field.bounds,
-            self.config.samples,
-            jitter=True,
-            surface=depth,
-            surface_samples=self.config.surface_samples,
-            surface_band=self.config.surface_band,
-        )
+        out = render_rays(self.field, rays, self.field.bounds, self.config.samples, jitter=True)
         photometric = ((out["rgb"] - rgb) ** 2).mean()
         seen = torch.isfinite(depth)
         depth_loss = (

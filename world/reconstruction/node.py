@@ -45,8 +45,7 @@ class ReconstructionConfig:
     deform: bool = True
     steps_per_frame: int = 4
     rays_per_step: int = 1024
-    samples: int = 16  # stratified along each ray
-    surface_samples: int = 8  # more near each ray's depth (fit.py)
+    samples: int = 32
     frames_per_step: int = 7  # keyframes a step's buffer rays come from (fit.py)
     keyframes: int = 32
     lr_planes: float = 0.03  # the world loop's memory uses 0.1: useful sooner, see memory.py
@@ -96,7 +95,6 @@ class ReconstructionNode(Node):
         fit = FitConfig(
             rays_per_step=c.rays_per_step,
             samples=c.samples,
-            surface_samples=c.surface_samples,
             frames_per_step=c.frames_per_step,
             keyframes=c.keyframes,
             lr_planes=c.lr_planes,

@@ -8,8 +8,9 @@ follow the scene live) and half from the whole buffer (not to forget), and minim
 
 TV is the squared difference of neighbouring cells of every plane; the temporal term
 the squared difference of neighbouring time slices of the deformation planes; |Δx| the
-mean displacement at random points and times (L1, so it is sparse: static content keeps
-Δx = 0 and stays sharp, while moving objects still pay for their motion with fit).
+mean displacement at random points and a random time (L1: stray displacement blurs
+static content, while moving objects pay for their motion with fit; it does not make Δx
+sparse, see docs/world.md).
 """
 
 from __future__ import annotations

@@ -79,6 +79,13 @@ def sh_basis(directions: torch.Tensor, degree: int) -> torch.Tensor:
 FEW_TIMES = 16
 
 
+def _plane_grids(unit: torch.Tensor) -> torch.Tensor:
+    """(3, N, 1, 2) sampling coordinates of points (N, 3) on the xy, xz and yz planes:
+    the three planes are looked up in one grid_sample call, as a batch of three (~30 %
+    faster on a 2-core CPU than three calls)."""
+    return torch.stack([unit[:, [a, b]] for a, b in AXES.values()]).unsqueeze(2)
+
+
 def _one_time(tn: torch.Tensor) -> bool:
     """Whether all points share one time: a rendered image or a point cloud, not a
     training batch drawn from many frames."""
@@ -167,13 +174,11 @@ class TriPlaneField(nn.Module):
                 members = (group == index).nonzero().squeeze(1)
                 shifted[members] = self._displacement_at(unit[members], time_n[None])
             return shifted
-        total = 0.0
-        for plane, (a, b) in AXES.items():
+        total = 0.0  # one call per volume: stacking them would copy every slice
+        for volume, (a, b) in zip(self._volumes(), AXES.values(), strict=True):
             grid = torch.stack([unit[:, a], unit[:, b], tn], -1).view(1, -1, 1, 1, 3)
-            volume = self.deformation[plane][None]  # (1, Cd, T, R, R): W=u, H=v, D=t
-            total = total + F.grid_sample(volume, grid, align_corners=True).view(
-                volume.shape[1], -1
-            )
+            sampled = F.grid_sample(volume[None], grid, align_corners=True)  # W=u, H=v, D=t
+            total = total + sampled.view(volume.shape[0], -1)
         return self.offset(total.T)
 
     def _displacement_at(self, unit: torch.Tensor, tn: torch.Tensor) -> torch.Tensor:
@@ -185,15 +190,14 @@ class TriPlaneField(nn.Module):
         lower = position.floor().clamp(0, max(steps - 2, 0)).long()
         upper = (lower + 1).clamp(max=steps - 1)
         weight = (position - lower).clamp(0.0, 1.0)
-        total = 0.0
-        for plane, (a, b) in AXES.items():
-            volume = self.deformation[plane]  # (Cd, T, R, R)
-            cut = torch.lerp(volume[:, lower[0]], volume[:, upper[0]], weight[0])
-            grid = torch.stack([unit[:, a], unit[:, b]], -1).view(1, -1, 1, 2)
-            total = total + F.grid_sample(cut[None], grid, align_corners=True).view(
-                volume.shape[0], -1
-            )
-        return self.offset(total.T)
+        cuts = torch.stack(  # (3, Cd, R, R): cut first, so only the cuts are copied
+            [torch.lerp(v[:, lower[0]], v[:, upper[0]], weight[0]) for v in self._volumes()]
+        )
+        sampled = F.grid_sample(cuts, _plane_grids(unit), align_corners=True)
+        return self.offset(sampled.view(3, cuts.shape[1], -1).sum(0).T)
+
+    def _volumes(self) -> list[torch.Tensor]:
+        return [self.deformation[p] for p in PLANES]
 
     def band_weights(self, tn: torch.Tensor) -> torch.Tensor:
         """The SHaDe head's band weights (N, L+1), computed once when all share a time."""
@@ -202,12 +206,10 @@ class TriPlaneField(nn.Module):
         return self.head(tn)
 
     def features(self, unit: torch.Tensor) -> torch.Tensor:
-        product = 1.0
-        for plane, (a, b) in AXES.items():
-            grid = torch.stack([unit[:, a], unit[:, b]], -1).view(1, -1, 1, 2)
-            sampled = F.grid_sample(self.canonical[plane][None], grid, align_corners=True)
-            product = product * sampled.view(self.config.channels, -1)
-        return product.T  # (N, C)
+        planes = torch.stack([self.canonical[p] for p in PLANES])  # (3, C, R, R)
+        sampled = F.grid_sample(planes, _plane_grids(unit), align_corners=True)
+        sampled = sampled.view(3, self.config.channels, -1)
+        return (sampled[0] * sampled[1] * sampled[2]).T  # (N, C)
 
     def forward(
         self, points: torch.Tensor, directions: torch.Tensor, t: torch.Tensor

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from streams import PointCloud, TriPlanes
-from world.reconstruction.field import PLANES, FieldConfig, TriPlaneField
+from world.reconstruction.field import PLANES, FieldConfig, TriPlaneField, grid_density
 
 
 def to_message(field: TriPlaneField, plane_dtype: type = np.float16) -> TriPlanes:
@@ -84,18 +84,7 @@ def point_cloud(
     A colour is the field's view-independent part (the SH degree-0 band): directions
     never observed would otherwise extrapolate.
     """
-    low, high = field.bounds.cpu()
-    axes = [torch.linspace(float(low[i]), float(high[i]), resolution) for i in range(3)]
-    grid = torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
-    sigmas, rgbs = [], []
-    with torch.no_grad():
-        for chunk in grid.split(65536):
-            chunk = chunk.to(field.bounds.device)
-            times = torch.full((len(chunk),), float(time), device=chunk.device)
-            sigma, rgb = field.density_and_base_colour(chunk, times)
-            sigmas.append(sigma.cpu())
-            rgbs.append(rgb.cpu())
-    sigma, rgb = torch.cat(sigmas), torch.cat(rgbs)
+    grid, sigma, rgb = grid_density(field, resolution, time)
     if threshold is None:
         # >= below: cells a young field has not told apart share one density, and a
         # strict > at a percentile on such a plateau would drop all of them.

@@ -239,3 +239,23 @@ class TriPlaneField(nn.Module):
         band = self.band_weights(tn)[:, :1]
         dc = out[:, 1:].view(-1, 3, sh)[:, :, 0] * 0.28209479177387814 * band
         return F.softplus(out[:, 0] - 1.0), torch.sigmoid(dc)
+
+
+@torch.no_grad()
+def grid_density(
+    field: TriPlaneField, resolution: int, time: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The field on a regular grid over its bounds (`resolution` points per axis, corners
+    included) at one time: points (G³, 3), σ (G³,) and view-independent colour (G³, 3),
+    on the CPU, evaluated 65,536 points at a time."""
+    low, high = field.bounds.cpu()
+    axes = [torch.linspace(float(low[i]), float(high[i]), resolution) for i in range(3)]
+    grid = torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
+    sigmas, rgbs = [], []
+    for chunk in grid.split(65536):
+        chunk = chunk.to(field.bounds.device)
+        times = torch.full((len(chunk),), float(time), device=chunk.device)
+        sigma, rgb = field.density_and_base_colour(chunk, times)
+        sigmas.append(sigma.cpu())
+        rgbs.append(rgb.cpu())
+    return grid, torch.cat(sigmas), torch.cat(rgbs)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from world.reconstruction.field import TriPlaneField
+from world.reconstruction.field import TriPlaneField, grid_density
 
 # σ below which a cell is empty: with samples ~0.13 m apart (48 across the room) a
 # sample there holds alpha < 1 - exp(-0.05 · 0.13) ≈ 0.007.
@@ -34,7 +34,6 @@ class OccupancyGrid:
     bounds: torch.Tensor  # (2, 3)
 
     @classmethod
-    @torch.no_grad()
     def from_field(
         cls,
         field: TriPlaneField,
@@ -48,19 +47,12 @@ class OccupancyGrid:
             raise ValueError(f"an occupancy grid needs resolution >= 2, got {resolution}")
         if times is None:
             times = _slice_times(field)
-        low, high = field.bounds
-        axes = [torch.linspace(float(low[i]), float(high[i]), resolution) for i in range(3)]
-        centres = torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
-        centres = centres.to(field.bounds.device)
-        densest = torch.zeros(len(centres), device=centres.device)
+        densest = torch.zeros(resolution**3)
         for time_s in np.asarray(times, dtype=np.float64).reshape(-1):
-            for start in range(0, len(centres), 65536):
-                chunk = centres[start : start + 65536]
-                at = torch.full((len(chunk),), float(time_s), device=chunk.device)
-                sigma, _ = field.density_and_base_colour(chunk, at)
-                densest[start : start + len(chunk)].clamp_(min=sigma)
+            _, sigma, _ = grid_density(field, resolution, float(time_s))
+            densest = torch.maximum(densest, sigma)
         occupied = (densest > threshold).view(resolution, resolution, resolution)
-        return cls(occupied, field.bounds.detach().clone())
+        return cls(occupied.to(field.bounds.device), field.bounds.detach().clone())
 
     @property
     def resolution(self) -> int:

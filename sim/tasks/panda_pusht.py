@@ -175,10 +175,11 @@ class PandaPushTExpert(PushTExpert):
     pushes), more than the last fine pushes move the block. The replica (3 ms a control
     step) is exact: the same physics and controller state, stepped as the env steps."""
 
-    name = "pusht-rollout-planner-v3-panda"
+    name = "pusht-rollout-planner-v4-panda"
     # The arm settles to within a few millimetres of a still target, not exactly on it.
     reached = 0.004
     clearance = FOOTPRINT_RADIUS + 0.006
+    pusher_lead = FOOTPRINT_RADIUS  # push lengths count from the fingertips' front
     # The stand-in ranks the real pushes loosely, so more are played in the replica
     # before one that ends worse than now is taken.
     most_verified_plans = 18

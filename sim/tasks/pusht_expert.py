@@ -79,6 +79,13 @@ class PushTExpert:
     # Plans simulated whole while none of them ends better than now: where rollouts
     # predict the real pushes exactly (here), the first _VERIFIED_PLANS are enough.
     most_verified_plans = _VERIFIED_PLANS
+    # How far the pusher's front leads its centre, taken off every push length so that a
+    # length is how far the front passes the block's edge. PushT's planner has always
+    # measured to the round pusher's centre (its front goes 12 mm further; its datasets
+    # and checkpoints come from that), so it keeps 0. A wider pusher must set it: with
+    # the Panda's 16.5 mm footprint, the "1 mm" fine push moved the block 13 mm and
+    # turned it 13 degrees, and no fine push could finish a nearly placed block.
+    pusher_lead = 0.0
 
     def __init__(self, env: MujocoScene, rng: np.random.Generator):
         self.env = env
@@ -169,7 +176,7 @@ class PushTExpert:
                 if np.abs(start).max() > 0.24:
                     continue  # the pusher cannot get there
                 for length in lengths:
-                    yield start, direction, length + STANDOFF
+                    yield start, direction, length + STANDOFF - self.pusher_lead
 
     def _rollout(self, start: np.ndarray, direction: np.ndarray, length: float) -> float:
         """Cost after pushing from `start` along `direction`, in a scratch copy.

@@ -1,23 +1,29 @@
 """`warmloop collect TASK --episodes N --out DIR`: expert demonstrations into a dataset.
 
 Episode i is reset with seed `--seed + i`, so a dataset is reproducible and an
-interrupted collection resumes where it stopped (see sim/dataset.py).
+interrupted collection resumes where it stopped (see sim/dataset.py). `--workers N`
+runs episodes in N processes, each writing its own episodes into the dataset: the same
+dataset as one process writes, sooner where episodes are slow (PandaPushT's planner).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import multiprocessing
 import sys
 from collections import defaultdict
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import zarr
 from tqdm import tqdm
 
 from sim import trajectories
-from sim.dataset import DatasetError, DatasetWriter
+from sim.dataset import DatasetError, DatasetWriter, write_episode
 from sim.envs import ENV_VERSION, make_env, scene
 
 log = logging.getLogger(__name__)
@@ -89,6 +95,7 @@ def collect(
     progress: bool = True,
     cameras: tuple[str, ...] | None = None,
     depth: bool | None = None,
+    workers: int = 1,
 ) -> dict[str, float]:
     """Collect (or finish collecting) `episodes` episodes; return summary figures.
 
@@ -101,6 +108,8 @@ def collect(
         raise ValueError(f"--episodes must be at least 1, got {episodes}")
     if not 8 <= image_size <= 1024:
         raise ValueError(f"--image-size must be within 8..1024, got {image_size}")
+    if workers < 1:
+        raise ValueError(f"--workers must be at least 1, got {workers}")
     images = images or spec.expert is None  # Explore data is for the world model: RGB-D
     depth = spec.expert is None if depth is None else depth
     env = make_env(task)
@@ -130,7 +139,7 @@ def collect(
     )
     done = writer.completed()
     todo = [i for i in range(episodes) if i not in done]
-    results = []
+    settings = _Settings(task, out, seed, cameras, image_size if images else None, depth)
     with tqdm(
         total=episodes,
         initial=episodes - len(todo),
@@ -138,12 +147,9 @@ def collect(
         unit="episode",
         disable=not progress,
     ) as bar:
-        for index in todo:
-            arrays, attrs = collect_episode(
-                env, task, index, seed + index, cameras, image_size if images else None, depth
-            )
-            writer.write_episode(index, arrays, attrs)
-            results.append(attrs["success"])
+        results = []
+        for success in _episodes(settings, todo, workers, env, writer):
+            results.append(success)
             bar.set_postfix(success=f"{np.mean(results):.2f}")
             bar.update()
     env.close()
@@ -152,6 +158,65 @@ def collect(
         "collected_now": len(todo),
         "success_rate_now": float(np.mean(results)) if results else float("nan"),
     }
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """What every episode of one collection shares (sent to worker processes)."""
+
+    task: str
+    out: Path
+    seed: int
+    cameras: tuple[str, ...]
+    image_size: int | None
+    depth: bool
+
+
+def _episodes(settings: _Settings, todo: list[int], workers: int, env: Any, writer: DatasetWriter):
+    """Collect and write the episodes `todo`; yield each one's success as it is written."""
+    if workers == 1 or len(todo) < 2:
+        for index in todo:
+            arrays, attrs = _run(env, settings, index)
+            writer.write_episode(index, arrays, attrs)
+            yield attrs["success"]
+        return
+    # spawn, not fork: a child must not inherit this process's renderer or threads.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(
+        min(workers, len(todo)), context, initializer=_start_worker, initargs=(settings,)
+    ) as pool:
+        futures = [pool.submit(_collect_and_write, index) for index in todo]
+        for future in as_completed(futures):
+            yield future.result()  # a worker's error stops the collection; resume redoes it
+
+
+def _run(env: Any, settings: _Settings, index: int) -> tuple[dict, dict]:
+    return collect_episode(
+        env,
+        settings.task,
+        index,
+        settings.seed + index,
+        settings.cameras,
+        settings.image_size,
+        settings.depth,
+    )
+
+
+_worker: dict[str, Any] = {}  # a worker process's env and dataset, opened once
+
+
+def _start_worker(settings: _Settings) -> None:
+    _worker.update(
+        settings=settings,
+        env=make_env(settings.task),
+        root=zarr.open_group(str(settings.out), mode="a"),
+    )
+
+
+def _collect_and_write(index: int) -> bool:
+    arrays, attrs = _run(_worker["env"], _worker["settings"], index)
+    write_episode(_worker["root"], index, arrays, attrs)
+    return bool(attrs["success"])
 
 
 def _check_cameras(available: tuple[str, ...], asked: tuple[str, ...] | None) -> tuple[str, ...]:
@@ -181,6 +246,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="record metric depth too (default: on for explore, off otherwise)",
     )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="episodes collected side by side in this many processes (the same dataset)",
+    )
 
 
 def main_from_args(args: argparse.Namespace) -> int:
@@ -194,6 +265,7 @@ def main_from_args(args: argparse.Namespace) -> int:
             image_size=args.image_size,
             cameras=tuple(args.cameras) if args.cameras else None,
             depth=args.depth,
+            workers=args.workers,
         )
     except (ValueError, DatasetError) as exc:
         sys.stderr.write(f"warmloop collect: {exc}\n")

@@ -89,25 +89,33 @@ class DatasetWriter:
     def write_episode(
         self, index: int, arrays: dict[str, np.ndarray], attrs: dict[str, Any]
     ) -> None:
-        key = episode_key(index)
-        if key in self.root:
-            del self.root[key]
-        group = self.root.create_group(key)
-        for name, array in arrays.items():
-            array = np.ascontiguousarray(array)
-            # Images: FRAMES_PER_CHUNK frames a chunk, so a random window reads one or
-            # two small chunks and a dataset is not a million tiny files; the rest: one
-            # chunk per episode.
-            chunks = (FRAMES_PER_CHUNK, *array.shape[1:]) if array.ndim >= 3 else array.shape
-            *parents, leaf = name.split("/")
-            target = group
-            for parent in parents:
-                target = target.require_group(parent)
-            target.create_array(
-                leaf, shape=array.shape, dtype=array.dtype, chunks=tuple(max(1, c) for c in chunks)
-            )[...] = array
-        group.attrs.update({**attrs, "length": int(arrays["action"].shape[0])})
-        group.attrs["complete"] = True  # last: only now does the episode count
+        write_episode(self.root, index, arrays, attrs)
+
+
+def write_episode(
+    root: zarr.Group, index: int, arrays: dict[str, np.ndarray], attrs: dict[str, Any]
+) -> None:
+    """Write one episode into a dataset's group, `complete` last. Episodes are separate
+    subgroups, so processes may write different episodes into one dataset at once."""
+    key = episode_key(index)
+    if key in root:
+        del root[key]
+    group = root.create_group(key)
+    for name, array in arrays.items():
+        array = np.ascontiguousarray(array)
+        # Images: FRAMES_PER_CHUNK frames a chunk, so a random window reads one or two
+        # small chunks and a dataset is not a million tiny files; the rest: one chunk
+        # per episode.
+        chunks = (FRAMES_PER_CHUNK, *array.shape[1:]) if array.ndim >= 3 else array.shape
+        *parents, leaf = name.split("/")
+        target = group
+        for parent in parents:
+            target = target.require_group(parent)
+        target.create_array(
+            leaf, shape=array.shape, dtype=array.dtype, chunks=tuple(max(1, c) for c in chunks)
+        )[...] = array
+    group.attrs.update({**attrs, "length": int(arrays["action"].shape[0])})
+    group.attrs["complete"] = True  # last: only now does the episode count
 
 
 def _check_format(path: Path, attrs: dict[str, Any]) -> None:

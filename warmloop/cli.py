@@ -70,6 +70,7 @@ COMMANDS = (
     Command("train", POLICY_TRAINING, "policies.diffusion.cli", variant="pickplace"),
     Command("train", POLICY_TRAINING, "policies.diffusion.cli", variant="pusht"),
     Command("train", POLICY_TRAINING, "policies.diffusion.cli", variant="panda-pickplace"),
+    Command("train", POLICY_TRAINING, "policies.diffusion.cli", variant="panda-pusht"),
     Command(
         "train",
         "train the world generator (the multi-step teacher)",

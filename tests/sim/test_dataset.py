@@ -49,6 +49,20 @@ def test_collect_then_load_round_trip_and_resume(tmp_path) -> None:
     )
 
 
+def test_workers_write_the_same_dataset_as_one_process(tmp_path) -> None:
+    settings = dict(seed=7, images=True, image_size=16, cameras=("top",), progress=False)
+    collect("pickplace", 3, tmp_path / "one.zarr", **settings)
+    summary = collect("pickplace", 3, tmp_path / "two.zarr", workers=2, **settings)
+    assert summary["collected_now"] == 3 and summary["success_rate_now"] == 1.0
+    one, two = load_episodes(tmp_path / "one.zarr"), load_episodes(tmp_path / "two.zarr")
+    assert [e.index for e in two] == [0, 1, 2]
+    for serial, parallel in zip(one, two, strict=True):
+        assert serial.attrs == parallel.attrs
+        assert sorted(serial.arrays) == sorted(parallel.arrays)
+        for name, array in serial.arrays.items():
+            np.testing.assert_array_equal(parallel.arrays[name], array, err_msg=name)
+
+
 def test_policy_datasets_hold_the_named_cameras_rgb_only_by_default(tmp_path) -> None:
     out = tmp_path / "pp.zarr"
     collect("pickplace", 1, out, images=True, image_size=16, cameras=("top",), progress=False)
@@ -87,6 +101,7 @@ def test_explore_collects_rgbd_poses_and_times(tmp_path) -> None:
         (["collect", "pusht", "--episodes", "0", "--out", "{tmp}/x"], "at least 1"),
         (["collect", "pusht", "--out", "{tmp}/not_a_dataset"], "not a warmloop dataset"),
         (["collect", "pusht", "--image-size", "2", "--out", "{tmp}/x"], "image-size"),
+        (["collect", "pusht", "--workers", "0", "--out", "{tmp}/x"], "--workers must be"),
         (
             ["collect", "pusht", "--images", "--cameras", "wrist", "--out", "{tmp}/x"],
             "unknown cameras ['wrist']; this task has ['top']",

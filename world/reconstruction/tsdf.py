@@ -22,6 +22,10 @@ import numpy as np
 from world.warp import View, camera_motion, camera_rays, lift, seen_by
 
 TRUNCATION = 3.0
+# Voxel blocks (8^3 voxels each) allocated up front. The Explore room fused at 2 cm
+# fills 7,435 (3 cm: 2,824). 200,000 allocated 2 GB and took 1.7 s, which counted in the
+# TSDF's time to model; 20,000 take 0.2 GB and 0.24 s.
+BLOCKS = 20_000
 OPENGL_TO_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])
 
 
@@ -51,7 +55,7 @@ def fuse(views: list[View], intrinsics: np.ndarray, voxel: float, max_depth: flo
         attr_channels=((1), (1), (3)),
         voxel_size=voxel,
         block_resolution=8,
-        block_count=200_000,
+        block_count=BLOCKS,
         device=o3c.Device("CPU:0"),
     )
     for view in views:

@@ -186,8 +186,15 @@ def _episodes(settings: _Settings, todo: list[int], workers: int, env: Any, writ
         min(workers, len(todo)), context, initializer=_start_worker, initargs=(settings,)
     ) as pool:
         futures = [pool.submit(_collect_and_write, index) for index in todo]
-        for future in as_completed(futures):
-            yield future.result()  # a worker's error stops the collection; resume redoes it
+        try:
+            for future in as_completed(futures):
+                yield future.result()
+        except BaseException:
+            # A worker's error (or an interrupt) stops the collection: episodes not yet
+            # started are dropped, not run first; a resume collects them.
+            for future in futures:
+                future.cancel()
+            raise
 
 
 def _run(env: Any, settings: _Settings, index: int) -> tuple[dict, dict]:

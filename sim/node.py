@@ -4,6 +4,8 @@ Publishes (binds --publish):
   observation  Observation   every step (state, step, episode); with --obs image the
                              state is the task's proprioception and `images` holds an
                              RGB frame of each --obs-cameras camera (an image policy's input)
+  truth        Observation   every step with --obs image: the simulator's whole state
+                             vector (the cube, the targets), for recordings and checks
   frame        Frame         every step with --images (RGB-D, intrinsics, pose)
   episode      EpisodeResult at the end of each episode
   heartbeat    Heartbeat     once a second: steps, held, chunks, late_actions, jitter
@@ -365,6 +367,10 @@ class SimNode(Node):
         now = time.monotonic()
         images = {}
         if self.obs_cameras:  # what a robot has: its own joints and its cameras
+            # The simulator's whole state goes out beside it, for recordings and checks
+            # (a policy subscribes to "observation" only and never sees it).
+            truth = Observation(state=observation.astype(np.float32), step=step, episode=episode)
+            self.publisher.publish("truth", truth)
             observation = observation[list(self.scene.task.proprio_dims)]
             size = self.config.image_size
             images = {

@@ -60,12 +60,16 @@ def _assert_the_video_shows_the_pick_and_place(frames: list, recording: Path) ->
     from streams.recording import read_recording
 
     # Frame k of the MP4 is the scene after k steps, as observation k recorded it:
-    # end effector xyz, opening, cube xyz, cube yaw (2), target xy.
+    # end effector xyz, opening, cube xyz, cube yaw (2), target xy. An image policy's
+    # observation holds the hand only; the sim then records the whole state as "truth".
     states = {}
-    for record in read_recording(recording, ["observation"]):
-        message = record.decode().message
-        if message.episode == 0:
-            states[message.step] = message.state
+    for topic in ("truth", "observation"):
+        for record in read_recording(recording, [topic]):
+            message = record.decode().message
+            if message.episode == 0:
+                states[message.step] = message.state
+        if states:
+            break
     project = _front_camera()
     errors, lifted = [], []
     for step, state in sorted(states.items()):
@@ -153,6 +157,8 @@ def test_demo_with_the_image_policy_sends_frames_and_refuses_a_mismatch(tmp_path
 
     first = next(read_recording(tmp_path / "run.mcap", ["observation"])).decode().message
     assert first.images["top"].shape == (96, 96, 3) and first.state.shape == (4,)
+    truth = next(read_recording(tmp_path / "run.mcap", ["truth"])).decode().message
+    assert truth.state.shape == (11,) and not truth.images  # the cube and target too
 
 
 def test_demo_explore_generates_with_the_memory_in_the_loop(tmp_path) -> None:

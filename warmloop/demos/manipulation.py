@@ -36,9 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--obs",
         choices=["state", "image"],
-        default="state",
-        help="the policy's input: the state vector, or camera frames and proprioception "
-        "(the shipped TASK-image checkpoint; only pickplace and pusht have one so far)",
+        help="the policy's input: the state vector (the shipped TASK checkpoint), or camera "
+        "frames and proprioception (the shipped TASK-image one); default: what --checkpoint "
+        "sees, else the state",
     )
     parser.add_argument("--checkpoint", type=Path, help="default: the shipped one")
 
@@ -141,7 +141,7 @@ def render(result: dict[str, Any]) -> str:
 
 def main_from_args(args: argparse.Namespace) -> int:
     args.run_dir = args.run_dir or Path("runs") / "manipulation"
-    shipped = args.task if args.obs == "state" else f"{args.task}-image"
+    shipped = args.task if args.obs in (None, "state") else f"{args.task}-image"
     args.checkpoint = args.checkpoint or CHECKPOINTS / shipped
     if not (args.checkpoint / "config.json").exists():
         shipped_ones = sorted(p.parent.name for p in CHECKPOINTS.glob("*/config.json"))
@@ -150,6 +150,7 @@ def main_from_args(args: argparse.Namespace) -> int:
         )
         return 2
     cameras = json.loads((args.checkpoint / "config.json").read_text())["config"].get("cameras")
+    args.obs = args.obs or ("image" if cameras else "state")  # what the checkpoint sees
     if bool(cameras) != (args.obs == "image"):
         sees = f"sees through cameras {cameras}" if cameras else "sees the state only"
         sys.stderr.write(f"warmloop demo: {args.checkpoint} {sees}; --obs is {args.obs}\n")

@@ -142,8 +142,9 @@ def test_demo_with_the_image_policy_sends_frames_and_refuses_a_mismatch(tmp_path
         command = [sys.executable, "-m", "warmloop.cli", "demo", "manipulation", *more]
         return subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=300)
 
-    missing = demo("--obs", "image")  # the Panda has no image policy yet
-    assert missing.returncode == 2 and "shipped: [" in missing.stderr
+    for task in ("panda-pickplace", "panda-pusht"):  # the Panda has no image policy yet
+        missing = demo("--task", task, "--obs", "image")
+        assert missing.returncode == 2 and "shipped: [" in missing.stderr, missing.stderr
     refused = demo("--obs", "image", "--checkpoint", str(ROOT / "checkpoints" / "pickplace"))
     assert refused.returncode == 2
     assert "sees the state only; --obs is image" in refused.stderr

@@ -24,7 +24,7 @@ from warmloop.demos.runs import (
     write_result,
 )
 
-TASKS = ("pickplace", "pusht", "panda-pickplace")
+TASKS = ("pickplace", "pusht", "panda-pickplace", "panda-pusht")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

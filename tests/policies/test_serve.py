@@ -84,7 +84,12 @@ def test_two_robots_keep_their_own_warm_start(exported, states, tmp_path) -> Non
 
 def test_bad_requests_get_an_error_reply_and_the_server_goes_on(exported, states, tmp_path):
     endpoint = f"ipc://{tmp_path}/serve"
-    with _Served(exported, endpoint) as server, PolicyClient(endpoint, name="arm") as client:
+    # A patient client: on a busy machine a reply later than the default 0.5 s would be
+    # retried, and the server would count a second repeat beside the deliberate one.
+    with (
+        _Served(exported, endpoint) as server,
+        PolicyClient(endpoint, name="arm", timeout=10.0) as client,
+    ):
         huge = np.full(11, 3.4e38, np.float32)  # finite, but infinite once normalised
         for state, step, message in [
             (huge, 0, "normalises to infinity"),

@@ -6,6 +6,7 @@ Publishes (binds --publish):  frame       every generated Frame, in stream order
                               heartbeat   frames, fps, first-frame latency, timings
 Consumes (connects --memory): triplanes   TriPlanes snapshots of a reconstruction node
                                           that fits our `keyframe` topic
+                              heartbeat   its first tells --memory-wait-s it is up
 
 Consumes (connects --controls, when it is an endpoint):
                               controls    Controls: the keys a user holds (warmloop drive)
@@ -55,6 +56,8 @@ class WorldNodeConfig:
     checkpoint: str = "checkpoints/explore-student"
     publish: str = "tcp://127.0.0.1:5572"
     memory: str = ""  # a TriPlanes publisher; "" = fit in this process; "none" = no memory
+    # Seconds to hold the start frame until the memory node is heard from (0: don't).
+    memory_wait_s: float = 0.0
     controls: str = "loop"
     segments: int = 8  # 0 = until stopped
     frames_per_segment: int = 8
@@ -78,6 +81,10 @@ class WorldNodeConfig:
                     f"frames_per_segment must be >= 1, got {self.frames_per_segment}",
                 ),
                 (self.max_fps >= 0, f"max_fps must be >= 0, got {self.max_fps}"),
+                (
+                    self.memory_wait_s >= 0,
+                    f"memory_wait_s must be >= 0, got {self.memory_wait_s}",
+                ),
                 (self.threads >= 1, f"threads must be >= 1, got {self.threads}"),
             ]
         )
@@ -131,7 +138,8 @@ class WorldNode(Node):
         elif c.memory:
             memory = FieldMemory(self.intrinsics, memory_config)
             self.subscriber = Subscriber(
-                parse_endpoint(c.memory, bind=False), {"triplanes": Queue(1)}
+                parse_endpoint(c.memory, bind=False),
+                {"triplanes": Queue(1), "heartbeat": Latest()},
             )
         else:
             memory = LocalMemory(self.intrinsics, memory_config, seed=c.seed)
@@ -157,9 +165,24 @@ class WorldNode(Node):
             intrinsics=self.intrinsics,
         )
         self.video = self._open_video()
+        if self.subscriber is not None and c.memory_wait_s > 0:
+            self._wait_for_memory(c.memory_wait_s)
         self.started = time.perf_counter()
         self.first_frame_s = float("nan")
         self.stream.start(to_model(start.rgb, start.depth), start.pose, self.env.unwrapped.time)
+
+    def _wait_for_memory(self, timeout_s: float) -> None:
+        """Hold the start frame until the memory node speaks. It subscribes to our
+        keyframes before it publishes anything, so once its heartbeat arrives it will
+        see the start frame; a ZeroMQ subscriber that joins late misses what went before,
+        and a short run could end before a memory that started slower ever saw a frame."""
+        if self.subscriber.recv("heartbeat", timeout=timeout_s) is None:
+            self.counters["memory_wait_timeouts"] += 1
+            self.warnings.warning(
+                "memory_wait",
+                "world: no memory node heard within %.0f s; starting without it",
+                timeout_s,
+            )
 
     def _open_video(self):
         if not self.config.video:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,9 @@ def test_world_and_reconstruction_nodes_close_the_loop(tmp_path) -> None:
         "world.checkpoint": str(checkpoint),
         "world.segments": SEGMENTS,
         "world.max_fps": 25.0,
+        # The short run must not end before the memory node, slower to start under load,
+        # has seen its frames: the world holds its start frame until that node is heard.
+        "world.memory_wait_s": 60.0,
         "world.video": "{run_dir}/explore.mp4",
         "reconstruction.resolution": 16,
         "reconstruction.channels": 4,
@@ -84,6 +88,8 @@ def test_controls_from_trajectories_and_key_scripts() -> None:
         parse_controls("w*two", 4)
     with pytest.raises(ValueError):
         WorldNodeConfig(segments=-1)
+    with pytest.raises(ValueError, match="memory_wait_s"):
+        WorldNodeConfig(memory_wait_s=-1.0)
 
 
 def test_a_missing_checkpoint_stops_the_node_with_a_clear_error(tmp_path) -> None:
@@ -96,6 +102,28 @@ def test_a_missing_checkpoint_stops_the_node_with_a_clear_error(tmp_path) -> Non
         cwd=Path(__file__).resolve().parents[3], capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert done.returncode == 2 and "cannot start" in done.stderr and "missing" in done.stderr
+
+
+def test_a_silent_memory_delays_the_start_then_is_given_up_with_a_warning(tmp_path) -> None:
+    from world.generation.node import WorldNode
+
+    config = WorldNodeConfig(
+        checkpoint=str(save_tiny(tmp_path / "tiny")),
+        publish=f"ipc://{tmp_path}/w.sock",
+        memory=f"ipc://{tmp_path}/nobody.sock",  # no reconstruction node binds it
+        memory_wait_s=0.5,
+        segments=1,
+    )
+    node = WorldNode(config)
+    started = time.monotonic()
+    try:
+        node.configure()
+        node.loop()
+    finally:
+        node.shutdown()
+    assert time.monotonic() - started >= 0.5
+    assert node.counters["memory_wait_timeouts"] == 1
+    assert node.counters["frames"] == config.frames_per_segment  # it went on without memory
 
 
 def test_keys_from_warmloop_drive_move_the_world_camera(tmp_path) -> None:
@@ -135,7 +163,9 @@ def test_keys_from_warmloop_drive_move_the_world_camera(tmp_path) -> None:
     viewer.close()
     summary = json.loads((tmp_path / "w.json").read_text())
     assert node.returncode == 0, err
-    assert summary["counters"]["controls"] >= 10 and summary["counters"]["bad_controls"] >= 1
+    # The node takes the newest controls once a segment, so how many it counts follows
+    # the machine's speed (~25 on a quiet 2-core machine, 7 on a loaded one).
+    assert summary["counters"]["controls"] >= 3 and summary["counters"]["bad_controls"] >= 1
     positions = np.array([f.pose[:3, 3] for f in frames])
     forward = np.array([f.pose[:3, 2] for f in frames])  # the camera's +z axis (looks along -z)
     assert np.ptp(positions, axis=0).max() > 0.3  # "d" moved it sideways

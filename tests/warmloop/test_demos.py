@@ -131,8 +131,12 @@ def _red_centroid(frame: np.ndarray) -> np.ndarray | None:
 
 def _inside(point: np.ndarray, polygon: list[np.ndarray]) -> bool:
     """`point` inside the convex `polygon`: on the same side of every edge."""
+
+    def cross(u: np.ndarray, v: np.ndarray) -> float:  # np.cross of 2-vectors is deprecated
+        return float(u[0] * v[1] - u[1] * v[0])
+
     sides = [
-        np.cross(b - a, point - a) for a, b in zip(polygon, polygon[1:] + polygon[:1], strict=True)
+        cross(b - a, point - a) for a, b in zip(polygon, polygon[1:] + polygon[:1], strict=True)
     ]
     return all(s > 0 for s in sides) or all(s < 0 for s in sides)
 

@@ -1,8 +1,9 @@
 """Success against training time: `python -m benchmarks.training_curve OUT SNAPSHOT...`.
 
-Each SNAPSHOT is a copy of a checkpoint directory taken while `warmloop train` ran
-(its config.json records the step; `--minutes` gives each one's wall-clock training
-time, in the same order). Every snapshot is evaluated closed-loop under the same
+Each SNAPSHOT is a checkpoint directory saved while `warmloop train` ran: with
+`warmloop train ... --snapshots`, OUT/snapshots/step-N, which records its step and its
+training time; for a copy taken by hand, `--minutes` gives each one's wall-clock
+training time, in the same order. Every snapshot is evaluated closed-loop under the same
 sampler on the same seeds; OUT.json (with commit and machine) and OUT.png are written.
 Not a registered benchmark: the snapshots are not shipped, only the curve is.
 """
@@ -48,6 +49,16 @@ def curve(
     return points
 
 
+def recorded_minutes(snapshot: Path) -> float:
+    """The training time a `warmloop train --snapshots` snapshot recorded."""
+    from policies.diffusion.checkpoint import read_meta
+
+    minutes = read_meta(snapshot).get("extra", {}).get("train_minutes")
+    if minutes is None:
+        raise ValueError(f"{snapshot} records no training time: give --minutes")
+    return float(minutes)
+
+
 def plot(points: list[dict], title: str, path: Path) -> None:
     import matplotlib
 
@@ -73,14 +84,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path, help="writes OUT.json and OUT.png")
     parser.add_argument("snapshots", type=Path, nargs="+")
-    parser.add_argument("--minutes", type=float, nargs="+", required=True)
+    parser.add_argument(
+        "--minutes", type=float, nargs="+", help="default: what each snapshot recorded"
+    )
     parser.add_argument("--sampler", choices=["ddpm", "ddim", "rti"], default="rti")
     parser.add_argument("--episodes", type=int, default=50)
     parser.add_argument("--seed", type=int, default=100_000)
     args = parser.parse_args(argv)
-    if len(args.minutes) != len(args.snapshots):
+    try:
+        minutes = args.minutes or [recorded_minutes(s) for s in args.snapshots]
+    except ValueError as exc:
+        parser.error(str(exc))
+    if len(minutes) != len(args.snapshots):
         parser.error("give one --minutes value per snapshot")
-    points = curve(args.snapshots, args.minutes, args.sampler, args.episodes, args.seed)
+    points = curve(args.snapshots, minutes, args.sampler, args.episodes, args.seed)
     root = Path(__file__).resolve().parents[1]
     commit, dirty = git_state(root, ["policies", "training", "sim"])
     record = {

@@ -35,6 +35,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         help="Ta, actions executed per chunk outside RTI (default 8; training does not use it)",
     )
+    parser.add_argument(
+        "--checkpoint-every", type=int, default=1000, help="steps between saves (default 1000)"
+    )
+    parser.add_argument(
+        "--snapshots",
+        action="store_true",
+        help="keep every save in OUT/snapshots/step-N with its training time, for "
+        "`python -m benchmarks.training_curve`",
+    )
     images = parser.add_argument_group("image observations (--obs image)")
     images.add_argument(
         "--obs",
@@ -81,6 +90,7 @@ def main_from_args(args: argparse.Namespace) -> int:
             task=task,
             discrete_dims=tuple(meta["discrete_action_dims"]),
             num_steps=args.steps,
+            checkpoint_every=args.checkpoint_every,
             batch_size=args.batch_size,
             down_dims=tuple(args.down_dims),
             seed=args.seed,
@@ -100,7 +110,9 @@ def main_from_args(args: argparse.Namespace) -> int:
     )
     return run_training(
         out,
-        lambda device: train(config, data, out, resume=not args.no_resume, device=device),
+        lambda device: train(
+            config, data, out, resume=not args.no_resume, device=device, snapshots=args.snapshots
+        ),
         args.device,
     )
 

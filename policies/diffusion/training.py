@@ -8,8 +8,9 @@ DistributedDataParallel averages the gradients, rank 0 writes checkpoints.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -133,6 +134,20 @@ class ImageNoisePrediction(nn.Module):
         return self.network(x_t, t, self.network.encode(state, images, generator))
 
 
+SNAPSHOTS = "snapshots"
+
+
+def _minutes_before(out: Path, start: int) -> float:
+    """Training minutes already spent when a run resumes at `start`: the newest
+    snapshot's, so that a resumed run's snapshots count from the run's beginning."""
+    if start == 0:
+        return 0.0
+    saved = sorted((out / SNAPSHOTS).glob("step-*/config.json"))
+    if not saved:
+        return 0.0
+    return float(ckpt.read_meta(saved[-1].parent).get("extra", {}).get("train_minutes", 0.0))
+
+
 def train(
     config: DiffusionConfig,
     data: TrainData,
@@ -141,8 +156,12 @@ def train(
     resume: bool = True,
     progress: bool = True,
     device: str = "cpu",
+    snapshots: bool = False,
 ) -> dict[str, float]:
-    """Train for config.num_steps optimiser steps; return the loss summary."""
+    """Train for config.num_steps optimiser steps; return the loss summary. With
+    `snapshots`, every save also leaves out/snapshots/step-NNNNNN: the weights of that
+    step and its training time, for a success-against-training-time curve
+    (`python -m benchmarks.training_curve`)."""
     rank, world = loop.rank_and_world()
     model, ema = loop.model_and_ema(lambda: build_network(config), config.seed, device)
     optimizer = torch.optim.AdamW(
@@ -187,11 +206,17 @@ def train(
         loop.update_ema(ema, model, ema_decay(step, config))
         return loss.item()
 
+    began = time.monotonic() - _minutes_before(Path(out), start) * 60
+
     def save(step: int) -> None:
         checkpoint = ckpt.Checkpoint(
             config, data.obs_normalizer, data.action_normalizer, ema.state_dict(), step
         )
         ckpt.save(out, checkpoint, loop.train_state(model, optimizer))
+        if snapshots:
+            minutes = (time.monotonic() - began) / 60
+            snapshot = replace(checkpoint, extra={"train_minutes": round(minutes, 2)})
+            ckpt.save(Path(out) / SNAPSHOTS / f"step-{step:06d}", snapshot)
 
     return loop.run_steps(
         step_fn,

@@ -35,6 +35,24 @@ def test_train_writes_a_loadable_checkpoint(dataset, tmp_path, capsys) -> None:
     assert loaded.config.lr == 3e-4 and loaded.config.action_horizon == 4
 
 
+def test_train_keeps_snapshots_that_record_their_training_time(dataset, tmp_path) -> None:
+    from benchmarks.training_curve import recorded_minutes
+
+    out = tmp_path / "ckpt"
+    args = ["train", "pickplace", "--data", str(dataset), "--out", str(out), *TINY]
+    assert main([*args, "--checkpoint-every", "10", "--snapshots"]) == 0
+    snapshots = sorted((out / "snapshots").iterdir())
+    assert [s.name for s in snapshots] == ["step-000010", "step-000020", "step-000030"]
+    assert [ckpt.load(s).step for s in snapshots] == [10, 20, 30]
+    minutes = [recorded_minutes(s) for s in snapshots]
+    assert minutes == sorted(minutes) and minutes[0] >= 0
+    # Resumed, the run's time goes on from where it stopped rather than from zero.
+    assert main([*args, "--steps", "40", "--checkpoint-every", "10", "--snapshots"]) == 0
+    assert recorded_minutes(out / "snapshots" / "step-000040") >= minutes[-1]
+    with pytest.raises(ValueError, match="no training time"):
+        recorded_minutes(out)  # the run's own checkpoint is not a snapshot
+
+
 def test_train_refuses_missing_or_foreign_data(dataset, tmp_path, capsys) -> None:
     assert main(["train", "pickplace", "--data", str(tmp_path / "none"), *TINY]) == 2
     assert "no dataset here" in capsys.readouterr().err

@@ -145,6 +145,10 @@ def test_keys_from_warmloop_drive_move_the_world_camera(tmp_path) -> None:
         text=True,
     )
     try:
+        # The drive starts once the node streams: on a busy machine the node takes
+        # seconds to start, and a drive begun before would be over before it listened.
+        first = viewer.recv("frame", timeout=120.0)
+        assert first is not None, "the world node never streamed"
         drive = subprocess.run(
             [sys.executable, "-m", "warmloop.cli", "drive", "--publish", keys, "--interval", "2"],
             input="idle\nd\nleft\nz\nidle\n",
@@ -157,7 +161,7 @@ def test_keys_from_warmloop_drive_move_the_world_camera(tmp_path) -> None:
     finally:
         node.send_signal(__import__("signal").SIGINT)
         _, err = node.communicate(timeout=60)
-    frames = []
+    frames = [first.message]
     while (received := viewer.recv("frame", timeout=0.5)) is not None:
         frames.append(received.message)
     viewer.close()

@@ -51,12 +51,12 @@ def curve(
 
 def recorded_minutes(snapshot: Path) -> float:
     """The training time a `warmloop train --snapshots` snapshot recorded."""
-    from policies.diffusion.checkpoint import read_meta
+    from policies.diffusion.training import snapshot_minutes
 
-    minutes = read_meta(snapshot).get("extra", {}).get("train_minutes")
+    minutes = snapshot_minutes(snapshot)
     if minutes is None:
         raise ValueError(f"{snapshot} records no training time: give --minutes")
-    return float(minutes)
+    return minutes
 
 
 def plot(points: list[dict], title: str, path: Path) -> None:

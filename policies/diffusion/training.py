@@ -137,15 +137,20 @@ class ImageNoisePrediction(nn.Module):
 SNAPSHOTS = "snapshots"
 
 
+def snapshot_minutes(snapshot: Path) -> float | None:
+    """The training minutes a snapshot (`train(..., snapshots=True)`) recorded; None for
+    a checkpoint that records none."""
+    minutes = ckpt.read_meta(snapshot).get("extra", {}).get("train_minutes")
+    return None if minutes is None else float(minutes)
+
+
 def _minutes_before(out: Path, start: int) -> float:
     """Training minutes already spent when a run resumes at `start`: the newest
     snapshot's, so that a resumed run's snapshots count from the run's beginning."""
-    if start == 0:
-        return 0.0
     saved = sorted((out / SNAPSHOTS).glob("step-*/config.json"))
-    if not saved:
+    if start == 0 or not saved:
         return 0.0
-    return float(ckpt.read_meta(saved[-1].parent).get("extra", {}).get("train_minutes", 0.0))
+    return snapshot_minutes(saved[-1].parent) or 0.0
 
 
 def train(

@@ -40,6 +40,8 @@ TIP_BELOW_HAND = 0.05  # end-effector site z minus fingertip z, gripper pointing
 # workspace fills its frame: the 4 cm cube is ~6 px of 96. From 0.75 m, 30 degrees
 # down, it was ~4 px in a frame mostly of floor, and the image policy trained on that
 # view missed most grasps (checkpoints/README.md).
+# The cube is matte: seen straight down under the light above, MuJoCo's default
+# specular turned its top face pale pink (246, 156, 155 where it is 228, 77, 73).
 # The top camera looks straight down from 1 m. From over the arm's shoulder (0.35 m
 # behind the table's centre, 0.7 m up, 27 degrees from vertical) the arm hid the cube
 # in 25 of 60 first frames; from straight above, in 4 (the hand over it).
@@ -52,7 +54,7 @@ WORLD = """
     <site name="target" type="box" size=".05 .05 .0005" pos=".1 .1 .0005" rgba=".2 .8 .3 .6"/>
     <body name="cube" pos="0 0 .02">
       <freejoint name="cube"/>
-      <geom name="cube" type="box" size=".02 .02 .02" rgba=".85 .2 .2 1" mass=".05"
+      <geom name="cube" type="box" size=".02 .02 .02" rgba=".85 .2 .2 1" mass=".05" material="matte"
             friction="1.5 .01 .001" condim="4"/>
     </body>
 """
@@ -61,6 +63,7 @@ TABLE_MATERIAL = """
     <texture name="wood" type="2d" builtin="checker" rgb1=".55 .45 .35" rgb2=".5 .4 .3"
              width="256" height="256"/>
     <material name="table" texture="wood" texrepeat="8 8"/>
+    <material name="matte" specular="0" shininess="0"/>
   </asset>
 """
 # In link7's frame: beside the hand, looking past the fingers at what they will grasp.

@@ -26,6 +26,7 @@ import numpy as np
 from benchmarks.machine import describe
 from benchmarks.provenance import git_state
 
+SCENES = ("pickplace", "panda-pickplace")  # the observation layouts TARGETS reads
 TARGETS = {"hand": slice(0, 2), "cube": slice(4, 6)}  # xy in the observation
 APPROACH_STEPS = 12  # frames probed per episode: the approach, every other step
 TRAIN_FRACTION = 0.75
@@ -53,12 +54,16 @@ def probe(checkpoint: Path, data: Path) -> dict:
     cameras = policy.config.cameras
     if not cameras:
         raise ValueError(f"{checkpoint} sees no cameras: nothing to probe")
+    if policy.config.task not in SCENES:
+        raise ValueError(f"the probe reads PickPlace layouts {SCENES}, not {policy.config.task}")
     encoder = policy.network.encoder.eval()
     episodes = load_episodes(data)
     frames = {camera: [] for camera in cameras}
-    states = []
+    states, per_episode = [], []
     for episode in episodes:
-        for step in range(0, min(episode.length, APPROACH_STEPS), 2):
+        steps = range(0, min(episode.length, APPROACH_STEPS), 2)
+        per_episode.append(len(steps))
+        for step in steps:
             states.append(episode.arrays["obs"][step])
             for camera in cameras:
                 frames[camera].append(episode.arrays[f"images/{camera}/rgb"][step])
@@ -70,7 +75,7 @@ def probe(checkpoint: Path, data: Path) -> dict:
         }
     features["all cameras"] = np.concatenate([features[c] for c in cameras], axis=1)
     # Episodes stay whole on one side of the split: its frames are not independent.
-    train = int(TRAIN_FRACTION * len(episodes)) * len(states) // len(episodes)
+    train = sum(per_episode[: int(TRAIN_FRACTION * len(episodes))])
     rows = {}
     for target, dims in TARGETS.items():
         truth = states[:, dims]

@@ -40,11 +40,11 @@ TIP_BELOW_HAND = 0.05  # end-effector site z minus fingertip z, gripper pointing
 # workspace fills its frame: the 4 cm cube is ~6 px of 96. From 0.75 m, 30 degrees
 # down, it was ~4 px in a frame mostly of floor, and the image policy trained on that
 # view missed most grasps (checkpoints/README.md).
-# The cube is matte: seen straight down under the light above, MuJoCo's default
-# specular turned its top face pale pink (246, 156, 155 where it is 228, 77, 73).
 # The top camera looks straight down from 1 m. From over the arm's shoulder (0.35 m
 # behind the table's centre, 0.7 m up, 27 degrees from vertical) the arm hid the cube
 # in 25 of 60 first frames; from straight above, in 4 (the hand over it).
+# The cube is matte: seen straight down under the light above, MuJoCo's default
+# specular turned its top face pale pink (246, 156, 155 where it is 228, 77, 73).
 WORLD = """
     <light pos="0 0 1.5" dir="0 0 -1" diffuse=".8 .8 .8" castshadow="false"/>
     <light pos=".6 -.6 1" dir="-.5 .5 -1" diffuse=".3 .3 .3" castshadow="false"/>
@@ -58,7 +58,7 @@ WORLD = """
             friction="1.5 .01 .001" condim="4"/>
     </body>
 """
-TABLE_MATERIAL = """
+MATERIALS = """
   <asset>
     <texture name="wood" type="2d" builtin="checker" rgb1=".55 .45 .35" rgb2=".5 .4 .3"
              width="256" height="256"/>
@@ -87,7 +87,7 @@ class PandaPickPlaceTask(Task):
 
     @property
     def xml(self) -> str:  # read from the installed wheel when a scene is built
-        return panda_xml(WORLD, BASE, TABLE_MATERIAL, hand=WRIST_CAMERA)
+        return panda_xml(WORLD, BASE, MATERIALS, hand=WRIST_CAMERA)
 
     def initialize_episode(self, physics: Physics, rng: np.random.Generator) -> None:
         model, data = physics.model, physics.data

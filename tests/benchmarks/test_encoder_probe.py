@@ -28,3 +28,13 @@ def test_a_state_policy_is_refused_with_a_message(tmp_path, capsys) -> None:
     shipped = Path(__file__).resolve().parents[2] / "checkpoints" / "pickplace"
     assert main([str(shipped), str(tmp_path)]) == 2
     assert "sees no cameras" in capsys.readouterr().err
+
+
+def test_a_scene_of_another_layout_is_refused_with_a_message(tmp_path, capsys) -> None:
+    from pathlib import Path
+
+    from benchmarks.encoder_probe import main
+
+    shipped = Path(__file__).resolve().parents[2] / "checkpoints" / "pusht-image"
+    assert main([str(shipped), str(tmp_path)]) == 2
+    assert "PickPlace layouts" in capsys.readouterr().err

@@ -43,7 +43,9 @@ def ridge_probe(features: np.ndarray, targets: np.ndarray, train: int) -> np.nda
     return np.linalg.norm(held_out @ weights - targets[train:], axis=1)
 
 
-def probe(checkpoint: Path, data: Path) -> dict:
+def probe(checkpoint: Path, data: Path, approach_steps: int = APPROACH_STEPS) -> dict:
+    """The probe's table; `approach_steps` 1 probes each episode's first frame only
+    (the cube in view, the arm not yet moved)."""
     import torch
 
     from policies.diffusion.checkpoint import load
@@ -61,7 +63,7 @@ def probe(checkpoint: Path, data: Path) -> dict:
     frames = {camera: [] for camera in cameras}
     states, per_episode = [], []
     for episode in episodes:
-        steps = range(0, min(episode.length, APPROACH_STEPS), 2)
+        steps = range(0, min(episode.length, approach_steps), 2)
         per_episode.append(len(steps))
         for step in steps:
             states.append(episode.arrays["obs"][step])
@@ -83,7 +85,13 @@ def probe(checkpoint: Path, data: Path) -> dict:
         rows[f"{target}: the mean position (no image)"] = _summary(mean_only)
         for name, values in features.items():
             rows[f"{target}: from {name}"] = _summary(ridge_probe(values, truth, train))
-    return {"checkpoint": str(checkpoint), "data": str(data), "frames": len(states), "rows": rows}
+    return {
+        "checkpoint": str(checkpoint),
+        "data": str(data),
+        "approach_steps": approach_steps,
+        "frames": len(states),
+        "rows": rows,
+    }
 
 
 def _summary(errors: np.ndarray) -> dict[str, float]:
@@ -97,10 +105,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.encoder_probe", description=__doc__)
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("data", type=Path, help="a dataset from `warmloop collect --images`")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=APPROACH_STEPS,
+        help=f"the first N steps of each episode, every other (default {APPROACH_STEPS}; "
+        "1: the first frame only, before the arm moves)",
+    )
     parser.add_argument("--out", type=Path, help="write the figures here as JSON")
     args = parser.parse_args(argv)
+    if args.steps < 1:
+        parser.error(f"--steps must be at least 1, got {args.steps}")
     try:
-        result = probe(args.checkpoint, args.data)
+        result = probe(args.checkpoint, args.data, args.steps)
     except (ValueError, KeyError, FileNotFoundError) as exc:
         sys.stderr.write(f"encoder_probe: {exc}\n")
         return 2

@@ -59,6 +59,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--crop-size", type=int, help="random-crop size in training (default: 7/8 of the frame)"
     )
     images.add_argument("--image-features", type=int, default=64, help="features per camera")
+    images.add_argument(
+        "--aux-state-weight",
+        type=float,
+        help="also train the image features to predict the state the policy does not see "
+        "(the observation's entries beyond proprioception, e.g. the cube), by a linear "
+        "head and this weight beside the denoising loss; training only (default: off)",
+    )
 
 
 def main_from_args(args: argparse.Namespace) -> int:
@@ -81,6 +88,8 @@ def main_from_args(args: argparse.Namespace) -> int:
         episodes = load_episodes(data_dir, with_images=args.obs == "image")
         if not episodes:
             raise ValueError(f"{data_dir} has no complete episodes")
+        if args.aux_state_weight is not None and args.obs != "image":
+            raise ValueError("--aux-state-weight trains image features: it needs --obs image")
         fields = {"obs_dim": meta["obs_dim"]}
         if args.obs == "image":
             fields = _image_fields(args, meta, task)
@@ -130,7 +139,12 @@ def _image_fields(args: argparse.Namespace, meta: dict, task: str) -> dict:
         raise ValueError(f"cameras {missing} were not recorded; the dataset has {recorded}")
     size = int(meta["image_size"])
     state_dims = tuple(scene(task).task.proprio_dims)
+    aux = {}
+    if args.aux_state_weight is not None:
+        hidden = tuple(d for d in range(int(meta["obs_dim"])) if d not in state_dims)
+        aux = {"aux_state_dims": hidden, "aux_state_weight": args.aux_state_weight}
     return {
+        **aux,
         "cameras": cameras,
         "state_dims": state_dims,
         "image_size": size,

@@ -29,6 +29,12 @@ class DiffusionConfig:
     crop_size: int = 84  # random crops in training, the centre at inference (DP: 84 of 96)
     backbone: str = "small"
     image_features: int = 64  # per camera and step
+    # Training only: the image features also learn to predict these entries of the env
+    # observation (the state the policy does not see, e.g. the cube's position), by a
+    # linear head weighted `aux_state_weight` beside the denoising loss. Levine et al.
+    # (2016) pre-trained their spatial-softmax vision layers on object poses so.
+    aux_state_dims: tuple[int, ...] = ()
+    aux_state_weight: float = 1.0
     # Network.
     down_dims: tuple[int, ...] = (64, 128, 256)
     step_embed_dim: int = 128
@@ -62,6 +68,7 @@ class DiffusionConfig:
     def __post_init__(self) -> None:
         self.cameras = tuple(self.cameras)
         self.state_dims = tuple(self.state_dims)
+        self.aux_state_dims = tuple(self.aux_state_dims)
         self.down_dims = tuple(self.down_dims)
         self.discrete_dims = tuple(self.discrete_dims)
         self.adam_betas = tuple(self.adam_betas)
@@ -124,6 +131,8 @@ class DiffusionConfig:
         _require(self, self.lr > 0 and self.weight_decay >= 0, "lr", "must be positive")
         if self.cameras:
             self._check_images()
+        else:
+            _require(self, not self.aux_state_dims, "aux_state_dims", "needs cameras")
         _require(self, 0 < self.ema_max_decay < 1, "ema_max_decay", "must be in (0, 1)")
 
     @property
@@ -156,6 +165,15 @@ class DiffusionConfig:
             self, 16 <= self.crop_size <= self.image_size, "crop_size", "must be in 16..image_size"
         )
         _require(self, self.image_features >= 1, "image_features", "must be at least 1")
+        _require(
+            self,
+            all(d >= 0 for d in self.aux_state_dims)
+            and len(set(self.aux_state_dims)) == len(self.aux_state_dims)
+            and not set(self.aux_state_dims) & set(self.state_dims),
+            "aux_state_dims",
+            "must be distinct observation entries, none of them in state_dims",
+        )
+        _require(self, self.aux_state_weight > 0, "aux_state_weight", "must be positive")
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -43,7 +43,7 @@ def build_network(config: DiffusionConfig) -> ConditionalUnet1D | VisuomotorNetw
     encoder = ObservationEncoder(
         config.cameras, config.backbone, config.crop_size, config.image_features
     )
-    return VisuomotorNetwork(unet, encoder)
+    return VisuomotorNetwork(unet, encoder, aux_outputs=len(config.aux_state_dims))
 
 
 def learning_rate(step: int, config: DiffusionConfig) -> float:
@@ -66,6 +66,9 @@ class TrainData:
     # that training spends its time in the network; windows gather them by row (N, To).
     frames: dict[str, torch.Tensor] | None = None
     frame_index: torch.Tensor | None = None
+    # With config.aux_state_dims: those observation entries, normalised, (N, To, aux);
+    # training's targets for the state head, never saved with the policy.
+    aux_targets: torch.Tensor | None = None
 
 
 def prepare(
@@ -76,6 +79,7 @@ def prepare(
 ) -> TrainData:
     """Normalise and window episodes; `frames` {camera: per-episode (T, H, W, 3) uint8}
     for an image policy, whose state is the observations' `config.state_dims`."""
+    aux_targets = _aux_targets(config, observations, actions)
     if config.uses_images:
         observations = [np.asarray(o)[:, list(config.state_dims)] for o in observations]
         frames = _check_frames(config, frames, [len(a) for a in actions])
@@ -90,6 +94,7 @@ def prepare(
         torch.from_numpy(act_norm.normalize(act_windows)),
         obs_norm,
         act_norm,
+        aux_targets=aux_targets,
     )
     if config.uses_images:
         lengths = [len(a) for a in actions]
@@ -100,6 +105,22 @@ def prepare(
             for camera, per_episode in frames.items()
         }
     return data
+
+
+def _aux_targets(
+    config: DiffusionConfig, observations: Sequence[np.ndarray], actions: Sequence[np.ndarray]
+) -> torch.Tensor | None:
+    if not config.aux_state_dims:
+        return None
+    width = min(np.shape(o)[-1] for o in observations)
+    if max(config.aux_state_dims) >= width:
+        raise ValueError(
+            f"aux_state_dims {config.aux_state_dims}: the observations have {width} entries"
+        )
+    chosen = [np.asarray(o)[:, list(config.aux_state_dims)] for o in observations]
+    normalizer = Normalizer.fit(np.concatenate(chosen))
+    targets, _ = windows(chosen, actions, config.obs_horizon, config.pred_horizon)
+    return torch.from_numpy(normalizer.normalize(targets))
 
 
 def _check_frames(
@@ -130,8 +151,13 @@ class ImageNoisePrediction(nn.Module):
         super().__init__()
         self.network = network
 
-    def forward(self, x_t, t, state, images, generator=None) -> torch.Tensor:
-        return self.network(x_t, t, self.network.encode(state, images, generator))
+    def forward(self, x_t, t, state, images, generator=None):
+        """The predicted noise; with a state head, (noise, predicted state entries)."""
+        cond = self.network.encode(state, images, generator)
+        noise = self.network(x_t, t, cond)
+        if self.network.state_head is None:
+            return noise
+        return noise, self.network.predict_state(cond, state.shape[-1])
 
 
 SNAPSHOTS = "snapshots"
@@ -188,6 +214,8 @@ def train(
     generator = torch.Generator().manual_seed(config.seed * 1000 + rank + start)
     obs, actions = data.obs.to(device), data.actions.to(device)
     frames = {c: f.to(device) for c, f in (data.frames or {}).items()}
+    aux_targets = None if data.aux_targets is None else data.aux_targets.to(device)
+    aux_losses: list[float] = []  # since the last save
 
     def predict(x_t: torch.Tensor, t: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         if not frames:
@@ -203,17 +231,31 @@ def train(
         t = torch.randint(0, config.train_steps, (config.batch_size,), generator=generator)
         t = t.to(device)
         x_t = sqrt_ab[t, None, None] * x0 + sqrt_one_minus[t, None, None] * noise
-        loss = nn.functional.mse_loss(predict(x_t, t, index), noise)
+        predicted = predict(x_t, t, index)
+        if aux_targets is None:
+            loss = denoising = nn.functional.mse_loss(predicted, noise)
+        else:
+            denoising = nn.functional.mse_loss(predicted[0], noise)
+            aux = nn.functional.mse_loss(predicted[1], aux_targets[index])
+            aux_losses.append(aux.item())
+            loss = denoising + config.aux_state_weight * aux
         loop.set_learning_rate(optimizer, learning_rate(step, config))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         loop.update_ema(ema, model, ema_decay(step, config))
-        return loss.item()
+        return denoising.item()  # the figure every recipe reports, with or without aux
 
     began = time.monotonic() - _minutes_before(Path(out), start) * 60
 
     def save(step: int) -> None:
+        if aux_losses:
+            log.info(
+                "step %d: state-head loss %.4f (mean since the last save)",
+                step,
+                float(np.mean(aux_losses)),
+            )
+            aux_losses.clear()
         checkpoint = ckpt.Checkpoint(
             config, data.obs_normalizer, data.action_normalizer, ema.state_dict(), step
         )

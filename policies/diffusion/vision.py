@@ -172,6 +172,7 @@ class ObservationEncoder(nn.Module):
         if not cameras:
             raise ValueError("an observation encoder needs at least one camera")
         self.cameras = tuple(cameras)
+        self.features = features  # per camera and step
         # ModuleDict keys cannot hold dots; camera names are checked by the config.
         self.encoders = nn.ModuleDict(
             {camera: CameraEncoder(backbone, crop, features) for camera in self.cameras}
@@ -201,9 +202,14 @@ class VisuomotorNetwork(nn.Module):
     observation, and every denoising step of a prediction reuses it.
     """
 
-    def __init__(self, unet: nn.Module, encoder: ObservationEncoder):
+    def __init__(self, unet: nn.Module, encoder: ObservationEncoder, aux_outputs: int = 0):
         super().__init__()
         self.unet, self.encoder = unet, encoder
+        # Training only (DiffusionConfig.aux_state_dims): the image features of a step ->
+        # the state entries they should hold. Samplers and exports never call it.
+        self.state_head = (
+            nn.Linear(len(encoder.cameras) * encoder.features, aux_outputs) if aux_outputs else None
+        )
 
     def forward(self, sample: torch.Tensor, step: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         return self.unet(sample, step, cond)
@@ -215,3 +221,8 @@ class VisuomotorNetwork(nn.Module):
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         return self.encoder(state, images, generator)
+
+    def predict_state(self, cond: torch.Tensor, state_dim: int) -> torch.Tensor:
+        """cond (B, To·(P + K·F)) from `encode` -> (B, To, aux) by the state head."""
+        per_step = cond.reshape(cond.shape[0], -1, state_dim + self.state_head.in_features)
+        return self.state_head(per_step[..., state_dim:])

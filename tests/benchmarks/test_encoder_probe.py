@@ -38,3 +38,13 @@ def test_a_scene_of_another_layout_is_refused_with_a_message(tmp_path, capsys) -
     shipped = Path(__file__).resolve().parents[2] / "checkpoints" / "pusht-image"
     assert main([str(shipped), str(tmp_path)]) == 2
     assert "PickPlace layouts" in capsys.readouterr().err
+
+
+def test_a_probe_of_no_frames_is_refused(tmp_path, capsys) -> None:
+    import pytest
+
+    from benchmarks.encoder_probe import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["checkpoints/pickplace-image", str(tmp_path), "--steps", "0"])
+    assert exited.value.code == 2 and "--steps must be at least 1" in capsys.readouterr().err

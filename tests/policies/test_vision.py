@@ -62,6 +62,9 @@ def test_resnet18_backbone_takes_the_same_frames() -> None:
         ({"backbone": "vit"}, "backbone"),
         ({"cameras": ("top", "top")}, "cameras"),
         ({"cameras": ("a.b",)}, "cameras"),
+        ({"aux_state_dims": (0,)}, "aux_state_dims"),  # the proprioception it is given
+        ({"aux_state_dims": (1,), "aux_state_weight": 0.0}, "aux_state_weight"),
+        ({"aux_state_dims": (1,), "cameras": (), "state_dims": ()}, "aux_state_dims"),
     ],
 )
 def test_image_config_mistakes_name_the_field(change, message) -> None:
@@ -148,6 +151,34 @@ def test_a_tiny_image_policy_reads_its_camera(trained: Path) -> None:
     ).mean()
     # Without the camera an action can only be a guess (~0.67 for uniform squares).
     assert real < 0.25 and shuffled > 2 * real, (real, shuffled)
+
+
+def test_a_state_head_teaches_the_features_what_the_policy_is_not_told(tmp_path) -> None:
+    """The square's row, a hidden observation entry, learnt by the state head (training
+    only): on squares it never saw, the features place it far better than guessing."""
+    config = DiffusionConfig(**{**_config_fields(), "aux_state_dims": (1,), "num_steps": 150})
+    observations, actions, frames = _square_episodes(128, np.random.default_rng(0))
+    with_row = [
+        np.concatenate([o, a[:, :1]], axis=1) for o, a in zip(observations, actions, strict=True)
+    ]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train(config, prepare(config, with_row, actions, {"cam": frames}), tmp_path, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    policy = DiffusionPolicy(tmp_path, sampler="ddim", ddim_steps=5, seed=0)
+    unseen = _square_episodes(64, np.random.default_rng(1))
+    rows = np.array([a[0, 0] for a in unseen[1]])
+    state = np.stack([o[:2] for o in unseen[0]])
+    images = {"cam": np.stack([f[:2] for f in unseen[2]])}
+    with torch.no_grad():
+        cond = policy.condition(state, list(range(64)), images)
+        predicted = policy.network.predict_state(cond, 1)[:, -1, 0].numpy()
+    # Targets are normalised to [-1, 1] over the training rows, which span about [-1, 1].
+    error, guess = np.abs(predicted - rows).mean(), np.abs(rows - rows.mean()).mean()
+    assert error < 0.5 * guess, (error, guess)
+    assert policy.infer(state[0], {"cam": images["cam"][0]}).shape == (8, 2)
 
 
 def test_the_encoder_runs_once_per_prediction_and_rti_reuses_it(trained: Path) -> None:

@@ -217,7 +217,8 @@ def train(
     aux_targets = None if data.aux_targets is None else data.aux_targets.to(device)
     aux_losses: list[float] = []  # since the last save
 
-    def predict(x_t: torch.Tensor, t: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    def predict(x_t: torch.Tensor, t: torch.Tensor, index: torch.Tensor):
+        """The predicted noise; (noise, state entries) for a policy with a state head."""
         if not frames:
             return trained(x_t, t, obs[index])
         rows = data.frame_index[index]  # (B, To)

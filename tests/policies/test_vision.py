@@ -156,8 +156,8 @@ def test_a_tiny_image_policy_reads_its_camera(trained: Path) -> None:
 def test_a_state_head_teaches_the_features_what_the_policy_is_not_told(tmp_path) -> None:
     """The square's row, a hidden observation entry, learnt by the state head (training
     only): on squares it never saw, the features place it far better than guessing."""
-    config = DiffusionConfig(**{**_config_fields(), "aux_state_dims": (1,), "num_steps": 150})
-    observations, actions, frames = _square_episodes(128, np.random.default_rng(0))
+    config = DiffusionConfig(**{**_config_fields(), "aux_state_dims": (1,), "num_steps": 100})
+    observations, actions, frames = _square_episodes(64, np.random.default_rng(0))
     with_row = [
         np.concatenate([o, a[:, :1]], axis=1) for o, a in zip(observations, actions, strict=True)
     ]

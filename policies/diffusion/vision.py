@@ -172,7 +172,6 @@ class ObservationEncoder(nn.Module):
         if not cameras:
             raise ValueError("an observation encoder needs at least one camera")
         self.cameras = tuple(cameras)
-        self.features = features  # per camera and step
         # ModuleDict keys cannot hold dots; camera names are checked by the config.
         self.encoders = nn.ModuleDict(
             {camera: CameraEncoder(backbone, crop, features) for camera in self.cameras}
@@ -207,9 +206,8 @@ class VisuomotorNetwork(nn.Module):
         self.unet, self.encoder = unet, encoder
         # Training only (DiffusionConfig.aux_state_dims): the image features of a step ->
         # the state entries they should hold. Samplers and exports never call it.
-        self.state_head = (
-            nn.Linear(len(encoder.cameras) * encoder.features, aux_outputs) if aux_outputs else None
-        )
+        features = sum(camera.project.out_features for camera in encoder.encoders.values())
+        self.state_head = nn.Linear(features, aux_outputs) if aux_outputs else None
 
     def forward(self, sample: torch.Tensor, step: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         return self.unet(sample, step, cond)

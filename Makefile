@@ -13,10 +13,10 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml scripts/bootstrap.sh
 	bash scripts/bootstrap.sh $(STAMP)
 
-# The Panda pick-and-place + the RTI policy on onnxruntime + a recorder, over ZeroMQ;
-# outputs in runs/manipulation/ (--task pickplace: the mocap gripper, as before).
+# The Panda pick-and-place + the image RTI policy on onnxruntime + a recorder, over
+# ZeroMQ; outputs in runs/manipulation/ (without --obs image: the low-dim policy).
 demo: $(STAMP)
-	$(VENV)/bin/warmloop demo manipulation
+	$(VENV)/bin/warmloop demo manipulation --obs image
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -112,7 +112,7 @@ BENCHMARKS = {
                 "streams",
                 "launch/manipulation.yaml",
             ),
-            ("panda-pickplace",),
+            ("panda-pickplace-image",),
         ),
         Benchmark(
             "hardening",

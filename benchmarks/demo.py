@@ -1,8 +1,9 @@
 """`warmloop bench demo`: the manipulation demo, run as a user runs it, recorded.
 
-It runs `warmloop demo manipulation` in a child process (10 episodes; 3 with --quick)
-and records what the demo printed and wrote: successes, control-rate figures, RTI
-latency. The README's demo block is these lines, and a test holds the two together.
+It runs `warmloop demo manipulation --obs image` (`make demo`) in a child process (10
+episodes; 3 with --quick) and records what the demo printed and wrote: successes,
+control-rate figures, RTI latency. The README's demo block is these lines, and a test
+holds the two together.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def run(size: str, checkpoints: Path) -> BenchResult:
         command = [
             *(sys.executable, "-m", "warmloop.cli", "demo", "manipulation"),
             *("--episodes", str(episodes), "--run-dir", tmp),
-            *("--checkpoint", str(checkpoints / "panda-pickplace")),
+            *("--obs", "image", "--checkpoint", str(checkpoints / "panda-pickplace-image")),
         ]
         done = subprocess.run(
             command, capture_output=True, text=True, cwd=project_root(), timeout=1800
@@ -53,8 +54,8 @@ def run(size: str, checkpoints: Path) -> BenchResult:
     }
     table = [["the demo printed"], *[[line] for line in shown]]
     notes = [
-        f"`warmloop demo manipulation --episodes {episodes}`, headless, in a child process; "
-        f"{figures['seconds']:.0f} s from launch to the last node's exit.",
+        f"`warmloop demo manipulation --obs image --episodes {episodes}`, headless, in a child "
+        f"process; {figures['seconds']:.0f} s from launch to the last node's exit.",
         "The README's demo block is the `printed` lines of benchmarks/results/demo.json "
         "(tests/test_readme.py checks it).",
     ]

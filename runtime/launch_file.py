@@ -311,8 +311,8 @@ class _Builder:
             if key not in node_type.binds | node_type.connects:
                 raise self.fail(line, f"node {name!r}: {key} is not an endpoint parameter")
             text = self._text(endpoint["bind" if key in node_type.binds else "connect"])
-        else:
-            text = self._text(str(value))
+        else:  # an empty YAML value (`video:`, `--set sim.video=`) is empty, not "None"
+            text = self._text("" if value is None else str(value))
         if key in node_type.binds | node_type.connects:
             bind = key in node_type.binds
             try:

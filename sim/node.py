@@ -101,6 +101,10 @@ class SimNodeConfig:
                     f"image_size must be in 8..1024, got {self.image_size}",
                 ),
                 (
+                    not self.video or self.video.lower().endswith(".mp4"),
+                    f"video is an .mp4 path or empty, got {self.video!r}",
+                ),
+                (
                     not self.script or self.task == "explore",
                     f"script drives the explore camera; task {self.task!r} needs a policy",
                 ),

@@ -65,6 +65,9 @@ def test_overrides_set_parameters_and_types(tmp_path) -> None:
     sim, policy = graph.nodes
     assert sim.argv[sim.argv.index("--episodes") + 1] == "7"
     assert policy.argv[:2] == ["--backend", "torch"]
+    # An empty value is empty (no video), not the string "None" (a file named None).
+    graph = load(write(tmp_path, VALID), tmp_path, parse_overrides(["sim.video="]))
+    assert graph.nodes[0].argv[graph.nodes[0].argv.index("--video") + 1] == ""
     with pytest.raises(LaunchError, match="overrides name no node parameter"):
         load(write(tmp_path, VALID), tmp_path, {"nobody.episodes": 1})
 

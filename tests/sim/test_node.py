@@ -101,6 +101,8 @@ def test_sim_node_follows_chunks_then_holds_still_when_they_stop(tmp_path) -> No
         ("merge", "median", "merge must be one of"),
         ("overrun", "wait", "overrun must be one of ('skip', 'catch_up'), got 'wait'"),
         ("obs", "pixels", "obs must be state or image, got 'pixels'"),
+        # refused at start: it crashed the node when the first episode's video was written
+        ("video", "runs/None", "video is an .mp4 path or empty, got 'runs/None'"),
     ],
 )
 def test_config_errors_name_the_field_and_the_value(field: str, value, says: str) -> None:

@@ -24,6 +24,8 @@ import numpy as np
 
 from sim.camera import CameraImage, CameraRenderer, camera_pose
 
+FULL_PHYSICS = mujoco.mjtState.mjSTATE_FULLPHYSICS
+
 
 @dataclass
 class Physics:
@@ -178,6 +180,29 @@ class MujocoScene(gym.Env):
             height or self.height,
             depth=depth,
         )
+
+    def physics_state(self) -> np.ndarray:
+        """Everything that puts the simulation back where it is now (mj_getState)."""
+        model, data = self.physics.model, self.physics.data
+        state = np.empty(mujoco.mj_stateSize(model, FULL_PHYSICS))
+        mujoco.mj_getState(model, data, state, FULL_PHYSICS)
+        return state
+
+    def render_states(
+        self, states: list[np.ndarray], camera: str | None, width: int, height: int
+    ) -> list[np.ndarray]:
+        """RGB frames of a named camera at saved `physics_state()`s, rendered on a scratch
+        copy of the data: the live simulation is not touched."""
+        model, scratch = self.physics.model, mujoco.MjData(self.physics.model)
+        frames = []
+        for state in states:
+            mujoco.mj_setState(model, scratch, state, FULL_PHYSICS)
+            mujoco.mj_forward(model, scratch)  # positions, cameras and lights of that state
+            image = self._camera_renderer().render(
+                scratch, camera or self.task.default_camera, width, height, depth=False
+            )
+            frames.append(image.rgb)
+        return frames
 
     def camera_pose(self, camera: str | None = None) -> np.ndarray:
         """(4, 4) camera-to-world pose of a named camera, without rendering."""

@@ -169,3 +169,28 @@ def test_each_env_has_its_own_spaces(name: str) -> None:
     assert np.array_equal(second.action_space.sample(), drawn)
     first.close()
     second.close()
+
+
+def test_a_saved_state_renders_the_frame_the_live_scene_showed() -> None:
+    """The sim node films its first episode from saved states after the episode (off the
+    control clock): each frame must be the one the live scene shows at that step, and
+    the live simulation must be left where it was."""
+    import mujoco
+
+    env = make_env("panda-pickplace")
+    env.reset(seed=3)
+    scene = env.unwrapped
+    live, states = [], []
+    for _ in range(4):
+        env.step(env.action_space.sample())
+        # After mj_step the bodies' world positions are those of the last substep's start
+        # (~1 mm behind qpos); a forward pass brings them to the state that is saved.
+        mujoco.mj_forward(scene.physics.model, scene.physics.data)
+        live.append(scene.render_camera("front", 64, 64, depth=False).rgb)
+        states.append(scene.physics_state())
+    before = scene.physics_state()
+    replayed = scene.render_states(states, "front", 64, 64)
+    assert all(np.array_equal(a, b) for a, b in zip(live, replayed, strict=True))
+    assert not np.array_equal(live[0], live[-1])  # the arm moved: the test can tell frames apart
+    assert np.array_equal(scene.physics_state(), before)
+    env.close()

@@ -238,3 +238,15 @@ def test_a_sim_killed_mid_demo_still_reports_its_episodes_and_the_fault(tmp_path
     assert played >= 1  # from the per-episode file: sim.json was never written
     assert "fault: sim failed 1 time(s): signal SIGKILL" in out
     assert not (tmp_path / "sim.json").exists()
+
+
+def test_a_run_that_filmed_nothing_says_so_instead_of_naming_a_missing_video(tmp_path) -> None:
+    from warmloop.demos.manipulation import collect, render
+
+    launched = {"report": ["launch ended by signal"], "log": str(tmp_path / "launch.log")}
+    result = collect(tmp_path, {**launched, "seconds": 4.0})
+    assert "outputs: video none (no episode was filmed)" in render(result)
+    (tmp_path / "episode0.mp4").write_bytes(b"\0")
+    assert f"outputs: video {tmp_path / 'episode0.mp4'}" in render(
+        collect(tmp_path, launched | {"seconds": 4.0})
+    )

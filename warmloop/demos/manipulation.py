@@ -90,7 +90,7 @@ def collect(run_dir: Path, launched: dict[str, Any]) -> dict[str, Any]:
     from streams import DecodeError
     from streams.recording import summarize
 
-    recording = run_dir / "run.mcap"
+    recording, video = run_dir / "run.mcap", run_dir / "episode0.mp4"
     topics = {}
     try:
         topics = summarize(recording) if recording.exists() else {}
@@ -104,7 +104,7 @@ def collect(run_dir: Path, launched: dict[str, Any]) -> dict[str, Any]:
         "sim": read_json(run_dir / "sim.json"),
         "policy": read_json(run_dir / "policy.json"),
         "recorded": {t: s.messages for t, s in topics.items()},
-        "video": str(run_dir / "episode0.mp4"),
+        "video": str(video) if video.exists() else None,  # None: no episode was filmed
         "recording": str(recording),
     }
 
@@ -131,7 +131,7 @@ def render(result: dict[str, Any]) -> str:
         f"{policy.get('actions_per_prediction', nan):.2f} actions executed per prediction",
         *result["report"],
         f"recorded: {result['recorded']}",
-        f"outputs: video {result['video']}",
+        f"outputs: video {result['video'] or 'none (no episode was filmed)'}",
         f"         recording {result['recording']} (warmloop replay FILE --info)",
         f"         logs {result['log']}",
         f"took {result['seconds']:.0f} s",

@@ -171,10 +171,12 @@ class MujocoScene(gym.Env):
         width: int | None = None,
         height: int | None = None,
         depth: bool = True,
+        data: mujoco.MjData | None = None,
     ) -> CameraImage:
-        """RGB, depth (metres), intrinsics and camera-to-world pose of a named camera."""
+        """RGB, depth (metres), intrinsics and camera-to-world pose of a named camera, in
+        the live simulation or in `data` (another state of the same model)."""
         return self._camera_renderer().render(
-            self.physics.data,
+            self.physics.data if data is None else data,
             camera or self.task.default_camera,
             width or self.width,
             height or self.height,
@@ -198,10 +200,7 @@ class MujocoScene(gym.Env):
         for state in states:
             mujoco.mj_setState(model, scratch, state, FULL_PHYSICS)
             mujoco.mj_forward(model, scratch)  # positions, cameras and lights of that state
-            image = self._camera_renderer().render(
-                scratch, camera or self.task.default_camera, width, height, depth=False
-            )
-            frames.append(image.rgb)
+            frames.append(self.render_camera(camera, width, height, False, scratch).rgb)
         return frames
 
     def camera_pose(self, camera: str | None = None) -> np.ndarray:

@@ -120,6 +120,11 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     observations, actions, frames = _square_episodes(256, np.random.default_rng(0))
     data = prepare(config, observations, actions, {"cam": frames})
     out = tmp_path_factory.mktemp("image-policy")
+    _train_on_one_thread(config, data, out)
+    return out
+
+
+def _train_on_one_thread(config: DiffusionConfig, data, out: Path) -> None:
     # One thread: a network this small gains nothing from two, and two threads on a
     # machine with one core busy elsewhere stall each other (330 s instead of ~10).
     threads = torch.get_num_threads()
@@ -128,7 +133,6 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
         train(config, data, out, progress=False)
     finally:
         torch.set_num_threads(threads)
-    return out
 
 
 def _predict(policy, episodes) -> np.ndarray:
@@ -161,12 +165,7 @@ def test_a_state_head_teaches_the_features_what_the_policy_is_not_told(tmp_path)
     with_row = [
         np.concatenate([o, a[:, :1]], axis=1) for o, a in zip(observations, actions, strict=True)
     ]
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        train(config, prepare(config, with_row, actions, {"cam": frames}), tmp_path, progress=False)
-    finally:
-        torch.set_num_threads(threads)
+    _train_on_one_thread(config, prepare(config, with_row, actions, {"cam": frames}), tmp_path)
     policy = DiffusionPolicy(tmp_path, sampler="ddim", ddim_steps=5, seed=0)
     unseen = _square_episodes(64, np.random.default_rng(1))
     rows = np.array([a[0, 0] for a in unseen[1]])

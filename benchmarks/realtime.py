@@ -25,7 +25,8 @@ from pathlib import Path
 from benchmarks.harness import BenchResult, save_figure
 from policies import seeds
 from policies.diffusion.checkpoint import Checkpoint, load
-from policies.diffusion.evaluate import EvalResult, evaluate, frozen_rows
+from policies.diffusion.evaluate import EvalResult, evaluate
+from policies.diffusion.execution import frozen_rows
 from policies.diffusion.policy import DiffusionPolicy
 from training.threads import INFERENCE, set_threads
 

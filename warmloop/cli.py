@@ -87,7 +87,7 @@ COMMANDS = (
         run="distill_main",
     ),
     Command(
-        "eval", "evaluate a checkpoint or an export in simulation", "policies.diffusion.evaluate"
+        "eval", "evaluate a checkpoint or an export in simulation", "policies.diffusion.eval_cli"
     ),
     Command(
         "calibrate-rti",

@@ -233,7 +233,7 @@ def store(checkpoint_dir: Path, calibration: Calibration) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from policies.diffusion.evaluate import (  # argparse and numpy only
+    from policies.diffusion.eval_cli import (  # argparse and numpy only
         add_rti_arguments,
         add_threads_argument,
     )

@@ -89,6 +89,12 @@ def add_distill_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--student-steps", type=int, default=2, help="sampling steps, 1..4")
     parser.add_argument("--lr", type=float, default=1e-5, help="the student's learning rate")
     parser.add_argument("--fake-updates", type=int, default=2, help="per student update")
+    parser.add_argument(
+        "--regression-weight",
+        type=float,
+        default=0.0,
+        help="weight of the student's MSE to the true frame beside DMD (0: DMD alone)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto")
     _add_threads(parser)
@@ -112,6 +118,7 @@ def distill_main(args: argparse.Namespace) -> int:
             student_steps=args.student_steps,
             lr_student=args.lr,
             fake_updates=args.fake_updates,
+            regression_weight=args.regression_weight,
             seed=args.seed,
         )
         frames = ExploreFrames.from_episodes(load_episodes(data_dir))
@@ -121,6 +128,7 @@ def distill_main(args: argparse.Namespace) -> int:
         return 2
     sys.stdout.write(
         f"{out}: {config.steps} DMD updates, |g| {result['g_norm_first']:.4f} -> "
-        f"{result['g_norm']:.4f}, fake-score loss {result['fake']:.4f}\n"
+        f"{result['g_norm']:.4f}, fake-score loss {result['fake']:.4f}, "
+        f"MSE to the truth {result['regression']:.4f}\n"
     )
     return 0

@@ -226,3 +226,33 @@ def test_the_stream_and_a_training_step_run_on_cuda() -> None:
     released += stream.flush()
     assert [r.index for r in released] == [1, 2, 3, 4]
     assert all(np.isfinite(r.frame).all() for r in released)
+
+
+def test_the_regression_term_pulls_the_student_to_the_true_frame(tmp_path) -> None:
+    """DMD alone drifts off the truth (issue #26); with the regression weight the same
+    run ends closer to the simulator's frame, sampled as the loop samples."""
+    from sim.dataset import load_episodes
+    from warmloop.cli import main
+    from world.generation.distill import DistillConfig, distill
+
+    with pytest.raises(ValueError, match="regression_weight"):
+        DistillConfig(regression_weight=-1.0)
+    data, teacher = tmp_path / "data", tmp_path / "teacher"
+    assert main(["collect", "explore", "--episodes", "2", "--image-size", "16",
+                 "--out", str(data)]) == 0  # fmt: skip
+    assert main(["train", "explore", "--steps", "3", "--data", str(data), "--out",
+                 str(teacher), "--batch-size", "2"]) == 0  # fmt: skip
+    frames = ExploreFrames.from_episodes(load_episodes(data))
+    truth, cond = ExampleSampler(frames, seed=5, geometry=True).batch(8)
+    noise = torch.randn(truth.shape, generator=torch.Generator().manual_seed(6))
+    errors = {}
+    for weight in (0.0, 20.0):
+        config = DistillConfig(steps=8, batch_size=2, lr_student=1e-3, regression_weight=weight)
+        distill(teacher, frames, tmp_path / f"student-{weight}", config, progress=False)
+        student = generator_checkpoint.load(tmp_path / f"student-{weight}").build()
+        assert generator_checkpoint.load(tmp_path / f"student-{weight}").extra["dmd"][
+            "regression_weight"
+        ] == weight
+        with torch.no_grad():
+            errors[weight] = (sample(student, cond, 2, noise) - truth).pow(2).mean().item()
+    assert errors[20.0] < 0.5 * errors[0.0]

@@ -92,7 +92,7 @@ def add_distill_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--regression-weight",
         type=float,
-        default=0.0,
+        default=100.0,
         help="weight of the student's MSE to the true frame beside DMD (0: DMD alone)",
     )
     parser.add_argument("--seed", type=int, default=0)

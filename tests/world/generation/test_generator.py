@@ -249,10 +249,9 @@ def test_the_regression_term_pulls_the_student_to_the_true_frame(tmp_path) -> No
     for weight in (0.0, 20.0):
         config = DistillConfig(steps=8, batch_size=2, lr_student=1e-3, regression_weight=weight)
         distill(teacher, frames, tmp_path / f"student-{weight}", config, progress=False)
-        student = generator_checkpoint.load(tmp_path / f"student-{weight}").build()
-        assert generator_checkpoint.load(tmp_path / f"student-{weight}").extra["dmd"][
-            "regression_weight"
-        ] == weight
+        saved = generator_checkpoint.load(tmp_path / f"student-{weight}")
+        assert saved.extra["dmd"]["regression_weight"] == weight
+        student = saved.build()
         with torch.no_grad():
             errors[weight] = (sample(student, cond, 2, noise) - truth).pow(2).mean().item()
     assert errors[20.0] < 0.5 * errors[0.0]

@@ -29,7 +29,7 @@ TUNING_SEEDS = (1000, 1001, 1002)
 SEGMENTS = 4  # 32 generated frames a path, as bench world's
 
 
-def tuning_paths(seeds=TUNING_SEEDS):
+def tuning_paths(seeds: tuple[int, ...]):
     return [
         explore_path(trajectories.random_walk(np.random.default_rng(s), SEGMENTS * N), s)
         for s in seeds
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--teacher", type=Path, default=Path("checkpoints/explore-teacher"))
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
-    paths = tuning_paths()
+    paths = tuning_paths(TUNING_SEEDS)
     targets = [world_truth.Targets.of(p) for p in paths]
     rows: dict[str, dict[str, float]] = {}
     warp = world_truth.Tally()

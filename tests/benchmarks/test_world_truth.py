@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from benchmarks import world_truth
@@ -45,3 +47,24 @@ def test_an_excursion_goes_far_and_comes_back() -> None:
         farthest = max(farthest, (distance, float(np.degrees(turned))))
     np.testing.assert_allclose(end[:5], start[:5], atol=1e-4)
     assert farthest[0] > 1.0 and farthest[1] > 45.0, farthest
+
+
+def test_world_students_are_tuned_off_the_benchmark_path(monkeypatch, capsys) -> None:
+    """benchmarks/world_tune.py scores candidates on random walks bench world never uses."""
+    import json
+
+    from benchmarks import world_tune
+
+    bench_path = explore_path(trajectories.random_walk(np.random.default_rng(0), 8), 0)
+    (tuning,) = world_tune.tuning_paths((world_tune.TUNING_SEEDS[0],))
+    assert 0 not in world_tune.TUNING_SEEDS
+    assert not np.allclose(tuning.poses[1:9], bench_path.poses[1:])
+    monkeypatch.setattr(world_tune, "TUNING_SEEDS", (1000,))
+    monkeypatch.setattr(world_tune, "SEGMENTS", 1)
+    checkpoints = Path(__file__).resolve().parents[2] / "checkpoints"
+    student, teacher = checkpoints / "explore-student", checkpoints / "explore-teacher"
+    assert world_tune.main([str(student), "--teacher", str(teacher)]) == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert set(rows) == {"warp-start", "teacher-cut-2", str(student)}
+    # The shipped student, handed the warp, is no worse than the warp it is handed.
+    assert rows[str(student)]["psnr"] > rows["warp-start"]["psnr"] - 1.0

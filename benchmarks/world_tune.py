@@ -36,12 +36,19 @@ def tuning_paths(seeds: tuple[int, ...]):
     ]
 
 
-def score(model, steps: int, paths, targets) -> dict[str, float]:
-    tallies = world_truth.Tally()
+def pooled(paths, targets, frames_of) -> dict[str, float]:
+    """One row's scores over every tuning path; frames_of(path) -> (F, H, W, 3) uint8."""
+    tally = world_truth.Tally()
     for path, target in zip(paths, targets, strict=True):
-        result = generate(model, steps, path, "geometry", 0, None)
-        target.score(world_truth.generated_rgb(result.frames), tallies)
-    return tallies.summary()
+        target.score(frames_of(path), tally)
+    return tally.summary()
+
+
+def sampled(model, steps: int):
+    """frames_of for a generator sampled with the warp and no memory."""
+    return lambda path: world_truth.generated_rgb(
+        generate(model, steps, path, "geometry", 0, None).frames
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,17 +59,14 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(2)
     paths = tuning_paths(TUNING_SEEDS)
     targets = [world_truth.Targets.of(p) for p in paths]
-    rows: dict[str, dict[str, float]] = {}
-    warp = world_truth.Tally()
-    for path, target in zip(paths, targets, strict=True):
-        target.score(world_truth.classical(path)["warp-start"], warp)
-    rows["warp-start"] = warp.summary()
+    rows = {"warp-start": pooled(paths, targets, lambda p: world_truth.classical(p)["warp-start"])}
     students = {str(d): generator_checkpoint.load(d) for d in args.students}
-    steps = next(iter(students.values())).sampling_steps
     teacher = generator_checkpoint.load(args.teacher).build()
-    rows[f"teacher-cut-{steps}"] = score(teacher, steps, paths, targets)
+    # The teacher cut to each step count a candidate samples with: its reference.
+    for steps in sorted({saved.sampling_steps for saved in students.values()}):
+        rows[f"teacher-cut-{steps}"] = pooled(paths, targets, sampled(teacher, steps))
     for name, saved in students.items():
-        rows[name] = score(saved.build(), saved.sampling_steps, paths, targets)
+        rows[name] = pooled(paths, targets, sampled(saved.build(), saved.sampling_steps))
     json.dump({"seeds": list(TUNING_SEEDS), "rows": rows}, sys.stdout, indent=1)
     sys.stdout.write("\n")
     return 0

@@ -144,14 +144,23 @@ def test_one_dmd_step_moves_the_student_the_way_the_loss_says() -> None:
     assert (after - target).pow(2).sum() < (x.detach() - target).pow(2).sum()
 
 
-def test_train_resume_and_distill_from_the_command_line(tmp_path, capsys) -> None:
+@pytest.fixture(scope="module")
+def explore_data(tmp_path_factory) -> Path:
+    """Two 16-px Explore episodes collected through the CLI, shared read-only."""
+    from warmloop.cli import main
+
+    data = tmp_path_factory.mktemp("explore") / "data"
+    assert main(["collect", "explore", "--episodes", "2", "--image-size", "16",
+                 "--out", str(data)]) == 0  # fmt: skip
+    return data
+
+
+def test_train_resume_and_distill_from_the_command_line(tmp_path, capsys, explore_data) -> None:
     """In process, as the CLI runs them. Data-parallel training under torchrun goes
     through the same training/loop.py, and is tested once, in tests/policies/test_train_cli.py."""
     from warmloop.cli import main
 
-    data, teacher, student = tmp_path / "data", tmp_path / "teacher", tmp_path / "student"
-    assert main(["collect", "explore", "--episodes", "2", "--image-size", "16",
-                 "--out", str(data)]) == 0  # fmt: skip
+    data, teacher, student = explore_data, tmp_path / "teacher", tmp_path / "student"
     common = ("--data", str(data), "--out", str(teacher), "--batch-size", "2")
     assert main(["train", "explore", "--steps", "3", *common]) == 0
     assert generator_checkpoint.load(teacher).step == 3
@@ -228,7 +237,7 @@ def test_the_stream_and_a_training_step_run_on_cuda() -> None:
     assert all(np.isfinite(r.frame).all() for r in released)
 
 
-def test_the_regression_term_pulls_the_student_to_the_true_frame(tmp_path) -> None:
+def test_the_regression_term_pulls_the_student_to_the_true_frame(tmp_path, explore_data) -> None:
     """DMD alone drifts off the truth (issue #26); with the regression weight the same
     run ends closer to the simulator's frame, sampled as the loop samples."""
     from sim.dataset import load_episodes
@@ -237,9 +246,7 @@ def test_the_regression_term_pulls_the_student_to_the_true_frame(tmp_path) -> No
 
     with pytest.raises(ValueError, match="regression_weight"):
         DistillConfig(regression_weight=-1.0)
-    data, teacher = tmp_path / "data", tmp_path / "teacher"
-    assert main(["collect", "explore", "--episodes", "2", "--image-size", "16",
-                 "--out", str(data)]) == 0  # fmt: skip
+    data, teacher = explore_data, tmp_path / "teacher"
     assert main(["train", "explore", "--steps", "3", "--data", str(data), "--out",
                  str(teacher), "--batch-size", "2"]) == 0  # fmt: skip
     frames = ExploreFrames.from_episodes(load_episodes(data))

@@ -120,6 +120,7 @@ def fidelity(models: dict, path: CameraPath, runs: int, memory_config) -> dict[s
     targets = world_truth.Targets.of(path)
     rows = {name: targets.score(rgb).summary() for name, rgb in world_truth.classical(path).items()}
     guidance: dict[int, np.ndarray] = {}
+    use = {"guided": 0, "withheld": 0}  # the student's guided seed 0: targets by gate
     for name, (model, steps) in models.items():
         # The student's rows carry the seed spread; the teacher's (16 steps, and a memory
         # fitted alongside) one seed each, to keep the full run within half an hour.
@@ -131,6 +132,7 @@ def fidelity(models: dict, path: CameraPath, runs: int, memory_config) -> dict[s
                 result = generate(model, steps, path, mode, seed, memory_config)
                 if (name, mode, seed) == ("student", "guided", 0):
                     guidance.update(result.guidance)
+                    use.update(result.memory_use)
                 return world_truth.generated_rgb(result.frames)
 
             rows[f"{name}-{mode}"] = world_truth.score_runs(targets, seeds, produce)
@@ -146,7 +148,8 @@ def fidelity(models: dict, path: CameraPath, runs: int, memory_config) -> dict[s
     finally:
         torch.set_num_threads(threads)
     rows["student-guided-1-thread"] = targets.score(world_truth.generated_rgb(one.frames)).summary()
-    rows["counts"] = targets.counts()
+    rows["counts"] = {**targets.counts(), "memory_guided_targets": use["guided"]}
+    rows["counts"]["memory_withheld_targets"] = use["withheld"]
     return rows
 
 
@@ -171,6 +174,7 @@ def revisit(model, steps: int, plan: Size) -> dict[str, object]:
     kinds += ("truth_guided", "truth_unguided", "truth_geometry", "truth_copy", "truth_warp")
     scores: dict[str, list[float]] = {k: [] for k in kinds}
     strip: list[np.ndarray] = []
+    use = {"guided": 0, "withheld": 0}  # guided rollouts' targets, by the memory's gates
     for seed in plan.revisit_seeds:
         log.info("revisit: excursion path %d (fitting every frame)", seed)
         actions = world_truth.excursion(np.random.default_rng(seed), plan.revisit_segments * N)
@@ -185,7 +189,10 @@ def revisit(model, steps: int, plan: Size) -> dict[str, object]:
             error = np.mean((warped / 255.0 - truth / 255.0) ** 2)
             scores["truth_warp"].append(psnr(float(error)))
         for mode in MODES:
-            frames = generate(model, steps, path, mode, seed, plan.memory).frames
+            result = generate(model, steps, path, mode, seed, plan.memory)
+            frames = result.frames
+            for key, count in result.memory_use.items():
+                use[key] += count if mode == "guided" else 0
             if mode == "geometry":  # the warp without a memory: scored against the truth
                 scores["truth_geometry"].extend(
                     image_scores(frames[back], path.truth[back])[0] for _, back in pairs
@@ -202,6 +209,10 @@ def revisit(model, steps: int, plan: Size) -> dict[str, object]:
                 strip.append(frames[back])
     means = {k: float(np.mean(v)) if v else float("nan") for k, v in scores.items()}
     means["pairs"] = len(scores["guided"])
+    means["memory_guided_targets"], means["memory_withheld_targets"] = (
+        use["guided"],
+        use["withheld"],
+    )
     means["strip"] = strip
     return means
 
@@ -334,6 +345,10 @@ def run(size: str, checkpoints: Path) -> BenchResult:
         "self_consistency_ssim_unguided": memory["ssim_unguided"],
         "self_consistency_gain_db": memory["guided"] - memory["unguided"],
         "revisit_pairs": memory["pairs"],
+        # How often the memory's render reached the generator on the revisit paths (its
+        # trust gates: world/generation/memory.py), in targets.
+        "revisit_memory_guided_targets": memory["memory_guided_targets"],
+        "revisit_memory_withheld_targets": memory["memory_withheld_targets"],
         "drift_slope_mmpl": drifts["slopes"]["mmpl"],
         "drift_slope_framewise": drifts["slopes"]["framewise"],
         "drift_segments": plan.drift_segments,

@@ -161,6 +161,12 @@ def notes(f: dict, names: dict[str, str]) -> list[str]:
         f"dB (target +3); against the frame generated on the first visit (self-consistency, "
         f"which the memory was fitted on) it gains {f['self_consistency_gain_db']:+.2f} dB: "
         "repeatable is not right.",
+        "The memory's render reaches the generator only where the field renders its anchor "
+        "(frame 0) and agrees with the target's warp (world/generation/memory.py): it did on "
+        f"{f.get('truth_memory_guided_targets', 'nan')} of the fidelity path's guided targets "
+        f"(student, seed 0; withheld on {f.get('truth_memory_withheld_targets', 'nan')}) "
+        f"and on {f.get('revisit_memory_guided_targets', 'nan')} of the revisit paths' "
+        f"(withheld on {f.get('revisit_memory_withheld_targets', 'nan')}).",
         "Speed excludes fitting (a reconstruction node does that in its own process); "
         "it includes rendering guidance from a tri-plane memory at 32x32.",
         f"Plot: [{names['plot']}](img/{names['plot']}); revisit strip (truth | first visit | "

@@ -59,7 +59,9 @@ def render(result: dict[str, Any]) -> str:
             f"{world.get('first_frame_latency_ms', nan):.0f} ms",
             f"memory: {counters.get('keyframes', 0)} frames (the start frame and the plan "
             f"frames) sent to the reconstruction node, {counters.get('snapshots', 0)} "
-            "snapshots used as guidance",
+            f"snapshots received; their render reached the generator on "
+            f"{world.get('memory_guided_targets', 0)} frames and was withheld on "
+            f"{world.get('memory_withheld_targets', 0)} (trust gates: docs/world_model.md)",
             *result["report"],
             f"outputs: video {result['video']} (generated | memory render)",
             f"         logs {result['log']}",

@@ -282,6 +282,8 @@ class WorldNode(Node):
             "generation_fps": self.counters["frames"]
             / max(1e-9, self.stream.timings["generate"] + self.stream.timings["guidance"]),
             **{f"{k}_s": v for k, v in self.stream.timings.items()},
+            # Targets whose memory render reached the generator, or a trust gate stopped.
+            **{f"memory_{k}_targets": v for k, v in self.stream.memory_use.items()},
         }
 
     def shutdown(self) -> None:

@@ -30,6 +30,7 @@ from world.generation.generator import (
 from world.generation.geometry import ANCHORED, anchored_warp, view_of
 from world.generation.memory import FieldMemory
 from world.generation.mmpl import Wave, check_schedule, segment_waves
+from world.metrics import psnr
 
 
 @dataclass
@@ -103,6 +104,11 @@ class WorldStream:
             raise ValueError("a generator conditioned on geometry needs the camera intrinsics")
         self.intrinsics = None if intrinsics is None else np.asarray(intrinsics)
         self.anchors: list = []  # true frames as Views: warped first, never overwritten
+        # Per target: did the memory's render reach the generator ("guided"), or did a
+        # trust gate stop it ("withheld": memory.py's anchor check or the agreement
+        # below)? And every agreement measured, in dB.
+        self.memory_use = {"guided": 0, "withheld": 0}
+        self.agreement: list[float] = []
         if fit not in ("planning", "all", "none"):
             raise ValueError(f"fit must be planning, all or none, got {fit!r}")
         check_schedule(kind)
@@ -208,9 +214,11 @@ class WorldStream:
             warps = self._warps(wave, size)
             self.timings["warp"] += time.perf_counter() - began
             # Anchoring, on the guidance side: where the true start frame lands, the
-            # memory's render (a field fitted a few steps per frame, at 8-16 dB against
-            # the truth in bench world) has nothing to add and, trusted, does harm.
+            # memory's render (a field fitted a few steps per frame, at 4-16 dB against
+            # the truth in bench world) has nothing to add and, trusted, does harm;
+            # elsewhere it must agree with the warp of the contexts to be used at all.
             seen = (warps[:, RGBD : RGBD + 1] == ANCHORED).float()
+            guidance = guidance * self._agreeing(guidance, warps)[:, None, None, None]
             conditions = [conditions[0], guidance * (1.0 - seen), warps]
         images = torch.cat(conditions, 1)
         device = next(self.model.parameters()).device  # CPU here, CUDA on a GPU machine
@@ -220,6 +228,27 @@ class WorldStream:
         out = sample(self.model, cond, self.steps, noise.to(device)).cpu().numpy()
         self.timings["generate"] += time.perf_counter() - began
         return out
+
+    def _agreeing(self, guidance: torch.Tensor, warps: torch.Tensor) -> torch.Tensor:
+        """(B,) 1.0 for a target whose memory render may reach the generator: the field is
+        `trusted` and its render agrees with the target's warp (PSNR of their RGB on the
+        pixels both cover) by `min_agreement_psnr` or more, or they share no pixel.
+        Else 0.0. Counted in `memory_use`."""
+        rendered = guidance[:, 4].flatten(1).amax(1) > 0.5
+        if self.memory is not None and not self.memory.trusted():
+            rendered[:] = False  # the field cannot render its own anchor: trust none of it
+        keep = rendered.float()
+        threshold = self.memory.config.min_agreement_psnr if self.memory is not None else 0.0
+        both = (guidance[:, 4] > 0.5) & (warps[:, RGBD] > 0)
+        for i in np.flatnonzero(rendered.numpy()):
+            if threshold > 0 and both[i].any():
+                error = ((guidance[i, :3] - warps[i, :3]) / 2)[:, both[i]].pow(2).mean()
+                self.agreement.append(psnr(float(error)))
+                keep[i] = float(self.agreement[-1] >= threshold)
+        if self.memory is not None:
+            self.memory_use["guided"] += int(keep.sum())
+            self.memory_use["withheld"] += len(keep) - int(keep.sum())
+        return keep
 
     def _guidance(self, targets: list[int], size: int) -> torch.Tensor:
         """(B, 5, H, W): the memory rendered at the targets (zeros without a field)."""
@@ -275,6 +304,7 @@ class RolloutResult:
     timings: dict[str, float] = field(default_factory=dict)
     # (5, H, W) what the memory rendered at frame i when it was generated, if anything
     guidance: dict[int, np.ndarray] = field(default_factory=dict)
+    memory_use: dict[str, int] = field(default_factory=dict)  # WorldStream.memory_use
 
     @property
     def fps(self) -> float:
@@ -307,4 +337,5 @@ def rollout(stream: WorldStream, path: CameraPath) -> RolloutResult:
         stream.add_segment(path.poses[s + 1 : s + 1 + n], path.times[s + 1 : s + 1 + n])
     stream.flush()
     seconds = time.perf_counter() - start
-    return RolloutResult(frames, released_at, stream.order, seconds, dict(stream.timings), guidance)
+    timings, use = dict(stream.timings), dict(stream.memory_use)
+    return RolloutResult(frames, released_at, stream.order, seconds, timings, guidance, use)

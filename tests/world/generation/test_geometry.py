@@ -21,6 +21,7 @@ from world.generation.generator import (
     to_model,
 )
 from world.generation.geometry import ANCHORED, GENERATED, anchored_warp
+from world.generation.memory import FieldMemory, MemoryConfig
 from world.generation.rollout import WorldStream
 from world.warp import View
 
@@ -153,3 +154,20 @@ def test_the_shipped_student_keeps_the_room_recognisable_for_30_seconds() -> Non
     last_second = path.times >= path.times[-1] - 1.0
     error = np.mean((frames[last_second, :3] - path.truth[last_second, :3]) ** 2) / 4
     assert psnr(float(error)) >= 20.0
+
+
+def test_the_stream_withholds_a_memory_render_that_contradicts_the_warp() -> None:
+    rng = np.random.default_rng(0)
+    warp = torch.from_numpy(rng.uniform(-1, 1, (2, GEOMETRY, SIZE, SIZE)).astype(np.float32))
+    warp[:, RGBD] = ANCHORED
+    render = torch.cat([warp[:, :RGBD], torch.ones(2, 1, SIZE, SIZE)], 1)
+    render[1, :3] = -render[1, :3]  # the second target's render is the colour negative
+    stream = _stream()
+    stream.memory = FieldMemory(K, MemoryConfig(image_size=SIZE, min_anchor_psnr=0.0))
+    assert stream._agreeing(render, warp).tolist() == [1.0, 0.0]
+    assert stream.memory_use == {"guided": 1, "withheld": 1}
+    assert stream.agreement[0] == float("inf") and stream.agreement[1] < 10.0
+    # A field that cannot show its anchor (here: none was given) is trusted nowhere.
+    stream.memory = FieldMemory(K, MemoryConfig(image_size=SIZE, min_anchor_psnr=20.0))
+    assert stream._agreeing(render, warp).tolist() == [0.0, 0.0]
+    assert stream.memory_use == {"guided": 1, "withheld": 3}

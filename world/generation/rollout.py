@@ -11,6 +11,7 @@ frames before them exist, which is what a viewer shows and what latency is measu
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -104,11 +105,11 @@ class WorldStream:
             raise ValueError("a generator conditioned on geometry needs the camera intrinsics")
         self.intrinsics = None if intrinsics is None else np.asarray(intrinsics)
         self.anchors: list = []  # true frames as Views: warped first, never overwritten
-        # Per target: did the memory's render reach the generator ("guided"), or did a
-        # trust gate stop it ("withheld": memory.py's anchor check or the agreement
-        # below)? And every agreement measured, in dB.
+        # Per target: did the memory's render reach the generator ("guided"), or not
+        # ("withheld": no field yet, memory.py's anchor check, or the agreement below)?
+        # And the latest agreements measured, in dB (bounded: the loop may run for hours).
         self.memory_use = {"guided": 0, "withheld": 0}
-        self.agreement: list[float] = []
+        self.agreement: deque[float] = deque(maxlen=1024)
         if fit not in ("planning", "all", "none"):
             raise ValueError(f"fit must be planning, all or none, got {fit!r}")
         check_schedule(kind)

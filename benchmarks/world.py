@@ -191,8 +191,9 @@ def revisit(model, steps: int, plan: Size) -> dict[str, object]:
         for mode in MODES:
             result = generate(model, steps, path, mode, seed, plan.memory)
             frames = result.frames
-            for key, count in result.memory_use.items():
-                use[key] += count if mode == "guided" else 0
+            if mode == "guided":
+                for key, count in result.memory_use.items():
+                    use[key] += count
             if mode == "geometry":  # the warp without a memory: scored against the truth
                 scores["truth_geometry"].extend(
                     image_scores(frames[back], path.truth[back])[0] for _, back in pairs
@@ -209,10 +210,7 @@ def revisit(model, steps: int, plan: Size) -> dict[str, object]:
                 strip.append(frames[back])
     means = {k: float(np.mean(v)) if v else float("nan") for k, v in scores.items()}
     means["pairs"] = len(scores["guided"])
-    means["memory_guided_targets"], means["memory_withheld_targets"] = (
-        use["guided"],
-        use["withheld"],
-    )
+    means.update({f"memory_{key}_targets": count for key, count in use.items()})
     means["strip"] = strip
     return means
 

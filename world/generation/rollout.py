@@ -235,12 +235,13 @@ class WorldStream:
         `trusted` and its render agrees with the target's warp (PSNR of their RGB on the
         pixels both cover) by `min_agreement_psnr` or more, or they share no pixel.
         Else 0.0. Counted in `memory_use`."""
-        rendered = guidance[:, 4].flatten(1).amax(1) > 0.5
+        claimed = guidance[:, 4] > 0.5
+        rendered = claimed.flatten(1).any(1)
         if self.memory is not None and not self.memory.trusted():
             rendered[:] = False  # the field cannot render its own anchor: trust none of it
         keep = rendered.float()
         threshold = self.memory.config.min_agreement_psnr if self.memory is not None else 0.0
-        both = (guidance[:, 4] > 0.5) & (warps[:, RGBD] > 0)
+        both = claimed & (warps[:, RGBD] > 0)
         for i in np.flatnonzero(rendered.numpy()):
             if threshold > 0 and both[i].any():
                 error = ((guidance[i, :3] - warps[i, :3]) / 2)[:, both[i]].pow(2).mean()

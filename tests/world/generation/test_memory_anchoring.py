@@ -8,9 +8,8 @@ import numpy as np
 import torch
 
 from sim import trajectories
-from world.generation.memory import LocalMemory, MemoryConfig, render_guidance
+from world.generation.memory import LocalMemory, MemoryConfig, anchor_fidelity, render_guidance
 from world.generation.rollout import explore_path
-from world.metrics import psnr
 
 CONFIG = MemoryConfig(
     steps_per_frame=20, resolution=32, time_steps=2, rays_per_step=256, fit_samples=16
@@ -22,11 +21,7 @@ def render_psnr(memory: LocalMemory, path, config: MemoryConfig) -> float:
     guidance = render_guidance(
         memory.field, path.intrinsics, path.poses[:1], path.times[:1], config
     )
-    rendered, mask = guidance[0, :3].numpy(), guidance[0, 4].numpy() > 0.5
-    target = torch.nn.functional.avg_pool2d(torch.from_numpy(path.truth[:1, :3]), 2)
-    target = torch.nn.functional.interpolate(target, size=config.image_size, mode="bilinear")
-    error = ((rendered - target[0].numpy()) / 2) ** 2  # model space [-1, 1] -> [0, 1]
-    return psnr(float(error[:, mask].mean()))
+    return anchor_fidelity(guidance[0].numpy(), path.truth[0], config)
 
 
 def before_and_after(anchoring: bool) -> tuple[float, float]:

@@ -48,7 +48,7 @@ BENCHMARKS = {
             "success against latency: DDPM-100, DDIM-10, RTI",
             "benchmarks.policy",
             _POLICY_CODE,
-            ("pickplace", "pusht"),
+            ("pickplace", "pusht", "panda-pickplace", "panda-pusht"),
         ),
         Benchmark(
             "policy-image",

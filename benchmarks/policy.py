@@ -37,11 +37,13 @@ from policies.diffusion.evaluate import EvalResult, evaluate
 from policies.diffusion.policy import DiffusionPolicy
 from training.threads import INFERENCE, cores_available, set_threads
 
-TASKS = ("pickplace", "pusht")
+# The mocap pusher's tasks, then the same problems with the Franka Panda under IK.
+TASKS = ("pickplace", "pusht", "panda-pickplace", "panda-pusht")
 LABELS = ("ddpm100", "ddim10", "rti", "rti_chunk", "rti_state", "rti_renoise")
 NUM_ENVS = 8
 LATENCY_SEED = seeds.LATENCY  # episodes timed at batch 1, apart from the scored ones
-LATENCY_EPISODES = {"pickplace": 10, "pusht": 3}  # PushT episodes are up to 300 steps
+# PushT episodes are up to 300 steps; PickPlace's about 30
+LATENCY_EPISODES = {"pickplace": 10, "pusht": 3, "panda-pickplace": 10, "panda-pusht": 3}
 PLOT = Path("docs") / "img" / "policy_success_latency.png"
 # (label, sampler, actions executed per prediction or None for the checkpoint's Ta,
 #  RTI warm start or None for the checkpoint's; "other" is the one it does not use)
@@ -232,12 +234,12 @@ def _expert_success(root: Path) -> dict[str, float]:
 
 
 def _plot(results: dict[str, dict[str, EvalResult]]):
+    """One panel per task (a shared latency axis), a marker per sampler."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axis = plt.subplots(figsize=(8, 4))
     markers = {
         "ddpm100": "s",
         "ddim10": "^",
@@ -246,27 +248,49 @@ def _plot(results: dict[str, dict[str, EvalResult]]):
         "rti_state": "<",
         "rti_renoise": "v",
     }
-    for task, variants in results.items():
+    columns = 2 if len(results) > 1 else 1
+    rows = max(1, -(-len(results) // columns))
+    figure, axes = plt.subplots(
+        rows,
+        columns,
+        figsize=(5 * columns + 2, 3.2 * rows),
+        sharex=True,
+        sharey=True,
+        squeeze=False,
+    )
+    for axis in axes.flat[len(results) :]:
+        axis.set_visible(False)
+    for axis, (task, variants) in zip(axes.flat, results.items(), strict=False):
         for label, result in variants.items():
             axis.errorbar(
                 result.latency_p50_ms,
                 result.success_rate,
-                yerr=result.success_ci95,
+                yerr=[
+                    [result.success_rate - result.success_low],
+                    [result.success_high - result.success_rate],
+                ],  # Wilson bounds: not centred on the rate
                 marker=markers[label],
+                color=f"C{LABELS.index(label)}",  # a sampler's colour in every panel
                 linestyle="none",
                 capsize=3,
-                label=f"{task} {label}",
+                label=label,
             )
-    axis.set_xscale("log")
-    axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # no crowded labels
-    axis.set_xticks([5, 10, 20, 50, 100, 200, 500, 1000])
-    axis.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
-    axis.set_xlabel("latency per prediction, p50 (ms, log)")
-    axis.set_ylabel("success rate (95% interval)")
-    axis.set_ylim(0, 1.05)
-    axis.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))  # off the points
-    axis.grid(alpha=0.3)
-    figure.tight_layout()
+        axis.set_title(task, fontsize=9)
+        axis.set_xscale("log")
+        axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        axis.set_xticks([5, 10, 20, 50, 100, 200, 500, 1000])
+        axis.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        axis.set_ylim(0, 1.05)
+        axis.grid(alpha=0.3)
+    for axis in axes[-1]:
+        axis.set_xlabel("latency per prediction, p50 (ms, log)")
+    for axis in axes[:, 0]:
+        axis.set_ylabel("success (95% interval)")
+    legend = {}  # every sampler once: the panels differ in which warm start they show
+    for axis in axes.flat:
+        legend.update(zip(*reversed(axis.get_legend_handles_labels()), strict=True))
+    figure.legend(legend.values(), legend.keys(), fontsize=8, loc="center right")
+    figure.tight_layout(rect=(0, 0, 0.88, 1))  # the legend beside the panels, off the points
     return figure
 
 
@@ -375,8 +399,9 @@ def _notes(
         + ".",
         f"![success against latency]({Path(*PLOT.parts[1:])})",
     ]
-    if "pusht" not in results:
-        notes.append("PushT: no shipped checkpoint, so no PushT rows (keys are null).")
+    missing = [task for task in TASKS if task not in results]
+    if missing:
+        notes.append(f"No shipped checkpoint for {', '.join(missing)}: no rows (keys are null).")
     return notes
 
 

@@ -52,3 +52,29 @@ def test_keys_and_targets_per_task() -> None:
     assert figures["success_rti_state_pusht"] == 0.40
     assert figures["success_rti_renoise_pusht"] is None  # PushT's rti row is the renoise one
     assert len(out.table) == 1 + 10
+
+
+def test_panda_rows_carry_the_task_and_missing_ones_are_named() -> None:
+    results = {
+        "panda-pusht": {
+            "ddpm100": _eval(0.93, 750.0),
+            "ddim10": _eval(0.83, 80.0),
+            "rti": _eval(0.91, 18.0),
+            "rti_chunk": _eval(0.20, 18.0),
+            "rti_state": _eval(0.30, 18.0),
+        }
+    }
+    rti = {"panda-pusht": {"k_prime": 10, "warm_start": "renoise", "sampler": "ddim", "calls": 2}}
+    out = _result(results, rti, 1.0, 100, {"panda-pusht": 1.0})
+    figures = out.figures
+    assert figures["success_rti_panda-pusht"] == 0.91
+    assert figures["latency_p50_ms_rti_panda-pusht"] == 18.0
+    assert figures["rti_k_prime_panda-pusht"] == 10
+    assert figures["success_rti_panda-pickplace"] is None  # no checkpoint: null, not absent
+    assert (
+        "panda-pusht targets: RTI success within 3 points of DDPM-100: -0.02 (met)"
+        in (out.notes[0])
+    )
+    assert any(
+        "No shipped checkpoint for pickplace, pusht, panda-pickplace" in n for n in out.notes
+    )

@@ -104,39 +104,12 @@ def collect(
     RGB only (depth would more than double the dataset).
     """
     spec = scene(task)
-    if episodes < 1:
-        raise ValueError(f"--episodes must be at least 1, got {episodes}")
-    if not 8 <= image_size <= 1024:
-        raise ValueError(f"--image-size must be within 8..1024, got {image_size}")
-    if workers < 1:
-        raise ValueError(f"--workers must be at least 1, got {workers}")
+    _check_counts(episodes, image_size, workers)
     images = images or spec.expert is None  # Explore data is for the world model: RGB-D
     depth = spec.expert is None if depth is None else depth
     env = make_env(task)
     cameras = _check_cameras(env.unwrapped.task.cameras, cameras)
-    expert_name = (
-        getattr(spec.expert(env.unwrapped, np.random.default_rng(0)), "name", "")
-        if spec.expert
-        else "camera-trajectories-v1"
-    )
-    writer = DatasetWriter(
-        out,
-        {
-            "task": task,
-            "env_id": spec.env_id,
-            "env_version": ENV_VERSION,
-            "expert": expert_name,
-            "seed": seed,
-            "images": images,
-            "image_size": image_size if images else None,
-            "cameras": list(cameras) if images else [],
-            "depth": bool(images and depth),
-            "control_dt": env.unwrapped.task.control_dt,
-            "action_dim": int(env.action_space.shape[0]),
-            "obs_dim": int(env.observation_space.shape[0]),
-            "discrete_action_dims": list(env.unwrapped.task.discrete_action_dims),
-        },
-    )
+    writer = DatasetWriter(out, _dataset_meta(task, env, seed, cameras, images, image_size, depth))
     done = writer.completed()
     todo = [i for i in range(episodes) if i not in done]
     settings = _Settings(task, out, seed, cameras, image_size if images else None, depth)
@@ -157,6 +130,49 @@ def collect(
         "episodes": episodes,
         "collected_now": len(todo),
         "success_rate_now": float(np.mean(results)) if results else float("nan"),
+    }
+
+
+def _check_counts(episodes: int, image_size: int, workers: int) -> None:
+    if episodes < 1:
+        raise ValueError(f"--episodes must be at least 1, got {episodes}")
+    if not 8 <= image_size <= 1024:
+        raise ValueError(f"--image-size must be within 8..1024, got {image_size}")
+    if workers < 1:
+        raise ValueError(f"--workers must be at least 1, got {workers}")
+
+
+def _dataset_meta(
+    task: str,
+    env: Any,
+    seed: int,
+    cameras: tuple[str, ...],
+    images: bool,
+    image_size: int,
+    depth: bool,
+) -> dict:
+    """What the dataset says about itself: its task and scene version, the expert, the
+    cameras and the action and observation sizes."""
+    spec = scene(task)
+    expert_name = (
+        getattr(spec.expert(env.unwrapped, np.random.default_rng(0)), "name", "")
+        if spec.expert
+        else "camera-trajectories-v1"
+    )
+    return {
+        "task": task,
+        "env_id": spec.env_id,
+        "env_version": ENV_VERSION,
+        "expert": expert_name,
+        "seed": seed,
+        "images": images,
+        "image_size": image_size if images else None,
+        "cameras": list(cameras) if images else [],
+        "depth": bool(images and depth),
+        "control_dt": env.unwrapped.task.control_dt,
+        "action_dim": int(env.action_space.shape[0]),
+        "obs_dim": int(env.observation_space.shape[0]),
+        "discrete_action_dims": list(env.unwrapped.task.discrete_action_dims),
     }
 
 

@@ -32,7 +32,7 @@ from policies.deploy.manifest import (
     rti_noise_draws,
 )
 from policies.diffusion import checkpoint as ckpt
-from policies.diffusion.configuration import rti_steps_within
+from policies.diffusion.configuration import DiffusionConfig, rti_steps_within
 from policies.diffusion.sampler import rti_timesteps, warm_start
 from policies.diffusion.scheduler import NoiseSchedule
 from policies.diffusion.training import build_network
@@ -171,11 +171,56 @@ def export(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / MANIFEST_FILE).unlink(missing_ok=True)  # a half-written export never looks whole
-
-    horizon, action_dim = config.pred_horizon, config.action_dim
-    cond_dim = config.cond_dim
     rti_steps = rti_steps_within(k_prime, config.rti_steps)  # an overriding K' may hold fewer
     draws = rti_noise_draws(k_prime, config.rti_mode, config.rti_sampler)
+    graphs = _export_graphs(network, config, schedule, k_prime, rti_steps, draws, out)
+    manifest = Manifest(
+        task=config.task,
+        obs_dim=config.obs_dim,
+        action_dim=config.action_dim,
+        obs_horizon=config.obs_horizon,
+        pred_horizon=config.pred_horizon,
+        action_horizon=config.action_horizon,
+        obs_normalizer=checkpoint.obs_normalizer.to_dict(),
+        action_normalizer=checkpoint.action_normalizer.to_dict(),
+        train_steps=config.train_steps,
+        clip_sample=schedule.clip_sample,
+        k_prime=k_prime,
+        rti_mode=config.rti_mode,
+        noise_draws=draws,
+        discrete_dims=tuple(config.discrete_dims),
+        discrete_factor=config.discrete_factor,
+        rti_clip=config.rti_clip,
+        rti_sampler=config.rti_sampler,
+        rti_steps=rti_steps,
+        checkpoint_weights_sha256=weights_hash(checkpoint.model_state),
+        graphs=graphs,
+        betas=tuple(float(b) for b in schedule.betas),
+        alphas_cumprod=tuple(float(a) for a in schedule.alphas_cumprod),
+        first_timesteps=tuple(range(config.train_steps - 1, -1, -1)),
+        rti_timesteps=tuple(rti_timesteps(k_prime, rti_steps)),
+        cameras=_camera_entries(config),
+        state_dims=tuple(config.state_dims),
+        image_features=config.image_features if config.uses_images else 0,
+        rti_anchor_every=config.rti_anchor_every,
+        rti_anchor_steps=config.rti_anchor_steps,
+    )
+    (out / MANIFEST_FILE).write_text(manifest.to_json(), encoding="utf-8")
+    return manifest
+
+
+def _export_graphs(
+    network: nn.Module,
+    config: DiffusionConfig,
+    schedule: NoiseSchedule,
+    k_prime: int,
+    rti_steps: int,
+    draws: int,
+    out: Path,
+) -> dict[str, GraphEntry]:
+    """Write network.onnx (any batch), rti_update.onnx (batch 1) and, for an image
+    policy, encoder.onnx into `out`: the manifest's `graphs` entry."""
+    horizon, action_dim, cond_dim = config.pred_horizon, config.action_dim, config.cond_dim
     sample = torch.zeros(1, horizon, action_dim)
     cond = torch.zeros(1, cond_dim)
     chunk_shape: list[int | str] = ["batch", horizon, action_dim]
@@ -209,39 +254,7 @@ def export(
     )
     if config.uses_images:
         graphs["encoder"] = _export_encoder(network, config, out)
-    manifest = Manifest(
-        task=config.task,
-        obs_dim=config.obs_dim,
-        action_dim=action_dim,
-        obs_horizon=config.obs_horizon,
-        pred_horizon=horizon,
-        action_horizon=config.action_horizon,
-        obs_normalizer=checkpoint.obs_normalizer.to_dict(),
-        action_normalizer=checkpoint.action_normalizer.to_dict(),
-        train_steps=config.train_steps,
-        clip_sample=schedule.clip_sample,
-        k_prime=k_prime,
-        rti_mode=config.rti_mode,
-        noise_draws=draws,
-        discrete_dims=tuple(config.discrete_dims),
-        discrete_factor=config.discrete_factor,
-        rti_clip=config.rti_clip,
-        rti_sampler=config.rti_sampler,
-        rti_steps=rti_steps,
-        checkpoint_weights_sha256=weights_hash(checkpoint.model_state),
-        graphs=graphs,
-        betas=tuple(float(b) for b in schedule.betas),
-        alphas_cumprod=tuple(float(a) for a in schedule.alphas_cumprod),
-        first_timesteps=tuple(range(config.train_steps - 1, -1, -1)),
-        rti_timesteps=tuple(rti_timesteps(k_prime, rti_steps)),
-        cameras=_camera_entries(config),
-        state_dims=tuple(config.state_dims),
-        image_features=config.image_features if config.uses_images else 0,
-        rti_anchor_every=config.rti_anchor_every,
-        rti_anchor_steps=config.rti_anchor_steps,
-    )
-    (out / MANIFEST_FILE).write_text(manifest.to_json(), encoding="utf-8")
-    return manifest
+    return graphs
 
 
 def _export_graph(

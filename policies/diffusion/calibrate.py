@@ -146,7 +146,6 @@ def calibrate(
 ) -> Calibration:
     from policies import seeds
     from policies.diffusion.checkpoint import load
-    from policies.diffusion.evaluate import DEFAULT_NUM_ENVS, evaluate
     from policies.diffusion.policy import DiffusionPolicy
     from runtime.stats import wilson_half_width
 
@@ -165,29 +164,15 @@ def calibrate(
     policy = DiffusionPolicy(checkpoint, sampler="ddpm", seed=0)
     ratios = offline_ratios(policy, held_out, frame_episodes=frames)
     offline = choose(ratios)
-    success: dict[int, float] = {}
-    for k in check_candidates(offline):
-        candidate = DiffusionPolicy(
-            checkpoint,
-            sampler="rti",
-            k_prime=k,
-            executed=1,
-            seed=k,
-            rti_sampler=rti_sampler,
-            rti_steps=rti_steps_within(k, rti_steps),
-            warm_start=warm_start,
-            anchor_every=anchor_every,
-            anchor_steps=anchor_steps,
-        )
-        success[k] = evaluate(
-            candidate,
-            checkpoint.config.task,
-            check_episodes,
-            executed=1,
-            seed=seeds.TUNING_CLOSED_LOOP,
-            progress=progress,
-            num_envs=DEFAULT_NUM_ENVS,
-        ).success_rate
+    warm = {
+        "rti_sampler": rti_sampler,
+        "warm_start": warm_start,
+        "anchor_every": anchor_every,
+        "anchor_steps": anchor_steps,
+    }
+    success = _closed_loop(
+        checkpoint, check_candidates(offline), rti_steps, warm, check_episodes, progress
+    )
     best = max(success.values())
     margin = wilson_half_width(round(best * check_episodes), check_episodes)
     k_prime = min(k for k, s in success.items() if s >= best - margin)
@@ -196,14 +181,42 @@ def calibrate(
         k_prime,
         ratios,
         success,
-        rti_sampler=rti_sampler,
         rti_steps=rti_steps,
-        warm_start=warm_start,
-        anchor_every=anchor_every,
-        anchor_steps=anchor_steps,
         held_out_first_seed=seeds.TUNING_DEMONSTRATIONS,
         check_first_seed=seeds.TUNING_CLOSED_LOOP,
+        **warm,
     )
+
+
+def _closed_loop(
+    checkpoint, candidates, rti_steps: int, warm: dict, episodes: int, progress: bool
+) -> dict[int, float]:
+    """Success of RTI at each candidate K' on the tuning seeds, one action a prediction."""
+    from policies import seeds
+    from policies.diffusion.evaluate import DEFAULT_NUM_ENVS, evaluate
+    from policies.diffusion.policy import DiffusionPolicy
+
+    success: dict[int, float] = {}
+    for k in candidates:
+        candidate = DiffusionPolicy(
+            checkpoint,
+            sampler="rti",
+            k_prime=k,
+            executed=1,
+            seed=k,
+            rti_steps=rti_steps_within(k, rti_steps),
+            **warm,
+        )
+        success[k] = evaluate(
+            candidate,
+            checkpoint.config.task,
+            episodes,
+            executed=1,
+            seed=seeds.TUNING_CLOSED_LOOP,
+            progress=progress,
+            num_envs=DEFAULT_NUM_ENVS,
+        ).success_rate
+    return success
 
 
 def anchoring(every: int, steps: int) -> str:

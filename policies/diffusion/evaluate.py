@@ -111,10 +111,7 @@ def evaluate(
 
     from sim.envs import make_env
 
-    if num_envs > 1 and not hasattr(policy, "infer_batch"):
-        raise ValueError("this policy predicts one episode at a time: use num_envs=1")
-    if merge not in MERGES:
-        raise ValueError(f"merge must be one of {MERGES}, got {merge!r}")
+    _check_arguments(policy, num_envs, merge)
     check_timing(delay, jitter, executed, policy.obs_horizon - 1, policy.pred_horizon)
     timing = {"delay": delay, "jitter": jitter, "executed": executed, "merge": merge}
     slots = [_Slot(make_env(task)) for _ in range(min(num_envs, episodes))]
@@ -145,13 +142,31 @@ def evaluate(
     fps = slots[0].env.unwrapped.metadata["render_fps"]
     for slot in slots:
         slot.env.close()
+    _write_videos(frames, fps, video, videos)
+    tally.per_episode.sort(key=lambda record: record["episode"])
+    return _result(tally, episodes, timing)
+
+
+def _check_arguments(policy, num_envs: int, merge: str) -> None:
+    if num_envs > 1 and not hasattr(policy, "infer_batch"):
+        raise ValueError("this policy predicts one episode at a time: use num_envs=1")
+    if merge not in MERGES:
+        raise ValueError(f"merge must be one of {MERGES}, got {merge!r}")
+
+
+def _write_videos(
+    frames: dict[int, list[np.ndarray]],
+    fps: float,
+    video: Path | None,
+    videos: tuple[Path, int] | None,
+) -> None:
+    """`video`: episode 0's MP4; `videos` (DIR, N): DIR/episodeI.mp4 for each filmed one."""
     if video is not None and frames.get(0):
         _write_video(video, frames[0], fps)
     if videos is not None:
-        for episode in range(min(videos[1], episodes)):
-            _write_video(videos[0] / f"episode{episode}.mp4", frames[episode], fps)
-    tally.per_episode.sort(key=lambda record: record["episode"])
-    return _result(tally, episodes, timing)
+        for episode in range(videos[1]):
+            if frames.get(episode):
+                _write_video(videos[0] / f"episode{episode}.mp4", frames[episode], fps)
 
 
 def _tally_episode(tally: _Tally, slot: _Slot, info: dict, seed: int) -> None:

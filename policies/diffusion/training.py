@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -206,40 +206,12 @@ def train(
     start = loop.resume(out, ckpt.load, load_ema, model, optimizer) if resume else 0
     trained = ImageNoisePrediction(model) if config.uses_images else model
     trained = nn.parallel.DistributedDataParallel(trained) if world > 1 else trained
-    schedule = NoiseSchedule(config.train_steps)
-    sqrt_ab = torch.tensor(np.sqrt(schedule.alphas_cumprod), dtype=torch.float32, device=device)
-    sqrt_one_minus = torch.tensor(
-        np.sqrt(1 - schedule.alphas_cumprod), dtype=torch.float32, device=device
-    )
     generator = torch.Generator().manual_seed(config.seed * 1000 + rank + start)
-    obs, actions = data.obs.to(device), data.actions.to(device)
-    frames = {c: f.to(device) for c, f in (data.frames or {}).items()}
-    aux_targets = None if data.aux_targets is None else data.aux_targets.to(device)
-    aux_losses: list[float] = []  # since the last save
-
-    def predict(x_t: torch.Tensor, t: torch.Tensor, index: torch.Tensor):
-        """The predicted noise; (noise, state entries) for a policy with a state head."""
-        if not frames:
-            return trained(x_t, t, obs[index])
-        rows = data.frame_index[index]  # (B, To)
-        images = {camera: f[rows.to(device)] for camera, f in frames.items()}
-        return trained(x_t, t, obs[index], images, generator)  # random crops: own draws
+    aux_losses: list[float] = []  # the state head's, since the last save
+    batch_loss = _batch_loss(config, data, trained, generator, device, aux_losses)
 
     def step_fn(step: int) -> float:
-        index = torch.randint(0, len(obs), (config.batch_size,), generator=generator)
-        x0 = actions[index]
-        noise = torch.randn(x0.shape, generator=generator).to(device)
-        t = torch.randint(0, config.train_steps, (config.batch_size,), generator=generator)
-        t = t.to(device)
-        x_t = sqrt_ab[t, None, None] * x0 + sqrt_one_minus[t, None, None] * noise
-        predicted = predict(x_t, t, index)
-        if aux_targets is None:
-            loss = denoising = nn.functional.mse_loss(predicted, noise)
-        else:
-            denoising = nn.functional.mse_loss(predicted[0], noise)
-            aux = nn.functional.mse_loss(predicted[1], aux_targets[index])
-            aux_losses.append(aux.item())
-            loss = denoising + config.aux_state_weight * aux
+        loss, denoising = batch_loss()
         loop.set_learning_rate(optimizer, learning_rate(step, config))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -250,13 +222,7 @@ def train(
     began = time.monotonic() - _minutes_before(Path(out), start) * 60
 
     def save(step: int) -> None:
-        if aux_losses:
-            log.info(
-                "step %d: state-head loss %.4f (mean since the last save)",
-                step,
-                float(np.mean(aux_losses)),
-            )
-            aux_losses.clear()
+        _log_aux(step, aux_losses)
         checkpoint = ckpt.Checkpoint(
             config, data.obs_normalizer, data.action_normalizer, ema.state_dict(), step
         )
@@ -276,3 +242,58 @@ def train(
         desc=f"train {config.task or 'policy'}",
         progress=progress,
     )
+
+
+def _batch_loss(
+    config: DiffusionConfig,
+    data: TrainData,
+    trained: nn.Module,
+    generator: torch.Generator,
+    device: str,
+    aux_losses: list[float],
+) -> Callable[[], tuple[torch.Tensor, torch.Tensor]]:
+    """A function drawing one batch and returning (loss, its denoising part): epsilon
+    prediction's MSE, plus the state head's MSE (appended to `aux_losses`) if any."""
+    schedule = NoiseSchedule(config.train_steps)
+    sqrt_ab = torch.tensor(np.sqrt(schedule.alphas_cumprod), dtype=torch.float32, device=device)
+    sqrt_one_minus = torch.tensor(
+        np.sqrt(1 - schedule.alphas_cumprod), dtype=torch.float32, device=device
+    )
+    obs, actions = data.obs.to(device), data.actions.to(device)
+    frames = {c: f.to(device) for c, f in (data.frames or {}).items()}
+    aux_targets = None if data.aux_targets is None else data.aux_targets.to(device)
+
+    def predict(x_t: torch.Tensor, t: torch.Tensor, index: torch.Tensor):
+        """The predicted noise; (noise, state entries) for a policy with a state head."""
+        if not frames:
+            return trained(x_t, t, obs[index])
+        rows = data.frame_index[index]  # (B, To)
+        images = {camera: f[rows.to(device)] for camera, f in frames.items()}
+        return trained(x_t, t, obs[index], images, generator)  # random crops: own draws
+
+    def batch_loss() -> tuple[torch.Tensor, torch.Tensor]:
+        index = torch.randint(0, len(obs), (config.batch_size,), generator=generator)
+        x0 = actions[index]
+        noise = torch.randn(x0.shape, generator=generator).to(device)
+        t = torch.randint(0, config.train_steps, (config.batch_size,), generator=generator)
+        t = t.to(device)
+        x_t = sqrt_ab[t, None, None] * x0 + sqrt_one_minus[t, None, None] * noise
+        predicted = predict(x_t, t, index)
+        if aux_targets is None:
+            denoising = nn.functional.mse_loss(predicted, noise)
+            return denoising, denoising
+        denoising = nn.functional.mse_loss(predicted[0], noise)
+        aux = nn.functional.mse_loss(predicted[1], aux_targets[index])
+        aux_losses.append(aux.item())
+        return denoising + config.aux_state_weight * aux, denoising
+
+    return batch_loss
+
+
+def _log_aux(step: int, aux_losses: list[float]) -> None:
+    """Log the state head's mean loss since the last save, and start counting afresh."""
+    if aux_losses:
+        log.info(
+            "step %d: state-head loss %.4f (mean since the last save)", step, np.mean(aux_losses)
+        )
+        aux_losses.clear()

@@ -55,7 +55,7 @@ BENCHMARKS = {
             "image-observation policies: success against latency, encoder share",
             "benchmarks.policy_image",
             _POLICY_CODE,
-            ("pickplace-image", "pusht-image"),
+            ("pickplace-image", "pusht-image", "panda-pickplace-image"),
         ),
         Benchmark(
             "realtime",

@@ -4,11 +4,7 @@ from __future__ import annotations
 
 from benchmarks.policy_image import _result
 from policies.diffusion.configuration import DiffusionConfig
-from policies.diffusion.evaluate import EvalResult
-
-
-def _eval(success: float, latency_ms: float) -> EvalResult:
-    return EvalResult(100, success, 0.05, success, latency_ms, 2 * latency_ms, 3, 1, 1.0)
+from tests.benchmarks.test_policy import _eval
 
 
 def test_panda_rows_sit_beside_the_low_dim_ones_with_the_task_in_every_key() -> None:

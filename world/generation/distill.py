@@ -23,7 +23,11 @@ regression target is the truth itself:
     loss = ½ ‖x − stopgrad(x − g)‖² + λ ‖x − x_true‖²      (λ: regression_weight)
 
 The regression pulls the student's few-step output to what the conditioning determines
-(the warp where it is valid); the distribution term keeps it from averaging the rest.
+(the warp where it is valid). At the default λ = 100 it carries most of the gradient:
+2λ(x − x_true) is a few units per pixel for a student a few hundredths off the truth,
+where the normaliser keeps |g| about 1 or less. The student is therefore mostly a
+regression onto the truth; the distribution term corrects it, it does not keep the
+unseen regions from averaging (they do blur: docs/world_model.md's sharpness figure).
 """
 
 from __future__ import annotations

@@ -48,9 +48,14 @@ BENCHMARKS = {
             "success against latency: DDPM-100, DDIM-10, RTI",
             "benchmarks.policy",
             _POLICY_CODE,
-            # The Panda checkpoints join once a recorded run covers them (its rows
-            # come anyway: run() evaluates every task whose checkpoint is shipped).
             ("pickplace", "pusht"),
+        ),
+        Benchmark(
+            "policy-panda",
+            "bench policy on the Franka Panda tasks (arm under IK)",
+            "benchmarks.policy_panda",
+            (*_POLICY_CODE, "benchmarks/policy.py"),
+            ("panda-pickplace", "panda-pusht"),
         ),
         Benchmark(
             "policy-image",

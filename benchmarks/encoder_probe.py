@@ -9,7 +9,10 @@ to a centimetre but the cube to several cannot grasp from images, whatever its
 sampler: the probe tells a blind encoder from a bad controller in seconds. A linear
 probe bounds what the features hold from below; the U-Net reads them non-linearly.
 
-Both PickPlace scenes share the observation layout: hand xyz at 0-2, cube xyz at 4-6.
+Both PickPlace scenes share the observation layout (hand xyz at 0-2, cube xyz at 4-6),
+both PushT scenes theirs (pusher xy at 0-1, block xy at 2-3, the block's yaw as sin and
+cos at 4-5, probed as an angle: the T must be turned as well as moved). `--steps 300` probes
+whole episodes, where the Panda arm may hide the object from a camera.
 Not a registered benchmark; it prints a table and, with --out, writes JSON with commit
 and machine.
 """
@@ -26,8 +29,15 @@ import numpy as np
 from benchmarks.machine import describe
 from benchmarks.provenance import git_state
 
-SCENES = ("pickplace", "panda-pickplace")  # the observation layouts TARGETS reads
-TARGETS = {"hand": slice(0, 2), "cube": slice(4, 6)}  # xy in the observation
+_PICKPLACE = {"hand": slice(0, 2), "cube": slice(4, 6)}  # xy in the observation
+_PUSHT = {"pusher": slice(0, 2), "block": slice(2, 4)}
+TARGETS = {
+    "pickplace": _PICKPLACE,
+    "panda-pickplace": _PICKPLACE,
+    "pusht": _PUSHT,
+    "panda-pusht": _PUSHT,
+}
+YAWS = {"pusht": slice(4, 6), "panda-pusht": slice(4, 6)}  # (sin, cos) of the block's yaw
 APPROACH_STEPS = 12  # frames probed per episode: the approach, every other step
 TRAIN_FRACTION = 0.75
 RIDGE = 1e-3
@@ -35,17 +45,29 @@ RIDGE = 1e-3
 
 def ridge_probe(features: np.ndarray, targets: np.ndarray, train: int) -> np.ndarray:
     """Held-out Euclidean errors of a ridge regression fitted on the first `train` rows."""
+    return np.linalg.norm(ridge_predict(features, targets, train) - targets[train:], axis=1)
+
+
+def ridge_predict(features: np.ndarray, targets: np.ndarray, train: int) -> np.ndarray:
+    """The held-out rows' predictions of a ridge regression fitted on the first `train`."""
     design = np.c_[features, np.ones(len(features))]
     fit, held_out = design[:train], design[train:]
     weights = np.linalg.solve(
         fit.T @ fit + RIDGE * np.eye(design.shape[1]), fit.T @ targets[:train]
     )
-    return np.linalg.norm(held_out @ weights - targets[train:], axis=1)
+    return held_out @ weights
+
+
+def yaw_errors_deg(features: np.ndarray, sin_cos: np.ndarray, train: int) -> np.ndarray:
+    """Held-out angle errors, in degrees, of a ridge regression to (sin, cos) of a yaw."""
+    predicted = ridge_predict(features, sin_cos, train)
+    error = np.arctan2(predicted[:, 0], predicted[:, 1]) - np.arctan2(*sin_cos[train:].T)
+    return np.degrees(np.abs(np.angle(np.exp(1j * error))))
 
 
 def probe(checkpoint: Path, data: Path, approach_steps: int = APPROACH_STEPS) -> dict:
     """The probe's table; `approach_steps` 1 probes each episode's first frame only
-    (the cube in view, the arm not yet moved)."""
+    (the object in view, the arm not yet moved)."""
     import torch
 
     from policies.diffusion.checkpoint import load
@@ -56,8 +78,10 @@ def probe(checkpoint: Path, data: Path, approach_steps: int = APPROACH_STEPS) ->
     cameras = policy.config.cameras
     if not cameras:
         raise ValueError(f"{checkpoint} sees no cameras: nothing to probe")
-    if policy.config.task not in SCENES:
-        raise ValueError(f"the probe reads PickPlace layouts {SCENES}, not {policy.config.task}")
+    if policy.config.task not in TARGETS:
+        raise ValueError(
+            f"the probe reads the layouts of {tuple(TARGETS)}, not {policy.config.task}"
+        )
     encoder = policy.network.encoder.eval()
     episodes = load_episodes(data)
     frames = {camera: [] for camera in cameras}
@@ -79,12 +103,14 @@ def probe(checkpoint: Path, data: Path, approach_steps: int = APPROACH_STEPS) ->
     # Episodes stay whole on one side of the split: its frames are not independent.
     train = sum(per_episode[: int(TRAIN_FRACTION * len(episodes))])
     rows = {}
-    for target, dims in TARGETS.items():
+    for target, dims in TARGETS[policy.config.task].items():
         truth = states[:, dims]
         mean_only = np.linalg.norm(truth[train:] - truth[:train].mean(0), axis=1)
         rows[f"{target}: the mean position (no image)"] = _summary(mean_only)
         for name, values in features.items():
             rows[f"{target}: from {name}"] = _summary(ridge_probe(values, truth, train))
+    if policy.config.task in YAWS:
+        rows.update(_yaw_rows(states[:, YAWS[policy.config.task]], features, train))
     return {
         "checkpoint": str(checkpoint),
         "data": str(data),
@@ -94,10 +120,21 @@ def probe(checkpoint: Path, data: Path, approach_steps: int = APPROACH_STEPS) ->
     }
 
 
-def _summary(errors: np.ndarray) -> dict[str, float]:
+def _yaw_rows(sin_cos: np.ndarray, features: dict, train: int) -> dict[str, dict]:
+    mean = sin_cos[:train].mean(0)
+    guess = np.degrees(
+        np.abs(np.angle(np.exp(1j * (np.arctan2(*mean) - np.arctan2(*sin_cos[train:].T)))))
+    )
+    rows = {"block yaw: the mean yaw (no image)": _summary(guess, "deg", 1)}
+    for name, values in features.items():
+        rows[f"block yaw: from {name}"] = _summary(yaw_errors_deg(values, sin_cos, train), "deg", 1)
+    return rows
+
+
+def _summary(errors: np.ndarray, unit: str = "cm", scale: float = 100) -> dict[str, float]:
     return {
-        "median_cm": float(100 * np.median(errors)),
-        "p90_cm": float(100 * np.percentile(errors, 90)),
+        f"median_{unit}": float(scale * np.median(errors)),
+        f"p90_{unit}": float(scale * np.percentile(errors, 90)),
     }
 
 
@@ -121,9 +158,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, KeyError, FileNotFoundError) as exc:
         sys.stderr.write(f"encoder_probe: {exc}\n")
         return 2
-    print(f"{'held-out position error (cm)':45s} median   p90")
+    print(f"{'held-out error (cm; yaw: degrees)':45s} median   p90")
     for name, row in result["rows"].items():
-        print(f"{name:45s} {row['median_cm']:6.1f} {row['p90_cm']:5.1f}")
+        median, p90 = row.values()
+        print(f"{name:45s} {median:6.1f} {p90:5.1f}")
     if args.out:
         commit, dirty = git_state(Path.cwd(), ["policies", "sim", "benchmarks/encoder_probe.py"])
         result.update(commit=commit, dirty=dirty, machine=describe())

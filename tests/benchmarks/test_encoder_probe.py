@@ -30,14 +30,37 @@ def test_a_state_policy_is_refused_with_a_message(tmp_path, capsys) -> None:
     assert "sees no cameras" in capsys.readouterr().err
 
 
-def test_a_scene_of_another_layout_is_refused_with_a_message(tmp_path, capsys) -> None:
+def test_a_pusht_policy_is_probed_for_its_pusher_and_block(tmp_path) -> None:
     from pathlib import Path
 
-    from benchmarks.encoder_probe import main
+    from benchmarks.encoder_probe import probe
+    from sim.collect import collect
 
+    collect("pusht", 4, tmp_path, images=True, progress=False, cameras=("top",))
     shipped = Path(__file__).resolve().parents[2] / "checkpoints" / "pusht-image"
-    assert main([str(shipped), str(tmp_path)]) == 2
-    assert "PickPlace layouts" in capsys.readouterr().err
+    rows = probe(shipped, tmp_path)["rows"]
+    sources = ("from top", "from all cameras")
+    assert set(rows) == {
+        f"{target}: {source}"
+        for target in ("pusher", "block")
+        for source in ("the mean position (no image)", *sources)
+    } | {f"block yaw: {source}" for source in ("the mean yaw (no image)", *sources)}
+    assert all(np.isfinite(list(row.values())).all() for row in rows.values())
+    assert "median_deg" in rows["block yaw: from top"]
+
+
+def test_the_yaw_probe_measures_angles_across_the_wrap() -> None:
+    from benchmarks.encoder_probe import yaw_errors_deg
+
+    yaw = np.random.default_rng(1).uniform(-np.pi, np.pi, 400)
+    sin_cos = np.c_[np.sin(yaw), np.cos(yaw)]
+    exact = yaw_errors_deg(sin_cos, sin_cos, 300)  # features that hold the angle itself
+    assert exact.max() < 1e-3  # the ridge term leaves micro-degrees
+    # held-out features say 179 degrees where the truth is -179: 2 degrees off, not 358
+    features, truth = sin_cos.copy(), sin_cos.copy()
+    features[300:] = [np.sin(np.radians(179)), np.cos(np.radians(179))]
+    truth[300:] = [np.sin(np.radians(-179)), np.cos(np.radians(-179))]
+    assert np.allclose(yaw_errors_deg(features, truth, 300), 2.0, atol=1e-3)
 
 
 def test_a_probe_of_no_frames_is_refused(tmp_path, capsys) -> None:

@@ -61,8 +61,12 @@ def ridge_predict(features: np.ndarray, targets: np.ndarray, train: int) -> np.n
 def yaw_errors_deg(features: np.ndarray, sin_cos: np.ndarray, train: int) -> np.ndarray:
     """Held-out angle errors, in degrees, of a ridge regression to (sin, cos) of a yaw."""
     predicted = ridge_predict(features, sin_cos, train)
-    error = np.arctan2(predicted[:, 0], predicted[:, 1]) - np.arctan2(*sin_cos[train:].T)
-    return np.degrees(np.abs(np.angle(np.exp(1j * error))))
+    return _angle_apart_deg(np.arctan2(*predicted.T), np.arctan2(*sin_cos[train:].T))
+
+
+def _angle_apart_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """|a - b| in degrees, the short way round (179 and -179 are 2 apart)."""
+    return np.degrees(np.abs(np.angle(np.exp(1j * (a - b)))))
 
 
 def probe(checkpoint: Path, data: Path, approach_steps: int = APPROACH_STEPS) -> dict:
@@ -121,10 +125,7 @@ def probe(checkpoint: Path, data: Path, approach_steps: int = APPROACH_STEPS) ->
 
 
 def _yaw_rows(sin_cos: np.ndarray, features: dict, train: int) -> dict[str, dict]:
-    mean = sin_cos[:train].mean(0)
-    guess = np.degrees(
-        np.abs(np.angle(np.exp(1j * (np.arctan2(*mean) - np.arctan2(*sin_cos[train:].T)))))
-    )
+    guess = _angle_apart_deg(np.arctan2(*sin_cos[:train].mean(0)), np.arctan2(*sin_cos[train:].T))
     rows = {"block yaw: the mean yaw (no image)": _summary(guess, "deg", 1)}
     for name, values in features.items():
         rows[f"block yaw: from {name}"] = _summary(yaw_errors_deg(values, sin_cos, train), "deg", 1)

@@ -69,6 +69,9 @@ def _evaluate_3d_displacement(field, points, tn):
 
 
 def _fitted_sphere_field():
+    # One thread, as `make test` runs: the pixel bounds below were measured so; with two,
+    # reordered float sums fit a slightly different field (one pixel 9 levels off, not 6).
+    torch.set_num_threads(1)  # the conftest restores the count after the test
     truth = sphere_field(torch.tensor([0.2, 0.0, 0.0]), 0.5, (0.9, 0.5, 0.1))
     frames = _views(truth, 8, 24)
     field = _small_field(deform=True)

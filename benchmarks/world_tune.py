@@ -4,14 +4,19 @@
 regression weight, the step count) are chosen here instead, on random walks from seeds
 1000 onwards, with the same rows: each checkpoint sampled with the warp and no memory
 (the `geometry` mode), beside the depth warp of frame 0 and the teacher cut to the
-student's step count.
+student's step count. With `--agreement DB ...` each student is also sampled `guided`,
+as bench world's with-memory rows are (a memory fitted on frame 0 and the generated
+frames), once per memory agreement gate (MemoryConfig.min_agreement_psnr), to choose that
+gate off the benchmark path too.
 
     python -m benchmarks.world_tune checkpoints/explore-student runs/student-a ...
+    python -m benchmarks.world_tune checkpoints/explore-student --agreement 22 26
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -20,7 +25,7 @@ import numpy as np
 import torch
 
 from benchmarks import world_truth
-from benchmarks.world import N, generate
+from benchmarks.world import REVISIT_MEMORY, N, generate
 from sim import trajectories
 from world.generation import checkpoint as generator_checkpoint
 from world.generation.rollout import explore_path
@@ -51,10 +56,44 @@ def sampled(model, steps: int):
     )
 
 
+def guided(model, steps: int, agreement_db: float, used: dict[str, int]):
+    """frames_of for a generator sampled with the warp and a memory gated at
+    `agreement_db`; counts the targets the memory reached (or not) into `used`."""
+    config = dataclasses.replace(REVISIT_MEMORY, min_agreement_psnr=agreement_db)
+
+    def frames_of(path):
+        result = generate(model, steps, path, "guided", 0, config)
+        for key, count in result.memory_use.items():
+            used[key] = used.get(key, 0) + count
+        return world_truth.generated_rgb(result.frames)
+
+    return frames_of
+
+
+def student_rows(name: str, saved, paths, targets, agreements: list[float]) -> dict:
+    """One student's rows: the warp and no memory, then guided at each agreement gate."""
+    model = saved.build()
+    rows = {name: pooled(paths, targets, sampled(model, saved.sampling_steps))}
+    for agreement_db in agreements:
+        used: dict[str, int] = {}
+        row = pooled(paths, targets, guided(model, saved.sampling_steps, agreement_db, used))
+        counts = {f"memory_{key}_targets": count for key, count in used.items()}
+        rows[f"{name} guided@{agreement_db:g}"] = row | counts
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("students", type=Path, nargs="+", help="student checkpoint folders")
     parser.add_argument("--teacher", type=Path, default=Path("checkpoints/explore-teacher"))
+    parser.add_argument(
+        "--agreement",
+        type=float,
+        nargs="*",
+        default=[],
+        metavar="DB",
+        help="also sample each student guided, with the memory gated at each of these dB",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     paths = tuning_paths(TUNING_SEEDS)
@@ -66,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     for steps in sorted({saved.sampling_steps for saved in students.values()}):
         rows[f"teacher-cut-{steps}"] = pooled(paths, targets, sampled(teacher, steps))
     for name, saved in students.items():
-        rows[name] = pooled(paths, targets, sampled(saved.build(), saved.sampling_steps))
+        rows.update(student_rows(name, saved, paths, targets, args.agreement))
     json.dump({"seeds": list(TUNING_SEEDS), "rows": rows}, sys.stdout, indent=1)
     sys.stdout.write("\n")
     return 0

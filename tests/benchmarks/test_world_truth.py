@@ -68,3 +68,25 @@ def test_world_students_are_tuned_off_the_benchmark_path(monkeypatch, capsys) ->
     assert set(rows) == {"warp-start", "teacher-cut-2", str(student)}
     # The shipped student, handed the warp, is no worse than the warp it is handed.
     assert rows[str(student)]["psnr"] > rows["warp-start"]["psnr"] - 1.0
+
+
+def test_world_tune_samples_students_guided_at_each_agreement_gate(monkeypatch, capsys) -> None:
+    """--agreement adds a guided row per gate, with how many targets the memory reached."""
+    import json
+
+    from benchmarks import world_tune
+
+    monkeypatch.setattr(world_tune, "TUNING_SEEDS", (1000,))
+    monkeypatch.setattr(world_tune, "SEGMENTS", 1)
+    checkpoints = Path(__file__).resolve().parents[2] / "checkpoints"
+    student = str(checkpoints / "explore-student")
+    argv = [student, "--teacher", str(checkpoints / "explore-teacher"), "--agreement", "0", "99"]
+    assert world_tune.main(argv) == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    gate_off, gate_shut = rows[f"{student} guided@0"], rows[f"{student} guided@99"]
+    for row in (gate_off, gate_shut):
+        assert row["memory_guided_targets"] + row["memory_withheld_targets"] == world_tune.N
+    # No field renders the scene at 99 dB: that gate withholds every target, and the
+    # guided rollout is then the warp-only one, frame for frame.
+    assert gate_shut["memory_guided_targets"] == 0
+    assert gate_shut["psnr"] == rows[student]["psnr"]

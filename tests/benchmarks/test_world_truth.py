@@ -75,9 +75,11 @@ def test_world_tune_samples_students_guided_at_each_agreement_gate(monkeypatch, 
     import json
 
     from benchmarks import world_tune
+    from benchmarks.world import SMOKE_MEMORY
 
     monkeypatch.setattr(world_tune, "TUNING_SEEDS", (1000,))
     monkeypatch.setattr(world_tune, "SEGMENTS", 1)
+    monkeypatch.setattr(world_tune, "REVISIT_MEMORY", SMOKE_MEMORY)  # one fitting step a frame
     checkpoints = Path(__file__).resolve().parents[2] / "checkpoints"
     student = str(checkpoints / "explore-student")
     argv = [student, "--teacher", str(checkpoints / "explore-teacher"), "--agreement", "0", "99"]

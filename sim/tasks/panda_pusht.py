@@ -58,6 +58,10 @@ WORLD = f"""
     <light pos=".6 -.6 1" dir="-.5 .5 -1" diffuse=".3 .3 .3" castshadow="false"/>
     <camera name="top" pos="0 0 .75" xyaxes="1 0 0 0 1 0" fovy="45"/>
     <camera name="front" pos=".75 0 .45" xyaxes="0 1 0 -.5 0 .866" fovy="55"/>
+    <!-- Beside the table across the arm's reach, 45 degrees down: it sees the block in
+         every frame of the expert's episodes, which the top camera, under the arm, does
+         not (checkpoints/README.md, "a side camera"). -->
+    <camera name="side" pos="0 -.55 .5" xyaxes="1 0 0 0 .707 .707" fovy="40"/>
     <geom name="table" type="plane" size="1.5 1.5 .01" material="table" contype="2"
           conaffinity="2"/>
     {OBJECTS}
@@ -72,7 +76,7 @@ TABLE_MATERIAL = """
 
 class PandaPushTTask(Task):
     control_dt = 0.1
-    cameras = ("top", "front", "wrist")
+    cameras = ("top", "front", "wrist", "side")
     video_camera = "front"
     proprio_dims = (0, 1)  # the end effector's position
     action_space = gym.spaces.Box(-LIMIT, LIMIT, shape=(2,), dtype=np.float32)

@@ -140,8 +140,10 @@ def test_demo_with_the_image_policy_sends_frames_and_refuses_a_mismatch(tmp_path
         command = [sys.executable, "-m", "warmloop.cli", "demo", "manipulation", *more]
         return subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=300)
 
-    missing = demo("--task", "panda-pusht", "--obs", "image")  # no such policy yet
+    # Every task ships an image policy now, so the missing one is named.
+    missing = demo("--obs", "image", "--checkpoint", str(tmp_path / "none"))
     assert missing.returncode == 2 and "shipped: [" in missing.stderr, missing.stderr
+    assert "panda-pusht-image" in missing.stderr
     refused = demo("--obs", "image", "--checkpoint", str(ROOT / "checkpoints" / "pickplace"))
     assert refused.returncode == 2
     assert "sees the state only; --obs is image" in refused.stderr

@@ -51,6 +51,29 @@ def test_train_keeps_snapshots_that_record_their_training_time(dataset, tmp_path
     assert recorded_minutes(out / "snapshots" / "step-000040") >= minutes[-1]
     with pytest.raises(ValueError, match="no training time"):
         recorded_minutes(out)  # the run's own checkpoint is not a snapshot
+    _check_the_curve_gives_a_snapshot_a_calibrated_rti(out, snapshots[-1], tmp_path)
+
+
+def _check_the_curve_gives_a_snapshot_a_calibrated_rti(out, snapshot, tmp_path) -> None:
+    from benchmarks import training_curve
+
+    # A calibration's result, written as calibrate-rti writes it: into config.json.
+    meta = json.loads((out / "config.json").read_text())
+    meta["config"].update(rti_k_prime=5, rti_mode="renoise", rti_sampler="ddim", rti_steps=2)
+    (out / "config.json").write_text(json.dumps(meta))
+    curve = tmp_path / "curve"
+    common = [str(curve), str(snapshot), "--episodes", "1", "--rti-from", str(out)]
+    assert training_curve.main([*common, "--reference", "expert=1.0"]) == 0
+    record = json.loads(curve.with_suffix(".json").read_text())
+    settings = record["rti_settings"]
+    assert (settings["k_prime"], settings["rti_steps"], settings["warm_start"]) == (5, 2, "renoise")
+    assert [p["step"] for p in record["points"]] == [30]
+    assert curve.with_suffix(".png").stat().st_size > 0
+    for bad in (["--reference", "expert"], ["--reference", "expert=2"]):
+        with pytest.raises(SystemExit):
+            training_curve.main([*common, *bad])
+    with pytest.raises(SystemExit):
+        training_curve.main([str(curve), str(snapshot), "--rti-from", str(tmp_path / "none")])
 
 
 def test_train_refuses_missing_or_foreign_data(dataset, tmp_path, capsys) -> None:

@@ -111,8 +111,9 @@ def test_a_target_below_the_table_leaves_the_arm_on_it(arm) -> None:
     assert deepest > -0.01 and data.site(END_EFFECTOR).xpos[2] > -0.01
 
 
-def _expert_episodes(task: str, seeds: range) -> list[tuple[bool, float]]:
-    """(success, deepest arm-table penetration in m) of the task's expert, per episode."""
+def _expert_episodes(task: str, seeds: range, before_step=None) -> list[tuple[bool, float]]:
+    """(success, deepest arm-table penetration in m) of the task's expert, per episode;
+    `before_step(env, step)`, when given, looks at the scene before every step."""
     from sim.envs import make_env, scene
 
     env = make_env(task)
@@ -126,10 +127,12 @@ def _expert_episodes(task: str, seeds: range) -> list[tuple[bool, float]]:
     for seed in seeds:
         observation, _ = env.reset(seed=seed)
         expert = scene(task).expert(env.unwrapped, np.random.default_rng(seed))
-        deepest, done, info = 0.0, False, {}
+        deepest, done, info, step = 0.0, False, {}, 0
         while not done:
+            if before_step is not None:
+                before_step(env.unwrapped, step)
             observation, _, terminated, truncated, info = env.step(expert.act(observation))
-            done = terminated or truncated
+            done, step = terminated or truncated, step + 1
             data = physics.data
             for contact in data.contact[: data.ncon]:
                 pair = (contact.geom1, contact.geom2)
@@ -228,20 +231,13 @@ def test_the_panda_pusht_side_camera_keeps_the_block_in_view() -> None:
     # Why the camera is in the scene: the top camera looks down past the arm, which hides
     # the block in some frames (0 pixels); measured over seeds 20-29 the side camera's
     # fewest block pixels in a frame was 23 (checkpoints/README.md, "a side camera").
-    from sim.envs import make_env, scene
+    pixels = []
 
-    env = make_env("panda-pusht")
-    base = env.unwrapped
-    model = base.physics.model
-    block = np.flatnonzero(model.geom_bodyid == model.body("block").id)
-    observation, _ = env.reset(seed=20)
-    expert = scene("panda-pusht").expert(base, np.random.default_rng(20))
-    pixels, done, step = [], False, 0
-    while not done:
+    def count_block_pixels(env, step: int) -> None:
         if step % 5 == 0:
-            ids = base.render_segmentation("side", 96, 96)
-            pixels.append(int(np.isin(ids, block).sum()))
-        observation, _, terminated, truncated, _ = env.step(expert.act(observation))
-        done, step = terminated or truncated, step + 1
-    env.close()
+            model = env.physics.model
+            block = np.flatnonzero(model.geom_bodyid == model.body("block").id)
+            pixels.append(int(np.isin(env.render_segmentation("side", 96, 96), block).sum()))
+
+    _expert_episodes("panda-pusht", range(20, 21), before_step=count_block_pixels)
     assert len(pixels) > 10 and min(pixels) >= 10

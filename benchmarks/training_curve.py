@@ -69,6 +69,7 @@ def curve(
                 "success": result.success_rate,
                 "success_low": result.success_low,
                 "success_high": result.success_high,
+                "mean_score": result.mean_score,  # the best score of each episode, averaged
             }
         )
         print(
@@ -88,7 +89,9 @@ def recorded_minutes(snapshot: Path) -> float:
     return minutes
 
 
-def plot(points: list[dict], title: str, path: Path, references: list[str]) -> None:
+def plot(
+    points: list[dict], title: str, path: Path, references: list[str], budget: float | None = None
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -103,7 +106,12 @@ def plot(points: list[dict], title: str, path: Path, references: list[str]) -> N
     for reference in references:
         label, value = parse_reference(reference)
         axis.axhline(value, linestyle="--", color="grey", linewidth=1)
-        axis.annotate(label, (0, value), xytext=(2, 2), textcoords="offset points", fontsize=8)
+        # x in axes units, y in data units: the label sits at the left edge, on its line.
+        where = axis.get_yaxis_transform()
+        axis.text(0.01, value - 0.01, label, transform=where, fontsize=8, va="top")
+    if budget is not None:
+        axis.axvline(budget, linestyle=":", color="grey", linewidth=1)
+        axis.text(budget, 0.02, " training budget", fontsize=8, rotation=90, va="bottom")
     axis.set_xlabel("training time on the 2-core CPU (minutes)")
     axis.set_ylabel("success (95% interval)")
     axis.set_ylim(0, 1.05)
@@ -142,6 +150,7 @@ def _parser() -> argparse.ArgumentParser:
         "--reference", action="append", default=[], metavar="LABEL=RATE",
         help="a success rate to draw beside the curve (the expert, a target); repeatable",
     )  # fmt: skip
+    parser.add_argument("--budget", type=float, help="the training-time target in minutes, drawn")
     return parser
 
 
@@ -173,13 +182,14 @@ def main(argv: list[str] | None = None) -> int:
         "first_seed": args.seed,
         "rti_settings": rti if args.sampler == "rti" else None,
         "references": args.reference,
+        "budget_minutes": args.budget,
         "points": points,
     }
     args.out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
     title = f"{args.sampler}, {args.episodes} episodes per point, seeds {args.seed}+"
     if rti and args.sampler == "rti":
         title += f", K' = {rti['k_prime']} from {args.rti_from}"
-    plot(points, title, args.out.with_suffix(".png"), args.reference)
+    plot(points, title, args.out.with_suffix(".png"), args.reference, args.budget)
     return 0
 
 

@@ -63,8 +63,9 @@ def _check_the_curve_gives_a_snapshot_a_calibrated_rti(out, snapshot, tmp_path) 
     (out / "config.json").write_text(json.dumps(meta))
     curve = tmp_path / "curve"
     common = [str(curve), str(snapshot), "--episodes", "1", "--rti-from", str(out)]
-    assert training_curve.main([*common, "--reference", "expert=1.0"]) == 0
+    assert training_curve.main([*common, "--reference", "expert=1.0", "--budget", "60"]) == 0
     record = json.loads(curve.with_suffix(".json").read_text())
+    assert record["references"] == ["expert=1.0"] and record["budget_minutes"] == 60
     settings = record["rti_settings"]
     assert (settings["k_prime"], settings["rti_steps"], settings["warm_start"]) == (5, 2, "renoise")
     assert [p["step"] for p in record["points"]] == [30]

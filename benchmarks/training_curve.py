@@ -56,8 +56,7 @@ def curve(
         checkpoint = load(snapshot)
         config = checkpoint.config
         executed = 1 if sampler == "rti" else config.action_horizon
-        settings = (rti or {}) if sampler == "rti" else {}
-        policy = DiffusionPolicy(checkpoint, sampler=sampler, executed=executed, **settings)
+        policy = DiffusionPolicy(checkpoint, sampler=sampler, executed=executed, **(rti or {}))
         result = evaluate(
             policy, config.task, episodes, executed, seed, progress=False,
             num_envs=DEFAULT_NUM_ENVS,
@@ -165,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
     if len(minutes) != len(args.snapshots):
         parser.error("give one --minutes value per snapshot")
+    if args.rti_from is not None and args.sampler != "rti":
+        parser.error(f"--rti-from sets RTI's settings; --sampler {args.sampler} has none")
     try:
         rti = rti_settings(args.rti_from)
     except (OSError, ValueError) as exc:
@@ -180,14 +181,14 @@ def main(argv: list[str] | None = None) -> int:
         "sampler": args.sampler,
         "episodes": args.episodes,
         "first_seed": args.seed,
-        "rti_settings": rti if args.sampler == "rti" else None,
+        "rti_settings": rti or None,
         "references": args.reference,
         "budget_minutes": args.budget,
         "points": points,
     }
     args.out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
     title = f"{args.sampler}, {args.episodes} episodes per point, seeds {args.seed}+"
-    if rti and args.sampler == "rti":
+    if rti:
         title += f", K' = {rti['k_prime']} from {args.rti_from}"
     plot(points, title, args.out.with_suffix(".png"), args.reference, args.budget)
     return 0

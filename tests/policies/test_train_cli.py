@@ -75,6 +75,8 @@ def _check_the_curve_gives_a_snapshot_a_calibrated_rti(out, snapshot, tmp_path) 
             training_curve.main([*common, *bad])
     with pytest.raises(SystemExit):
         training_curve.main([str(curve), str(snapshot), "--rti-from", str(tmp_path / "none")])
+    with pytest.raises(SystemExit):  # RTI's settings under another sampler: refused, not dropped
+        training_curve.main([*common, "--sampler", "ddim"])
 
 
 def test_train_refuses_missing_or_foreign_data(dataset, tmp_path, capsys) -> None:

@@ -56,11 +56,11 @@ def test_train_keeps_snapshots_that_record_their_training_time(dataset, tmp_path
 
 def _check_the_curve_gives_a_snapshot_a_calibrated_rti(out, snapshot, tmp_path) -> None:
     from benchmarks import training_curve
+    from policies.diffusion.calibrate import Calibration, store
 
-    # A calibration's result, written as calibrate-rti writes it: into config.json.
-    meta = json.loads((out / "config.json").read_text())
-    meta["config"].update(rti_k_prime=5, rti_mode="renoise", rti_sampler="ddim", rti_steps=2)
-    (out / "config.json").write_text(json.dumps(meta))
+    # A calibration's result, stored where calibrate-rti stores it, without its episodes.
+    chosen = Calibration(5, 5, {}, {}, rti_sampler="ddim", warm_start="renoise", rti_steps=2)
+    store(out, chosen)
     curve = tmp_path / "curve"
     common = [str(curve), str(snapshot), "--episodes", "1", "--rti-from", str(out)]
     assert training_curve.main([*common, "--reference", "expert=1.0", "--budget", "60"]) == 0

@@ -14,7 +14,10 @@ from policies.diffusion import checkpoint as ckpt
 from sim.collect import collect
 from warmloop.cli import main
 
-TINY = ["--steps", "30", "--batch-size", "16", "--down-dims", "16", "32"]
+# One thread: `make test` runs two xdist workers on two cores, and training's default
+# (every core) oversubscribes them; the data-parallel test's replicas took 23 s with it
+# alone and 45 s beside the other worker, against 5 s with one thread each.
+TINY = ["--steps", "30", "--batch-size", "16", "--down-dims", "16", "32", "--threads", "1"]
 
 
 @pytest.fixture(scope="module")

@@ -161,7 +161,7 @@ def test_train_resume_and_distill_from_the_command_line(tmp_path, capsys, explor
     from warmloop.cli import main
 
     data, teacher, student = explore_data, tmp_path / "teacher", tmp_path / "student"
-    common = ("--data", str(data), "--out", str(teacher), "--batch-size", "2")
+    common = ("--data", str(data), "--out", str(teacher), "--batch-size", "2", "--threads", "1")
     assert main(["train", "explore", "--steps", "3", *common]) == 0
     assert generator_checkpoint.load(teacher).step == 3
     capsys.readouterr()
@@ -169,7 +169,7 @@ def test_train_resume_and_distill_from_the_command_line(tmp_path, capsys, explor
     assert "2 steps" in capsys.readouterr().out
     distilled = main([
         "distill", str(teacher), "--data", str(data), "--out", str(student),
-        "--steps", "2", "--batch-size", "2", "--student-steps", "2",
+        "--steps", "2", "--batch-size", "2", "--student-steps", "2", "--threads", "1",
     ])  # fmt: skip
     assert distilled == 0
     saved = generator_checkpoint.load(student)
@@ -248,7 +248,7 @@ def test_the_regression_term_pulls_the_student_to_the_true_frame(tmp_path, explo
         DistillConfig(regression_weight=-1.0)
     data, teacher = explore_data, tmp_path / "teacher"
     assert main(["train", "explore", "--steps", "3", "--data", str(data), "--out",
-                 str(teacher), "--batch-size", "2"]) == 0  # fmt: skip
+                 str(teacher), "--batch-size", "2", "--threads", "1"]) == 0  # fmt: skip
     frames = ExploreFrames.from_episodes(load_episodes(data))
     truth, cond = ExampleSampler(frames, seed=5, geometry=True).batch(8)
     noise = torch.randn(truth.shape, generator=torch.Generator().manual_seed(6))

@@ -144,7 +144,6 @@ def test_the_shipped_student_keeps_the_room_recognisable_for_30_seconds() -> Non
     from world.generation.rollout import explore_path, rollout
     from world.metrics import psnr
 
-    torch.set_num_threads(2)
     root = Path(__file__).resolve().parents[3]
     saved = generator_checkpoint.load(root / "checkpoints" / "explore-student")
     path = explore_path(trajectories.loop(np.random.default_rng(100), 38 * 8), 100)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
+from dataclasses import replace
+
 from benchmarks import policy_panda
-from benchmarks.policy import _result
+from benchmarks.policy import _add_fresh, _result, paired_gap
 from policies.diffusion.evaluate import EvalResult
 
 
@@ -78,3 +81,41 @@ def test_panda_rows_carry_the_task_and_missing_ones_are_named() -> None:
     assert any("No shipped checkpoint for panda-pickplace:" in n for n in out.notes)
     assert "success_rti_pusht" not in figures  # the mocap tasks are `bench policy`'s
     assert any("policy_panda_success_latency.png" in note for note in out.notes)
+
+
+def _episodes(first_seed: int, successes: list[bool]) -> EvalResult:
+    records = [
+        {"episode": i, "seed": first_seed + i, "success": won} for i, won in enumerate(successes)
+    ]
+    rate = sum(successes) / len(successes)
+    return replace(_eval(rate, 10.0), episodes=len(successes), per_episode=records)
+
+
+def test_the_gap_is_paired_by_seed_over_both_ranges() -> None:
+    # Reporting range: RTI fails seeds 0 and 1, DDPM-100 fails seed 2 (gap -0.1 of 10);
+    # fresh range: both fail seed 100 (no difference there).
+    rti = [_episodes(0, [False, False] + [True] * 8), _episodes(100, [False] + [True] * 9)]
+    ddpm = [_episodes(0, [True, True, False] + [True] * 7), _episodes(100, [False] + [True] * 9)]
+    gap, low, high, seeds = paired_gap(rti, ddpm)
+    assert seeds == 20 and math.isclose(gap, -0.05)
+    differences = [-1, -1, 1] + [0] * 17  # mean -0.05, sd 0.394: half-width 0.173
+    sd = math.sqrt(sum((d + 0.05) ** 2 for d in differences) / 19)
+    assert math.isclose(high - gap, 1.96 * sd / math.sqrt(20)) and math.isclose(
+        gap - low, high - gap
+    )
+    # Seeds only one sampler ran are left out, and fewer than two shared give no interval.
+    assert paired_gap([_episodes(0, [True])], [_episodes(5, [True])])[3] == 0
+    assert math.isnan(paired_gap([_episodes(0, [True])], [_episodes(0, [False])])[0])
+
+
+def test_the_pooled_gap_is_a_figure_and_a_note_beside_each_range() -> None:
+    results = {
+        "pusht": {"ddpm100": _episodes(0, [True] * 10), "rti": _episodes(0, [False] + [True] * 9)}
+    }
+    fresh = {"pusht": {"ddpm100": _episodes(900, [True] * 10), "rti": _episodes(900, [True] * 10)}}
+    out = _result({"pusht": {**results["pusht"], "ddim10": _eval(0.5, 50.0)}}, {}, 10, {})
+    _add_fresh(out, results, fresh)
+    assert math.isclose(out.figures["success_gap_rti_ddpm100_pusht_pooled"], -0.05)
+    assert out.figures["success_gap_rti_ddpm100_low_pusht_pooled"] < -0.05
+    assert "-0.10 on the reporting seeds, +0.00 on fresh ones" in out.notes[0]
+    assert "pusht -0.050 [" in out.notes[1] and "over 20 seeds (NOT met)" in out.notes[1]

@@ -26,7 +26,8 @@ lint: $(STAMP)
 # each: the suite waits on sockets, real-time ticks and child processes for much of
 # its time, so two share a 2-core machine; with torch's thread per core each, they
 # oversubscribed it (2026-12-03, AMD EPYC: 9 min 43 s serial, 9 min 0 s that way,
-# 7 min 57 s with one thread each).
+# 7 min 57 s with one thread each). Tests that train pass `--threads 1` for the same
+# reason (training defaults to every core): 9 min 6 s -> 6 min 2 s on 2026-12-04.
 test: lint
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(VENV)/bin/python -m pytest -n 2 --dist loadfile
 

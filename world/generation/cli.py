@@ -22,7 +22,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         parser,
         data="data/explore",
         out="checkpoints/explore-teacher",
-        steps=6000,
+        steps=13000,  # TeacherTraining's default (not imported here: it needs torch)
         batch_size=16,
         down_dims=(32, 64, 128),
         lr=3e-4,

@@ -179,6 +179,21 @@ def test_train_resume_and_distill_from_the_command_line(tmp_path, capsys, explor
     assert refused == 2 and "not a teacher" in capsys.readouterr().err
 
 
+def test_the_command_line_trains_the_shipped_teacher_by_default() -> None:
+    """`warmloop train explore` without --steps reproduces checkpoints/explore-teacher:
+    the CLI's default (written out there, to keep torch out of argument parsing) is
+    TeacherTraining's, and both are the step count the shipped teacher records."""
+    import argparse
+
+    from world.generation.cli import add_train_arguments
+    from world.generation.training import TeacherTraining
+
+    parser = argparse.ArgumentParser()
+    add_train_arguments(parser)
+    shipped = json.loads((ROOT / "checkpoints" / "explore-teacher" / "config.json").read_text())
+    assert parser.parse_args([]).steps == TeacherTraining().steps == shipped["extra"]["steps"]
+
+
 def test_the_shipped_generator_follows_its_guidance_channels() -> None:
     """Same noise, same context: the output moves towards whatever the memory shows."""
     from sim import trajectories
